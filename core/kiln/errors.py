@@ -1,0 +1,108 @@
+"""Every error kiln raises. Each names its cause; none is printed and ignored.
+
+The hierarchy lets callers (adapters applying the ``strict``/``fallback`` policy) catch
+``KilnError`` and report ``str(err)`` as the reason, while tests match precise classes.
+"""
+
+from __future__ import annotations
+
+
+class KilnError(Exception):
+    """Base class of every kiln error."""
+
+
+# --- environment -------------------------------------------------------------------------
+
+
+class InterposerNotLoaded(KilnError):
+    """libkiln_preload.so is not loaded into this process (start it under ``kiln run``)."""
+
+
+class DriverError(KilnError):
+    """A CUDA driver call made by kiln failed."""
+
+
+class NativeUnavailable(KilnError):
+    """The compiled extension ``kiln._native`` could not be imported."""
+
+
+# --- deterministic memory ----------------------------------------------------------------
+
+
+class RegionError(KilnError):
+    """The deterministic memory region could not be set up or used."""
+
+
+class RegionBaseNotHonoured(RegionError):
+    """The driver placed the region elsewhere than the requested fixed base."""
+
+
+class AllocationDriftError(RegionError):
+    """The allocation trajectory differs from the one recorded at SAVE."""
+
+
+class UnsupportedAllocator(RegionError):
+    """An allocation path kiln cannot make deterministic is in use."""
+
+
+# --- graphs and kernels ------------------------------------------------------------------
+
+
+class NonPersistableGraph(KilnError):
+    """A captured graph contains something kiln cannot persist faithfully."""
+
+
+class ExternalPointerError(NonPersistableGraph):
+    """A kernel argument points into device memory outside the region."""
+
+
+class RngStateError(NonPersistableGraph):
+    """The graph consumes PyTorch's CUDA RNG; a restore would repeat random numbers."""
+
+
+class UnknownKernelError(NonPersistableGraph):
+    """A kernel handle in the graph does not belong to any binary kiln recorded."""
+
+
+class RestoreError(KilnError):
+    """Rebuilding a graph from an archive failed (module load, kernel lookup, instantiate)."""
+
+
+class UnmappedRangeError(RestoreError):
+    """A region pointer recorded at SAVE is not backed by a live allocation at LOAD."""
+
+
+# --- archives ----------------------------------------------------------------------------
+
+
+class ArchiveError(KilnError):
+    """An archive cannot be used."""
+
+
+class ArchiveCorrupt(ArchiveError):
+    """An archive's bytes are damaged (bad magic, checksum, bounds, structure)."""
+
+
+class ArchiveTruncated(ArchiveCorrupt):
+    """An archive is shorter than its own header says."""
+
+
+class ArchiveVersionError(ArchiveError):
+    """An archive was written in a format version this kiln cannot read."""
+
+
+class FingerprintMismatch(ArchiveError):
+    """The archive was made for another environment; names the first differing field."""
+
+    def __init__(self, field: str, expected: object, actual: object) -> None:
+        self.field = field
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"fingerprint mismatch in field {field!r}: archive has {expected!r}, "
+            f"this process has {actual!r}"
+        )
+
+
+class ArchiveLocked(ArchiveError):
+    """Another process is saving the same archive."""
