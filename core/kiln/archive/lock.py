@@ -1,0 +1,54 @@
+"""A lock against two concurrent SAVEs of the same archive.
+
+:func:`archive_lock` takes a non-blocking exclusive ``flock`` on ``<archive>.lock``. The
+lock belongs to the open file, so it also excludes a second holder in the same process
+(another thread, or a nested ``archive_lock`` on the same path). The kernel drops it when
+the holder exits, however it exits. The lock file is left in place: removing it would let
+two processes lock different files of the same name.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from kiln.errors import ArchiveError, ArchiveLocked
+
+__all__ = ["archive_lock", "lock_path"]
+
+
+def lock_path(path: str | os.PathLike[str]) -> str:
+    """The lock file that guards archive ``path``."""
+    return os.fspath(path) + ".lock"
+
+
+@contextmanager
+def archive_lock(path: str | os.PathLike[str]) -> Iterator[str]:
+    """Hold the SAVE lock of archive ``path`` for the ``with`` block; yields the lock path.
+
+    Raises :class:`ArchiveLocked` at once (never waits) when another holder has it, and
+    :class:`ArchiveError` when the lock file cannot be opened.
+    """
+    lpath = lock_path(path)
+    try:
+        fd = os.open(lpath, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as err:
+        raise ArchiveError(f"cannot open lock file {lpath}: {err.strerror or err}") from err
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise ArchiveLocked(
+                    f"archive {os.fspath(path)} is locked by another SAVE (lock file {lpath})"
+                ) from None
+            raise ArchiveError(f"cannot lock {lpath}: {err.strerror or err}") from err
+        try:
+            yield lpath
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
