@@ -1,0 +1,82 @@
+// Every kernel binary the process loads while kiln is enabled, and which module, library,
+// function and kernel handles came from it. A kernel node in a captured graph names its
+// kernel by handle; this registry turns the handle into (binary, entry name), which is
+// what an archive can store.
+#pragma once
+
+#include <cuda.h>
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "binaries/image.h"
+
+namespace kiln {
+
+struct BinaryRecord {
+  uint32_t id;
+  const uint8_t* data;         // static images are referenced in place, others copied
+  size_t size;
+  ImageKind kind;
+  std::vector<uint8_t> owned;  // the copy, when not static
+  std::string origin;          // the driver call (and file) it came from
+};
+
+struct KernelIdentity {
+  uint32_t binary;
+  std::string entry;
+};
+
+class BinaryRegistry {
+ public:
+  static BinaryRegistry& instance();
+
+  // Record an image handed to the driver; returns its id (deduplicated).
+  uint32_t record_image(const void* image, const char* origin);
+  uint32_t record_file(const char* path, const char* origin);
+
+  void on_module(CUmodule module, uint32_t binary);
+  void on_library(CUlibrary library, uint32_t binary);
+  void on_module_unload(CUmodule module);
+  void on_library_unload(CUlibrary library);
+  void on_module_function(CUfunction function, CUmodule module, const char* name);
+  void on_library_kernel(CUkernel kernel, CUlibrary library, const char* name);
+  void on_kernel_function(CUfunction function, CUkernel kernel);
+  void on_library_module(CUmodule module, CUlibrary library);
+
+  // What a graph's kernel handle (CUfunction, or CUkernel used as one) refers to.
+  std::optional<KernelIdentity> identify(const void* handle) const;
+  // As identify, falling back to asking the driver for the function's module and name.
+  std::optional<KernelIdentity> identify_with_driver(CUfunction function) const;
+
+  // A live handle through which this process already loaded the binary, if any: LOAD
+  // resolves kernels from it rather than loading a second copy (which would duplicate the
+  // binary's __device__ globals).
+  struct LoadedHandle {
+    CUlibrary library = nullptr;
+    CUmodule module = nullptr;
+  };
+  std::optional<LoadedHandle> loaded_handle(uint32_t id) const;
+
+  // A copy of the record's metadata plus its bytes' location; throws for an unknown id.
+  BinaryRecord view(uint32_t id) const;
+  size_t count() const;
+
+ private:
+  uint32_t add(const uint8_t* data, size_t size, ImageKind kind, bool is_static, const std::string& origin);
+
+  mutable std::mutex mu_;
+  std::vector<std::unique_ptr<BinaryRecord>> records_;
+  std::unordered_multimap<size_t, uint32_t> by_size_;  // dedupe candidates
+  std::unordered_map<const void*, uint32_t> modules_;
+  std::unordered_map<const void*, uint32_t> libraries_;
+  std::unordered_map<const void*, KernelIdentity> functions_;
+  std::unordered_map<const void*, KernelIdentity> kernels_;
+};
+
+}  // namespace kiln

@@ -1,0 +1,313 @@
+// Python bindings (kiln._native). Thin: argument conversion, GIL release around driver work,
+// and translation of kiln::Error into the classes of kiln.errors.
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/tuple.h>
+#include <nanobind/stl/unique_ptr.h>
+#include <nanobind/stl/vector.h>
+
+#include "binaries/registry.h"
+#include "common/driver.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "graph/blob.h"
+#include "graph/build.h"
+#include "graph/walk.h"
+#include "interposer/hook_table.h"
+#include "interposer/state.h"
+#include "region/registry.h"
+#include "testing/fake_driver.h"
+
+namespace nb = nanobind;
+using namespace nb::literals;
+
+namespace kiln {
+
+void bind_graph_desc(nb::module_& m);  // graph_desc_bind.cpp
+
+namespace {
+
+// The kiln.errors module, referenced forever: a global nb::object would be released after
+// the interpreter is gone.
+PyObject* g_errors = nullptr;
+
+const char* error_class(ErrorKind kind) {
+  switch (kind) {
+    case ErrorKind::driver: return "DriverError";
+    case ErrorKind::region: return "RegionError";
+    case ErrorKind::region_base: return "RegionBaseNotHonoured";
+    case ErrorKind::drift: return "AllocationDriftError";
+    case ErrorKind::unsupported_allocator: return "UnsupportedAllocator";
+    case ErrorKind::non_persistable: return "NonPersistableGraph";
+    case ErrorKind::external_pointer: return "ExternalPointerError";
+    case ErrorKind::unknown_kernel: return "UnknownKernelError";
+    case ErrorKind::restore: return "RestoreError";
+    case ErrorKind::unmapped_range: return "UnmappedRangeError";
+    case ErrorKind::corrupt: return "ArchiveCorrupt";
+    default: return "KilnError";
+  }
+}
+
+// A read-only view of any object supporting the buffer protocol (bytes, memoryview, mmap).
+class Buffer {
+ public:
+  explicit Buffer(nb::handle obj) {
+    if (PyObject_GetBuffer(obj.ptr(), &view_, PyBUF_SIMPLE) != 0) throw nb::python_error();
+  }
+  ~Buffer() { PyBuffer_Release(&view_); }
+  const uint8_t* data() const { return static_cast<const uint8_t*>(view_.buf); }
+  size_t size() const { return static_cast<size_t>(view_.len); }
+
+ private:
+  Py_buffer view_;
+};
+
+int ensure_context(int device) {
+  const DriverTable& drv = driver();
+  check(drv.cuInit(0), "cuInit");
+  CUcontext ctx = nullptr;
+  check(drv.cuCtxGetCurrent(&ctx), "cuCtxGetCurrent");
+  if (!ctx) {
+    // Bind the primary context, the one PyTorch uses, to this thread.
+    CUdevice dev;
+    check(drv.cuDeviceGet(&dev, device), "cuDeviceGet");
+    check(drv.cuDevicePrimaryCtxRetain(&ctx, dev), "cuDevicePrimaryCtxRetain");
+    check(drv.cuCtxSetCurrent(ctx), "cuCtxSetCurrent");
+  }
+  return device;
+}
+
+template <typename Fn>
+auto with_region(int device, Fn&& fn) {
+  return RegionRegistry::instance().with_device(device, [&](Region* r) {
+    if (!r) throw Error(ErrorKind::region, format("no kiln region is open on device %d", device));
+    return fn(*r);
+  });
+}
+
+nb::tuple entry_tuple(const TrajectoryEntry& e) {
+  return nb::make_tuple(e.offset, e.size, static_cast<uint32_t>(e.kind));
+}
+
+nb::object divergence_dict(const std::optional<Divergence>& d) {
+  if (!d) return nb::none();
+  nb::dict out;
+  out["index"] = d->index;
+  out["expected"] = d->expected ? nb::object(entry_tuple(*d->expected)) : nb::none();
+  out["actual"] = d->actual ? nb::object(entry_tuple(*d->actual)) : nb::none();
+  return out;
+}
+
+}  // namespace
+}  // namespace kiln
+
+NB_MODULE(_native, m) {
+  using namespace kiln;
+  m.doc() = "kiln's native core: interposer state, deterministic regions, binaries, graphs.";
+
+  g_errors = nb::module_::import_("kiln.errors").release().ptr();
+  nb::register_exception_translator([](const std::exception_ptr& p, void*) {
+    try {
+      std::rethrow_exception(p);
+    } catch (const Error& e) {
+      nb::object cls = nb::handle(g_errors).attr(error_class(e.kind()));
+      PyErr_SetString(cls.ptr(), e.what());
+    }
+  });
+
+  // --- interposer ----------------------------------------------------------------------
+  m.def("interposer_installed", &interposer_installed,
+        "True when libkiln_preload.so was loaded through LD_PRELOAD (its dlsym is the process's).");
+  m.def("set_enabled", &set_interposer_enabled, "enabled"_a);
+  m.def("enabled", &interposer_enabled);
+  m.def("take_last_hook_error", &take_last_hook_error,
+        "The first error a driver wrapper could only report as a CUresult, then cleared.");
+  m.def("set_log_level", [](const std::string& name) {
+    LogLevel level;
+    if (!parse_log_level(name.c_str(), &level))
+      throw nb::value_error("log level must be one of off, error, warn, info, debug, trace");
+    set_log_level(level);
+  });
+  m.def("hook_table", [] {
+    int n = 0;
+    const HookEntry* e = hook_entries(&n);
+    nb::list out;
+    for (int i = 0; i < n; ++i)
+      out.append(nb::make_tuple(e[i].base, e[i].version, e[i].per_thread, e[i].exported, e[i].real->load() != nullptr));
+    return out;
+  }, "(base, version, per_thread, exported symbol, bound) for every wrapped driver entry point.");
+
+  // --- driver ----------------------------------------------------------------------------
+  m.def("driver_available", &driver_available);
+  m.def("driver_version", [] {
+    int v = 0;
+    check(driver().cuDriverGetVersion(&v), "cuDriverGetVersion");
+    return v;
+  });
+  m.def("ensure_context", &ensure_context, "device"_a, "Initialise the driver and bind the primary context.");
+
+  // --- regions ---------------------------------------------------------------------------
+  m.def("region_open", [](int device, uint64_t base, uint64_t size, uint64_t prealloc) {
+    nb::gil_scoped_release release;
+    RegionConfig cfg{device, base, size, prealloc};
+    Region& r = RegionRegistry::instance().open(driver(), cfg);
+    return r.granularity();
+  }, "device"_a, "base"_a, "size"_a, "prealloc"_a = 0, "Reserve the region; returns the granularity.");
+  m.def("region_close", [](int device) {
+    nb::gil_scoped_release release;
+    RegionRegistry::instance().close(device);
+  }, "device"_a);
+  m.def("region_exists", [](int device) { return RegionRegistry::instance().has(device); }, "device"_a);
+  m.def("region_info", [](int device) {
+    return with_region(device, [](Region& r) {
+      nb::dict d;
+      d["device"] = r.device();
+      d["base"] = r.base();
+      d["size"] = r.size();
+      d["granularity"] = r.granularity();
+      d["cursor"] = r.cursor();
+      d["active"] = r.active();
+      d["allocations"] = r.trajectory_length();
+      d["bytes_backed"] = r.bytes_backed();
+      return d;
+    });
+  }, "device"_a);
+  m.def("region_suspend", [](int device) { with_region(device, [](Region& r) { r.suspend(); return 0; }); }, "device"_a);
+  m.def("region_resume", [](int device) { with_region(device, [](Region& r) { r.resume(); return 0; }); }, "device"_a);
+  m.def("region_set_cursor", [](int device, uint64_t offset) {
+    with_region(device, [&](Region& r) { r.set_cursor(offset); return 0; });
+  }, "device"_a, "offset"_a);
+  m.def("region_allocate", [](int device, uint64_t bytes) {
+    nb::gil_scoped_release release;
+    return with_region(device, [&](Region& r) { return r.allocate(bytes, AllocKind::kiln); });
+  }, "device"_a, "bytes"_a, "A backed allocation made by kiln itself (recorded as kind 3).");
+  m.def("region_release", [](int device, uint64_t addr) {
+    nb::gil_scoped_release release;
+    return with_region(device, [&](Region& r) { return r.release(addr); });
+  }, "device"_a, "address"_a);
+  m.def("region_is_backed", [](int device, uint64_t addr, uint64_t len) {
+    return with_region(device, [&](Region& r) { return r.is_backed(addr, len); });
+  }, "device"_a, "address"_a, "length"_a);
+  m.def("region_trajectory", [](int device) {
+    auto t = with_region(device, [](Region& r) { return r.trajectory(); });
+    nb::list out;
+    for (const auto& e : t) out.append(entry_tuple(e));
+    return out;
+  }, "device"_a, "[(offset, size, kind)] of every allocation in order.");
+  m.def("region_compare_prefix", [](int device, const std::vector<std::tuple<uint64_t, uint64_t, uint32_t>>& expected) {
+    std::vector<TrajectoryEntry> want;
+    want.reserve(expected.size());
+    for (const auto& [o, s, k] : expected) {
+      if (k > 3) throw Error(ErrorKind::corrupt, "trajectory entry has an unknown kind");
+      want.push_back({o, s, static_cast<AllocKind>(k)});
+    }
+    return divergence_dict(with_region(device, [&](Region& r) { return r.compare_prefix(want); }));
+  }, "device"_a, "expected"_a, "None, or the first divergence {index, expected, actual}.");
+
+  // --- binaries --------------------------------------------------------------------------
+  m.def("binary_count", [] { return BinaryRegistry::instance().count(); });
+  m.def("binary_info", [](uint32_t id) {
+    BinaryRecord r = BinaryRegistry::instance().view(id);
+    nb::dict d;
+    d["id"] = r.id;
+    d["size"] = r.size;
+    d["kind"] = image_kind_name(r.kind);
+    d["origin"] = r.origin;
+    return d;
+  }, "id"_a);
+  m.def("binary_bytes", [](uint32_t id) {
+    BinaryRecord r = BinaryRegistry::instance().view(id);
+    return nb::bytes(reinterpret_cast<const char*>(r.data), r.size);
+  }, "id"_a);
+  m.def("binary_loaded", [](uint32_t id) { return BinaryRegistry::instance().loaded_handle(id).has_value(); }, "id"_a);
+  m.def("record_image", [](nb::handle image, const std::string& origin) {
+    Buffer b(image);
+    validate_image(b.data(), b.size());
+    return BinaryRegistry::instance().record_image(b.data(), origin.c_str());
+  }, "image"_a, "origin"_a = "test");
+  m.def("validate_image", [](nb::handle image) {
+    Buffer b(image);
+    ImageView v = validate_image(b.data(), b.size());
+    return nb::make_tuple(image_kind_name(v.kind), v.size);
+  }, "image"_a, "(kind, size) an image's own header claims; raises ArchiveCorrupt if it does not fit.");
+
+  // --- graphs ----------------------------------------------------------------------------
+  bind_graph_desc(m);
+  m.def("walk_graph", [](uintptr_t graph, int device) {
+    nb::gil_scoped_release release;
+    return walk_graph(reinterpret_cast<CUgraph>(graph), device);
+  }, "graph"_a, "device"_a, "Describe a captured CUgraph (its raw handle), auditing every address.");
+
+  nb::class_<KernelTable>(m, "KernelTable")
+      .def("__len__", &KernelTable::size);
+  m.def("make_kernel_table", [](const std::vector<nb::object>& sources, const std::vector<int>& app_binaries) {
+    // sources[i]: a buffer with the binary's bytes (kept alive by the caller as long as the
+    // table), used unless app_binaries[i] >= 0 names this process's own loaded copy.
+    if (sources.size() != app_binaries.size()) throw nb::value_error("sources and app_binaries differ in length");
+    std::vector<BinarySource> slots;
+    auto table_owner = std::make_unique<KernelTable>(std::vector<BinarySource>{});
+    try {
+      for (size_t i = 0; i < sources.size(); ++i) {
+        BinarySource s;
+        if (app_binaries[i] >= 0) {
+          auto h = BinaryRegistry::instance().loaded_handle(static_cast<uint32_t>(app_binaries[i]));
+          if (!h) throw Error(ErrorKind::restore, format("binary #%d is not loaded in this process", app_binaries[i]));
+          s.library = h->library, s.module = h->module;
+        } else {
+          Buffer b(sources[i]);
+          nb::gil_scoped_release release;
+          s.library = load_library(b.data(), b.size());
+          s.owned = true;
+        }
+        slots.push_back(s);
+      }
+    } catch (...) {
+      for (const BinarySource& s : slots)
+        if (s.owned) driver().cuLibraryUnload(s.library);
+      throw;
+    }
+    return std::make_unique<KernelTable>(std::move(slots));
+  }, "sources"_a, "app_binaries"_a);
+
+  nb::class_<BuiltGraph>(m, "BuiltGraph")
+      .def("launch", [](const BuiltGraph& g, uintptr_t stream) { g.launch(reinterpret_cast<CUstream>(stream)); },
+           "stream"_a, nb::call_guard<nb::gil_scoped_release>())
+      .def("upload", [](const BuiltGraph& g, uintptr_t stream) { g.upload(reinterpret_cast<CUstream>(stream)); },
+           "stream"_a, nb::call_guard<nb::gil_scoped_release>())
+      .def_prop_ro("node_count", &BuiltGraph::node_count);
+  m.def("build_graph", [](const GraphDesc& desc, KernelTable& kernels, int device) {
+    nb::gil_scoped_release release;
+    return build_graph(desc, kernels, device);
+  }, "desc"_a, "kernels"_a, "device"_a);
+
+  // --- tensors ---------------------------------------------------------------------------
+  m.def("cuda_tensor", [](uintptr_t ptr, const std::vector<size_t>& shape, const std::vector<int64_t>& strides,
+                          uint8_t code, uint8_t bits, int device, nb::handle owner) {
+    if (shape.size() != strides.size()) throw nb::value_error("shape and strides differ in length");
+    nb::dlpack::dtype dt{code, bits, 1};
+    return nb::ndarray<nb::pytorch>(reinterpret_cast<void*>(ptr), shape.size(), shape.data(), owner, strides.data(),
+                                    dt, nb::device::cuda::value, device);
+  }, "ptr"_a, "shape"_a, "strides"_a, "code"_a, "bits"_a, "device"_a, "owner"_a,
+        "A torch tensor aliasing device memory at ptr (strides in elements), keeping owner alive.");
+
+  // --- testing ---------------------------------------------------------------------------
+  nb::module_ t = m.def_submodule("testing", "A stand-in driver for CPU tests of the region logic.");
+  t.def("install_fake_driver", [](uint64_t granularity, bool honour_base, int fail_create_after, int fail_map_after,
+                                  uint64_t device_memory) {
+    testing::install_fake_driver({granularity, honour_base, fail_create_after, fail_map_after, device_memory});
+  }, "granularity"_a = 2u << 20, "honour_base"_a = true, "fail_create_after"_a = -1, "fail_map_after"_a = -1,
+        "device_memory"_a = 1ull << 40);
+  t.def("uninstall_fake_driver", &testing::uninstall_fake_driver);
+  t.def("fake_driver_stats", [] {
+    auto s = testing::fake_driver_stats();
+    nb::dict d;
+    d["reservations"] = s.reservations;
+    d["live_handles"] = s.live_handles;
+    d["live_mappings"] = s.live_mappings;
+    d["physical_bytes"] = s.physical_bytes;
+    d["create_calls"] = s.create_calls;
+    return d;
+  });
+}

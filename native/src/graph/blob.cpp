@@ -1,0 +1,217 @@
+#include "graph/blob.h"
+
+#include <cstring>
+#include <string>
+
+#include "common/error.h"
+
+namespace kiln {
+namespace {
+
+constexpr char kMagic[4] = {'K', 'G', 'R', '1'};
+constexpr uint32_t kMaxArgBytes = 1u << 20;
+constexpr uint32_t kMaxNameBytes = 1u << 16;
+
+class Writer {
+ public:
+  template <typename T>
+  void put(T v) {
+    static_assert(std::is_trivially_copyable_v<T>);
+    const auto* p = reinterpret_cast<const uint8_t*>(&v);
+    out.insert(out.end(), p, p + sizeof v);
+  }
+  void bytes(const void* p, size_t n) {
+    const auto* b = static_cast<const uint8_t*>(p);
+    out.insert(out.end(), b, b + n);
+  }
+  void blob(const std::vector<uint8_t>& v) {
+    put<uint32_t>(static_cast<uint32_t>(v.size()));
+    bytes(v.data(), v.size());
+  }
+  void str(const std::string& s) {
+    put<uint32_t>(static_cast<uint32_t>(s.size()));
+    bytes(s.data(), s.size());
+  }
+  std::vector<uint8_t> out;
+};
+
+class Reader {
+ public:
+  Reader(const uint8_t* p, size_t n) : p_(p), n_(n) {}
+
+  template <typename T>
+  T get(const char* what) {
+    need(sizeof(T), what);
+    T v;
+    std::memcpy(&v, p_ + at_, sizeof v);
+    at_ += sizeof v;
+    return v;
+  }
+  void bytes(void* dst, size_t n, const char* what) {
+    need(n, what);
+    std::memcpy(dst, p_ + at_, n);
+    at_ += n;
+  }
+  // A count of elements each at least `min_bytes` long: bounded by what is left.
+  uint32_t count(size_t min_bytes, const char* what) {
+    uint32_t c = get<uint32_t>(what);
+    if (min_bytes && c > remaining() / min_bytes)
+      throw Error(ErrorKind::corrupt, format("graph blob: %s count %u exceeds the data left", what, c));
+    return c;
+  }
+  std::vector<uint8_t> blob(uint32_t max, const char* what) {
+    uint32_t n = get<uint32_t>(what);
+    if (n > max) throw Error(ErrorKind::corrupt, format("graph blob: %s of %u bytes exceeds the limit", what, n));
+    std::vector<uint8_t> v(n);
+    bytes(v.data(), n, what);
+    return v;
+  }
+  std::string str(const char* what) {
+    auto v = blob(kMaxNameBytes, what);
+    return std::string(v.begin(), v.end());
+  }
+  size_t remaining() const { return n_ - at_; }
+
+ private:
+  void need(size_t k, const char* what) {
+    if (k > n_ - at_) throw Error(ErrorKind::corrupt, format("graph blob is truncated (reading %s)", what));
+  }
+  const uint8_t* p_;
+  size_t n_;
+  size_t at_ = 0;
+};
+
+void encode_kernel(Writer& w, const KernelNode& k) {
+  w.put<uint32_t>(k.binary);
+  w.str(k.entry);
+  for (uint32_t v : k.grid) w.put(v);
+  for (uint32_t v : k.block) w.put(v);
+  w.put<uint32_t>(k.shared_mem);
+  w.put<uint8_t>(k.extra_buffer ? 1 : 0);
+  w.blob(k.args);
+  w.put<uint32_t>(static_cast<uint32_t>(k.params.size()));
+  for (const ParamSlot& s : k.params) w.put(s.offset), w.put(s.size);
+  w.put<uint32_t>(static_cast<uint32_t>(k.region_pointers.size()));
+  for (const RegionPointer& r : k.region_pointers) w.put(r.arg_offset), w.put(r.address);
+  w.put<uint32_t>(static_cast<uint32_t>(k.attributes.size()));
+  for (const LaunchAttribute& a : k.attributes) w.put(a.id), w.bytes(a.value, sizeof a.value);
+  w.put<uint32_t>(static_cast<uint32_t>(k.function_attributes.size()));
+  for (const FunctionAttribute& f : k.function_attributes) w.put(f.attribute), w.put(f.value);
+}
+
+KernelNode decode_kernel(Reader& r) {
+  KernelNode k;
+  k.binary = r.get<uint32_t>("kernel binary");
+  k.entry = r.str("kernel entry name");
+  if (k.entry.empty()) throw Error(ErrorKind::corrupt, "graph blob: kernel with an empty entry name");
+  for (uint32_t& v : k.grid) v = r.get<uint32_t>("grid");
+  for (uint32_t& v : k.block) v = r.get<uint32_t>("block");
+  k.shared_mem = r.get<uint32_t>("shared memory");
+  uint8_t extra = r.get<uint8_t>("argument mode");
+  if (extra > 1) throw Error(ErrorKind::corrupt, "graph blob: bad kernel argument mode");
+  k.extra_buffer = extra == 1;
+  k.args = r.blob(kMaxArgBytes, "kernel arguments");
+  uint32_t np = r.count(8, "parameter");
+  for (uint32_t i = 0; i < np; ++i) {
+    ParamSlot s{r.get<uint32_t>("parameter offset"), r.get<uint32_t>("parameter size")};
+    if (s.offset > k.args.size() || s.size > k.args.size() - s.offset)
+      throw Error(ErrorKind::corrupt, format("graph blob: kernel %s parameter %u lies outside its arguments",
+                                             k.entry.c_str(), i));
+    k.params.push_back(s);
+  }
+  if (k.extra_buffer && np) throw Error(ErrorKind::corrupt, "graph blob: extra-buffer kernel with a parameter layout");
+  uint32_t nr = r.count(12, "region pointer");
+  for (uint32_t i = 0; i < nr; ++i) {
+    RegionPointer p{r.get<uint32_t>("pointer offset"), r.get<uint64_t>("pointer address")};
+    if (k.args.size() < 8 || p.arg_offset > k.args.size() - 8)
+      throw Error(ErrorKind::corrupt, format("graph blob: kernel %s region pointer %u lies outside its arguments",
+                                             k.entry.c_str(), i));
+    uint64_t stored;
+    std::memcpy(&stored, k.args.data() + p.arg_offset, 8);
+    if (stored != p.address)
+      throw Error(ErrorKind::corrupt, format("graph blob: kernel %s region pointer %u disagrees with its argument bytes",
+                                             k.entry.c_str(), i));
+    k.region_pointers.push_back(p);
+  }
+  uint32_t na = r.count(68, "launch attribute");
+  for (uint32_t i = 0; i < na; ++i) {
+    LaunchAttribute a;
+    a.id = r.get<uint32_t>("attribute id");
+    r.bytes(a.value, sizeof a.value, "attribute value");
+    k.attributes.push_back(a);
+  }
+  uint32_t nf = r.count(8, "function attribute");
+  for (uint32_t i = 0; i < nf; ++i)
+    k.function_attributes.push_back({r.get<int32_t>("function attribute"), r.get<int32_t>("function attribute value")});
+  return k;
+}
+
+}  // namespace
+
+std::vector<uint8_t> encode_graph(const GraphDesc& desc) {
+  Writer w;
+  w.bytes(kMagic, sizeof kMagic);
+  w.put<uint32_t>(static_cast<uint32_t>(desc.nodes.size()));
+  w.put<uint32_t>(static_cast<uint32_t>(desc.edges.size()));
+  w.put<uint32_t>(desc.event_count);
+  for (const Node& n : desc.nodes) {
+    w.put<uint8_t>(static_cast<uint8_t>(n.type));
+    switch (n.type) {
+      case NodeType::kernel: encode_kernel(w, n.kernel); break;
+      case NodeType::memset: w.put(n.memset); break;
+      case NodeType::memcpy: w.put(n.memcpy); break;
+      case NodeType::event_record:
+      case NodeType::event_wait: w.put<uint32_t>(n.event); break;
+      case NodeType::empty: break;
+    }
+  }
+  for (const Edge& e : desc.edges) w.put(e.from), w.put(e.to), w.put(e.from_port), w.put(e.to_port), w.put(e.type);
+  return std::move(w.out);
+}
+
+GraphDesc decode_graph(const uint8_t* data, size_t size) {
+  Reader r(data, size);
+  char magic[4];
+  r.bytes(magic, 4, "magic");
+  if (std::memcmp(magic, kMagic, 4) != 0) throw Error(ErrorKind::corrupt, "graph blob has a bad magic number");
+  GraphDesc desc;
+  uint32_t n_nodes = r.get<uint32_t>("node count");
+  uint32_t n_edges = r.get<uint32_t>("edge count");
+  desc.event_count = r.get<uint32_t>("event count");
+  if (n_nodes > r.remaining()) throw Error(ErrorKind::corrupt, "graph blob: node count exceeds the data left");
+  if (n_edges > r.remaining() / 11) throw Error(ErrorKind::corrupt, "graph blob: edge count exceeds the data left");
+  if (desc.event_count > n_nodes) throw Error(ErrorKind::corrupt, "graph blob: more events than nodes");
+  desc.nodes.resize(n_nodes);
+  for (uint32_t i = 0; i < n_nodes; ++i) {
+    Node& n = desc.nodes[i];
+    uint8_t t = r.get<uint8_t>("node type");
+    switch (t) {
+      case static_cast<uint8_t>(NodeType::kernel): n.type = NodeType::kernel; n.kernel = decode_kernel(r); break;
+      case static_cast<uint8_t>(NodeType::memset): n.type = NodeType::memset; n.memset = r.get<MemsetNode>("memset"); break;
+      case static_cast<uint8_t>(NodeType::memcpy): n.type = NodeType::memcpy; n.memcpy = r.get<MemcpyNode>("memcpy"); break;
+      case static_cast<uint8_t>(NodeType::empty): n.type = NodeType::empty; break;
+      case static_cast<uint8_t>(NodeType::event_record):
+      case static_cast<uint8_t>(NodeType::event_wait):
+        n.type = static_cast<NodeType>(t);
+        n.event = r.get<uint32_t>("event index");
+        if (n.event >= desc.event_count) throw Error(ErrorKind::corrupt, "graph blob: event index out of range");
+        break;
+      default: throw Error(ErrorKind::corrupt, format("graph blob: node %u has unknown type %u", i, t));
+    }
+  }
+  for (uint32_t i = 0; i < n_edges; ++i) {
+    Edge e;
+    e.from = r.get<uint32_t>("edge");
+    e.to = r.get<uint32_t>("edge");
+    e.from_port = r.get<uint8_t>("edge port");
+    e.to_port = r.get<uint8_t>("edge port");
+    e.type = r.get<uint8_t>("edge type");
+    if (e.from >= n_nodes || e.to >= n_nodes || e.from == e.to)
+      throw Error(ErrorKind::corrupt, format("graph blob: edge %u connects nodes out of range", i));
+    desc.edges.push_back(e);
+  }
+  if (r.remaining()) throw Error(ErrorKind::corrupt, "graph blob has trailing bytes");
+  return desc;
+}
+
+}  // namespace kiln

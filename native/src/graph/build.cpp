@@ -1,0 +1,195 @@
+#include "graph/build.h"
+
+#include <cstring>
+
+#include "common/driver.h"
+#include "common/error.h"
+#include "region/registry.h"
+
+namespace kiln {
+namespace {
+
+// A graph owned only until instantiation succeeded.
+struct GraphGuard {
+  CUgraph g = nullptr;
+  ~GraphGuard() {
+    if (g) driver().cuGraphDestroy(g);
+  }
+};
+
+void check_backed(const GraphDesc& desc, int device) {
+  RegionRegistry::instance().with_device(device, [&](Region* region) {
+    auto need = [&](uint64_t addr, uint64_t len, const std::string& what) {
+      if (!region || !region->is_backed(addr, len ? len : 1))
+        throw Error(ErrorKind::unmapped_range,
+                    format("%s refers to [0x%llx, +%llu), which is not backed by a live allocation in this process's "
+                           "region; the allocations before LOAD differ from SAVE's",
+                           what.c_str(), (unsigned long long)addr, (unsigned long long)len));
+    };
+    for (size_t i = 0; i < desc.nodes.size(); ++i) {
+      const Node& n = desc.nodes[i];
+      if (n.type == NodeType::kernel) {
+        for (const RegionPointer& p : n.kernel.region_pointers)
+          need(p.address, 1, format("kernel %s (graph node %zu) argument byte %u", n.kernel.entry.c_str(), i, p.arg_offset));
+      } else if (n.type == NodeType::memset) {
+        const MemsetNode& m = n.memset;
+        uint64_t rows = m.height ? m.height : 1;
+        need(m.dst, (rows - 1) * m.pitch + m.width * m.element_size, format("memset node %zu", i));
+      } else if (n.type == NodeType::memcpy) {
+        const MemcpyNode& c = n.memcpy;
+        uint64_t depth = c.depth ? c.depth : 1, height = c.height ? c.height : 1;
+        uint64_t src_rows = c.src_height ? c.src_height : height;
+        uint64_t dst_rows = c.dst_height ? c.dst_height : height;
+        uint64_t src = c.src + c.src_x + c.src_y * c.src_pitch + c.src_z * c.src_pitch * src_rows;
+        uint64_t dst = c.dst + c.dst_x + c.dst_y * c.dst_pitch + c.dst_z * c.dst_pitch * dst_rows;
+        uint64_t src_len = (depth - 1) * c.src_pitch * src_rows + (height - 1) * c.src_pitch + c.width;
+        uint64_t dst_len = (depth - 1) * c.dst_pitch * dst_rows + (height - 1) * c.dst_pitch + c.width;
+        need(src, src_len, format("memcpy node %zu (source)", i));
+        need(dst, dst_len, format("memcpy node %zu (destination)", i));
+      }
+    }
+    return 0;
+  });
+}
+
+CUgraphNode add_kernel(const DriverTable& drv, CUgraph g, const KernelNode& k, KernelTable& kernels) {
+  CUDA_KERNEL_NODE_PARAMS p;
+  std::memset(&p, 0, sizeof p);
+  p.func = kernels.function(k.binary, k.entry);
+  p.gridDimX = k.grid[0], p.gridDimY = k.grid[1], p.gridDimZ = k.grid[2];
+  p.blockDimX = k.block[0], p.blockDimY = k.block[1], p.blockDimZ = k.block[2];
+  p.sharedMemBytes = k.shared_mem;
+  // The driver copies argument values when the node is added.
+  std::vector<void*> params;
+  size_t extra_size = k.args.size();
+  void* extra[5] = {CU_LAUNCH_PARAM_BUFFER_POINTER, const_cast<uint8_t*>(k.args.data()), CU_LAUNCH_PARAM_BUFFER_SIZE,
+                    &extra_size, CU_LAUNCH_PARAM_END};
+  if (k.extra_buffer) {
+    p.extra = extra;
+  } else if (!k.params.empty()) {
+    for (const ParamSlot& s : k.params) params.push_back(const_cast<uint8_t*>(k.args.data()) + s.offset);
+    p.kernelParams = params.data();
+  }
+  CUgraphNode node = nullptr;
+  CUresult r = drv.cuGraphAddKernelNode(&node, g, nullptr, 0, &p);
+  if (r != CUDA_SUCCESS)
+    throw Error(ErrorKind::restore,
+                format("kernel %s: %s", k.entry.c_str(), describe_result("cuGraphAddKernelNode", r).c_str()), r);
+  for (const LaunchAttribute& a : k.attributes) {
+    CUlaunchAttributeValue v;
+    std::memcpy(&v, a.value, sizeof v);
+    r = drv.cuGraphKernelNodeSetAttribute(node, static_cast<CUlaunchAttributeID>(a.id), &v);
+    if (r != CUDA_SUCCESS)
+      throw Error(ErrorKind::restore,
+                  format("kernel %s: launch attribute %u: %s", k.entry.c_str(), a.id,
+                         describe_result("cuGraphKernelNodeSetAttribute", r).c_str()),
+                  r);
+  }
+  return node;
+}
+
+}  // namespace
+
+BuiltGraph::~BuiltGraph() {
+  try {
+    const DriverTable& drv = driver();
+    if (exec_) drv.cuGraphExecDestroy(exec_);
+    for (CUevent e : events_) drv.cuEventDestroy(e);
+  } catch (const Error&) {
+  }
+}
+
+void BuiltGraph::launch(CUstream stream) const { check(driver().cuGraphLaunch(exec_, stream), "cuGraphLaunch"); }
+
+void BuiltGraph::upload(CUstream stream) const { check(driver().cuGraphUpload(exec_, stream), "cuGraphUpload"); }
+
+std::unique_ptr<BuiltGraph> build_graph(const GraphDesc& desc, KernelTable& kernels, int device) {
+  check_backed(desc, device);
+  kernels.prepare(desc);
+  const DriverTable& drv = driver();
+  CUcontext ctx = nullptr;
+  check(drv.cuCtxGetCurrent(&ctx), "cuCtxGetCurrent");
+  GraphGuard graph;
+  check(drv.cuGraphCreate(&graph.g, 0), "cuGraphCreate");
+
+  std::vector<CUevent> events(desc.event_count, nullptr);
+  struct EventGuard {
+    std::vector<CUevent>& ev;
+    bool keep = false;
+    ~EventGuard() {
+      if (!keep)
+        for (CUevent e : ev)
+          if (e) driver().cuEventDestroy(e);
+    }
+  } event_guard{events};
+  for (CUevent& e : events) check(drv.cuEventCreate(&e, CU_EVENT_DISABLE_TIMING), "cuEventCreate");
+
+  bool priorities = false;
+  std::vector<CUgraphNode> nodes(desc.nodes.size());
+  for (size_t i = 0; i < desc.nodes.size(); ++i) {
+    const Node& n = desc.nodes[i];
+    CUgraphNode& out = nodes[i];
+    switch (n.type) {
+      case NodeType::kernel:
+        out = add_kernel(drv, graph.g, n.kernel, kernels);
+        for (const LaunchAttribute& a : n.kernel.attributes) priorities |= a.id == CU_LAUNCH_ATTRIBUTE_PRIORITY;
+        break;
+      case NodeType::memset: {
+        CUDA_MEMSET_NODE_PARAMS p;
+        std::memset(&p, 0, sizeof p);
+        p.dst = n.memset.dst, p.pitch = n.memset.pitch, p.value = n.memset.value;
+        p.elementSize = n.memset.element_size, p.width = n.memset.width, p.height = n.memset.height;
+        check(drv.cuGraphAddMemsetNode(&out, graph.g, nullptr, 0, &p, ctx), "cuGraphAddMemsetNode");
+        break;
+      }
+      case NodeType::memcpy: {
+        const MemcpyNode& c = n.memcpy;
+        CUDA_MEMCPY3D p;
+        std::memset(&p, 0, sizeof p);
+        p.srcMemoryType = p.dstMemoryType = CU_MEMORYTYPE_DEVICE;
+        p.srcDevice = c.src, p.srcXInBytes = c.src_x, p.srcY = c.src_y, p.srcZ = c.src_z;
+        p.srcPitch = c.src_pitch, p.srcHeight = c.src_height;
+        p.dstDevice = c.dst, p.dstXInBytes = c.dst_x, p.dstY = c.dst_y, p.dstZ = c.dst_z;
+        p.dstPitch = c.dst_pitch, p.dstHeight = c.dst_height;
+        p.WidthInBytes = c.width, p.Height = c.height, p.Depth = c.depth;
+        check(drv.cuGraphAddMemcpyNode(&out, graph.g, nullptr, 0, &p, ctx), "cuGraphAddMemcpyNode");
+        break;
+      }
+      case NodeType::empty: check(drv.cuGraphAddEmptyNode(&out, graph.g, nullptr, 0), "cuGraphAddEmptyNode"); break;
+      case NodeType::event_record:
+        check(drv.cuGraphAddEventRecordNode(&out, graph.g, nullptr, 0, events[n.event]), "cuGraphAddEventRecordNode");
+        break;
+      case NodeType::event_wait:
+        check(drv.cuGraphAddEventWaitNode(&out, graph.g, nullptr, 0, events[n.event]), "cuGraphAddEventWaitNode");
+        break;
+    }
+  }
+
+  // Edges in runs of identical edge data: some drivers (580-610) apply the first edge's
+  // data to every edge of a bulk call.
+  std::vector<CUgraphNode> from, to;
+  std::vector<CUgraphEdgeData> data;
+  auto flush = [&] {
+    if (from.empty()) return;
+    check(drv.cuGraphAddDependencies(graph.g, from.data(), to.data(), data.data(), from.size()),
+          "cuGraphAddDependencies");
+    from.clear(), to.clear(), data.clear();
+  };
+  for (const Edge& e : desc.edges) {
+    CUgraphEdgeData d;
+    std::memset(&d, 0, sizeof d);
+    d.from_port = e.from_port, d.to_port = e.to_port, d.type = e.type;
+    if (!data.empty() && std::memcmp(&data.back(), &d, sizeof d) != 0) flush();
+    from.push_back(nodes[e.from]), to.push_back(nodes[e.to]), data.push_back(d);
+  }
+  flush();
+
+  CUgraphExec exec = nullptr;
+  unsigned long long flags = priorities ? CUDA_GRAPH_INSTANTIATE_FLAG_USE_NODE_PRIORITY : 0;
+  CUresult r = drv.cuGraphInstantiateWithFlags(&exec, graph.g, flags);
+  if (r != CUDA_SUCCESS) throw Error(ErrorKind::restore, describe_result("cuGraphInstantiateWithFlags", r), r);
+  event_guard.keep = true;
+  return std::make_unique<BuiltGraph>(exec, std::move(events), desc.nodes.size());
+}
+
+}  // namespace kiln

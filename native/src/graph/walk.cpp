@@ -1,0 +1,291 @@
+#include "graph/walk.h"
+
+#include <cstring>
+#include <unordered_map>
+
+#include "binaries/registry.h"
+#include "common/driver.h"
+#include "common/error.h"
+#include "region/registry.h"
+
+namespace kiln {
+namespace {
+
+const char* node_type_name(CUgraphNodeType t) {
+  switch (t) {
+    case CU_GRAPH_NODE_TYPE_KERNEL: return "kernel";
+    case CU_GRAPH_NODE_TYPE_MEMCPY: return "memcpy";
+    case CU_GRAPH_NODE_TYPE_MEMSET: return "memset";
+    case CU_GRAPH_NODE_TYPE_HOST: return "host";
+    case CU_GRAPH_NODE_TYPE_GRAPH: return "child graph";
+    case CU_GRAPH_NODE_TYPE_EMPTY: return "empty";
+    case CU_GRAPH_NODE_TYPE_WAIT_EVENT: return "event wait";
+    case CU_GRAPH_NODE_TYPE_EVENT_RECORD: return "event record";
+    case CU_GRAPH_NODE_TYPE_EXT_SEMAS_SIGNAL: return "external semaphore signal";
+    case CU_GRAPH_NODE_TYPE_EXT_SEMAS_WAIT: return "external semaphore wait";
+    case CU_GRAPH_NODE_TYPE_MEM_ALLOC: return "memory allocation";
+    case CU_GRAPH_NODE_TYPE_MEM_FREE: return "memory free";
+    case CU_GRAPH_NODE_TYPE_BATCH_MEM_OP: return "batch memory operation";
+    case CU_GRAPH_NODE_TYPE_CONDITIONAL: return "conditional";
+    default: return "unknown";
+  }
+}
+
+// Launch attributes a kernel node can carry that instantiation honours.
+constexpr CUlaunchAttributeID kNodeAttributes[] = {
+    CU_LAUNCH_ATTRIBUTE_ACCESS_POLICY_WINDOW, CU_LAUNCH_ATTRIBUTE_COOPERATIVE,
+    CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION,    CU_LAUNCH_ATTRIBUTE_CLUSTER_SCHEDULING_POLICY_PREFERENCE,
+    CU_LAUNCH_ATTRIBUTE_PRIORITY,             CU_LAUNCH_ATTRIBUTE_MEM_SYNC_DOMAIN_MAP,
+    CU_LAUNCH_ATTRIBUTE_MEM_SYNC_DOMAIN,      CU_LAUNCH_ATTRIBUTE_PREFERRED_CLUSTER_DIMENSION,
+};
+
+// Function attributes set by the application (not fixed at compile time).
+constexpr CUfunction_attribute kFunctionAttributes[] = {
+    CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+    CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT,
+    CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED,
+    CU_FUNC_ATTRIBUTE_CLUSTER_SCHEDULING_POLICY_PREFERENCE,
+};
+
+class Walker {
+ public:
+  Walker(const DriverTable& drv, const Region* region) : drv_(drv), region_(region) {}
+
+  GraphDesc run(CUgraph graph) {
+    size_t n = 0;
+    check(drv_.cuGraphGetNodes(graph, nullptr, &n), "cuGraphGetNodes");
+    nodes_.resize(n);
+    if (n) check(drv_.cuGraphGetNodes(graph, nodes_.data(), &n), "cuGraphGetNodes");
+    for (size_t i = 0; i < n; ++i) index_[nodes_[i]] = static_cast<uint32_t>(i);
+
+    size_t m = 0;
+    check(drv_.cuGraphGetEdges(graph, nullptr, nullptr, nullptr, &m), "cuGraphGetEdges");
+    std::vector<CUgraphNode> from(m), to(m);
+    std::vector<CUgraphEdgeData> data(m);
+    if (m) check(drv_.cuGraphGetEdges(graph, from.data(), to.data(), data.data(), &m), "cuGraphGetEdges");
+    for (size_t e = 0; e < m; ++e)
+      desc_.edges.push_back({index_.at(from[e]), index_.at(to[e]), data[e].from_port, data[e].to_port, data[e].type});
+
+    desc_.nodes.resize(n);
+    for (size_t i = 0; i < n; ++i) walk_node(static_cast<uint32_t>(i));
+    desc_.event_count = static_cast<uint32_t>(events_.size());
+    return std::move(desc_);
+  }
+
+ private:
+  std::string kernel_name(const void* handle) const {
+    if (auto id = BinaryRegistry::instance().identify(handle)) return id->entry;
+    const char* name = nullptr;
+    if (drv_.cuFuncGetName && drv_.cuFuncGetName(&name, (CUfunction)handle) == CUDA_SUCCESS && name) return name;
+    if (drv_.cuKernelGetName && drv_.cuKernelGetName(&name, (CUkernel)handle) == CUDA_SUCCESS && name) return name;
+    return "<unnamed kernel>";
+  }
+
+  // "between kernels A and B": where an unsupported node sits, for the error message.
+  std::string neighbourhood(uint32_t i) const {
+    std::string before, after;
+    for (const Edge& e : desc_.edges) {
+      if (e.to == i && before.empty() && desc_.nodes[e.from].type == NodeType::kernel && !desc_.nodes[e.from].kernel.entry.empty())
+        before = desc_.nodes[e.from].kernel.entry;
+      if (e.from == i && after.empty()) after = "node " + std::to_string(e.to);
+    }
+    std::string out;
+    if (!before.empty()) out += ", after kernel " + before;
+    if (!after.empty()) out += ", before " + after;
+    return out;
+  }
+
+  void require_in_region(uint64_t addr, const std::string& what) const {
+    if (!region_ || !region_->contains(addr))
+      throw Error(ErrorKind::external_pointer,
+                  format("%s uses address 0x%llx, outside the kiln region%s", what.c_str(), (unsigned long long)addr,
+                         region_ ? "" : " (no region is open on this device)"));
+  }
+
+  bool is_device_memory(uint64_t word) const {
+    if (word < 0x10000 || word >= (1ULL << 57)) return false;  // cannot be a device address
+    unsigned int type = 0;
+    return drv_.cuPointerGetAttribute(&type, CU_POINTER_ATTRIBUTE_MEMORY_TYPE, word) == CUDA_SUCCESS;
+  }
+
+  void audit_word(KernelNode& k, uint32_t node, uint32_t offset, int param) {
+    uint64_t word;
+    std::memcpy(&word, k.args.data() + offset, 8);
+    if (region_ && region_->contains(word)) {
+      k.region_pointers.push_back({offset, word});
+    } else if (is_device_memory(word)) {
+      throw Error(ErrorKind::external_pointer,
+                  format("kernel %s (graph node %u): argument %d (byte %u) holds 0x%llx, which points into device "
+                         "memory outside the kiln region; allocate that buffer while the region is active",
+                         k.entry.c_str(), node, param, offset, (unsigned long long)word));
+    }
+  }
+
+  void read_layout(KernelNode& k, const CUDA_KERNEL_NODE_PARAMS& p) {
+    for (size_t idx = 0;; ++idx) {
+      size_t off = 0, size = 0;
+      CUresult r = CUDA_ERROR_INVALID_HANDLE;
+      if (p.func) r = drv_.cuFuncGetParamInfo(p.func, idx, &off, &size);
+      if (r == CUDA_ERROR_INVALID_HANDLE && drv_.cuKernelGetParamInfo)
+        r = drv_.cuKernelGetParamInfo(p.func ? (CUkernel)p.func : p.kern, idx, &off, &size);
+      if (r == CUDA_ERROR_INVALID_VALUE) break;  // past the last parameter
+      if (r != CUDA_SUCCESS)
+        throw Error(ErrorKind::non_persistable,
+                    format("kernel %s: cannot read its parameter layout (%s)", k.entry.c_str(),
+                           describe_result("cuFuncGetParamInfo", r).c_str()));
+      if (off > (1u << 20) || size > (1u << 20))
+        throw Error(ErrorKind::non_persistable, format("kernel %s: implausible parameter layout", k.entry.c_str()));
+      k.params.push_back({static_cast<uint32_t>(off), static_cast<uint32_t>(size)});
+    }
+  }
+
+  void read_arguments(KernelNode& k, uint32_t node, const CUDA_KERNEL_NODE_PARAMS& p) {
+    if (p.kernelParams) {
+      read_layout(k, p);
+      size_t total = 0;
+      for (const ParamSlot& s : k.params) total = std::max<size_t>(total, s.offset + s.size);
+      k.args.assign(total, 0);
+      for (size_t i = 0; i < k.params.size(); ++i)
+        std::memcpy(k.args.data() + k.params[i].offset, p.kernelParams[i], k.params[i].size);
+      for (size_t i = 0; i < k.params.size(); ++i) {
+        const ParamSlot& s = k.params[i];
+        for (uint32_t off = (s.offset + 7) / 8 * 8; off + 8 <= s.offset + s.size; off += 8)
+          audit_word(k, node, off, static_cast<int>(i));
+      }
+    } else if (p.extra) {
+      const void* buffer = nullptr;
+      size_t size = 0;
+      for (int i = 0; i < 16 && p.extra[i] != CU_LAUNCH_PARAM_END; i += 2) {
+        if (p.extra[i] == CU_LAUNCH_PARAM_BUFFER_POINTER) buffer = p.extra[i + 1];
+        else if (p.extra[i] == CU_LAUNCH_PARAM_BUFFER_SIZE) size = *static_cast<size_t*>(p.extra[i + 1]);
+        else throw Error(ErrorKind::non_persistable, format("kernel %s: unknown `extra` launch option", k.entry.c_str()));
+      }
+      if (size && !buffer) throw Error(ErrorKind::non_persistable, format("kernel %s: `extra` without a buffer", k.entry.c_str()));
+      k.extra_buffer = true;
+      k.args.assign(static_cast<const uint8_t*>(buffer), static_cast<const uint8_t*>(buffer) + size);
+      for (uint32_t off = 0; off + 8 <= size; off += 8) audit_word(k, node, off, -1);
+    }
+  }
+
+  void read_attributes(KernelNode& k, CUgraphNode node, CUfunction function) {
+    for (CUlaunchAttributeID id : kNodeAttributes) {
+      CUlaunchAttributeValue v;
+      std::memset(&v, 0, sizeof v);
+      if (drv_.cuGraphKernelNodeGetAttribute(node, id, &v) != CUDA_SUCCESS) continue;
+      static const uint8_t zero[sizeof v] = {};
+      if (std::memcmp(&v, zero, sizeof v) == 0) continue;
+      if (id == CU_LAUNCH_ATTRIBUTE_ACCESS_POLICY_WINDOW && v.accessPolicyWindow.base_ptr)
+        require_in_region(reinterpret_cast<uint64_t>(v.accessPolicyWindow.base_ptr),
+                          "kernel " + k.entry + ": access policy window");
+      LaunchAttribute a{static_cast<uint32_t>(id), {}};
+      std::memcpy(a.value, &v, sizeof a.value);
+      k.attributes.push_back(a);
+    }
+    if (!function) return;
+    for (CUfunction_attribute attr : kFunctionAttributes) {
+      int value = 0;
+      if (drv_.cuFuncGetAttribute(&value, attr, function) == CUDA_SUCCESS)
+        k.function_attributes.push_back({static_cast<int32_t>(attr), value});
+    }
+  }
+
+  void walk_kernel(uint32_t i) {
+    CUDA_KERNEL_NODE_PARAMS p;
+    std::memset(&p, 0, sizeof p);
+    check(drv_.cuGraphKernelNodeGetParams(nodes_[i], &p), "cuGraphKernelNodeGetParams");
+    KernelNode& k = desc_.nodes[i].kernel;
+    const void* handle = p.func ? static_cast<const void*>(p.func) : static_cast<const void*>(p.kern);
+    auto id = BinaryRegistry::instance().identify(handle);
+    if (!id && p.func) id = BinaryRegistry::instance().identify_with_driver(p.func);
+    if (!id)
+      throw Error(ErrorKind::unknown_kernel,
+                  format("kernel %s (graph node %u) comes from a binary kiln did not record: it was loaded before kiln "
+                         "was enabled (start the process under `kiln run`, or enable kiln before any CUDA work)",
+                         kernel_name(handle).c_str(), i));
+    k.binary = id->binary;
+    k.entry = id->entry;
+    k.grid[0] = p.gridDimX, k.grid[1] = p.gridDimY, k.grid[2] = p.gridDimZ;
+    k.block[0] = p.blockDimX, k.block[1] = p.blockDimY, k.block[2] = p.blockDimZ;
+    k.shared_mem = p.sharedMemBytes;
+    read_arguments(k, i, p);
+    CUfunction function = p.func;
+    if (!function && p.kern && drv_.cuKernelGetFunction) drv_.cuKernelGetFunction(&function, p.kern);
+    read_attributes(k, nodes_[i], function);
+  }
+
+  void walk_memset(uint32_t i) {
+    CUDA_MEMSET_NODE_PARAMS p;
+    std::memset(&p, 0, sizeof p);
+    check(drv_.cuGraphMemsetNodeGetParams(nodes_[i], &p), "cuGraphMemsetNodeGetParams");
+    require_in_region(p.dst, format("memset node %u", i));
+    desc_.nodes[i].memset = {p.dst, p.pitch, p.width, p.height, p.value, p.elementSize};
+  }
+
+  void walk_memcpy(uint32_t i) {
+    CUDA_MEMCPY3D p;
+    std::memset(&p, 0, sizeof p);
+    check(drv_.cuGraphMemcpyNodeGetParams(nodes_[i], &p), "cuGraphMemcpyNodeGetParams");
+    auto device_side = [](CUmemorytype t) { return t == CU_MEMORYTYPE_DEVICE || t == CU_MEMORYTYPE_UNIFIED; };
+    if (!device_side(p.srcMemoryType) || !device_side(p.dstMemoryType) || p.srcArray || p.dstArray)
+      throw Error(ErrorKind::non_persistable,
+                  format("memcpy node %u copies to or from host memory or a CUDA array; only device-to-device "
+                         "copies can be persisted%s",
+                         i, neighbourhood(i).c_str()));
+    require_in_region(p.srcDevice, format("memcpy node %u (source)", i));
+    require_in_region(p.dstDevice, format("memcpy node %u (destination)", i));
+    desc_.nodes[i].memcpy = {p.srcDevice,   p.srcXInBytes, p.srcY,   p.srcZ,         p.srcPitch,
+                             p.srcHeight,   p.dstDevice,   p.dstXInBytes, p.dstY,    p.dstZ,
+                             p.dstPitch,    p.dstHeight,   p.WidthInBytes, p.Height, p.Depth};
+  }
+
+  uint32_t event_index(CUevent ev) {
+    auto [it, inserted] = events_.emplace(ev, static_cast<uint32_t>(events_.size()));
+    return it->second;
+  }
+
+  void walk_node(uint32_t i) {
+    CUgraphNodeType t;
+    check(drv_.cuGraphNodeGetType(nodes_[i], &t), "cuGraphNodeGetType");
+    Node& node = desc_.nodes[i];
+    switch (t) {
+      case CU_GRAPH_NODE_TYPE_KERNEL: node.type = NodeType::kernel; walk_kernel(i); break;
+      case CU_GRAPH_NODE_TYPE_MEMSET: node.type = NodeType::memset; walk_memset(i); break;
+      case CU_GRAPH_NODE_TYPE_MEMCPY: node.type = NodeType::memcpy; walk_memcpy(i); break;
+      case CU_GRAPH_NODE_TYPE_EMPTY: node.type = NodeType::empty; break;
+      case CU_GRAPH_NODE_TYPE_EVENT_RECORD: {
+        CUevent ev;
+        check(drv_.cuGraphEventRecordNodeGetEvent(nodes_[i], &ev), "cuGraphEventRecordNodeGetEvent");
+        node.type = NodeType::event_record;
+        node.event = event_index(ev);
+        break;
+      }
+      case CU_GRAPH_NODE_TYPE_WAIT_EVENT: {
+        CUevent ev;
+        check(drv_.cuGraphEventWaitNodeGetEvent(nodes_[i], &ev), "cuGraphEventWaitNodeGetEvent");
+        node.type = NodeType::event_wait;
+        node.event = event_index(ev);
+        break;
+      }
+      default:
+        throw Error(ErrorKind::non_persistable,
+                    format("graph node %u is a %s node (type %d), which kiln cannot persist%s", i, node_type_name(t),
+                           static_cast<int>(t), neighbourhood(i).c_str()));
+    }
+  }
+
+  const DriverTable& drv_;
+  const Region* region_;
+  GraphDesc desc_;
+  std::vector<CUgraphNode> nodes_;
+  std::unordered_map<CUgraphNode, uint32_t> index_;
+  std::unordered_map<CUevent, uint32_t> events_;
+};
+
+}  // namespace
+
+GraphDesc walk_graph(CUgraph graph, int device) {
+  const DriverTable& drv = driver();
+  return RegionRegistry::instance().with_device(device, [&](Region* region) { return Walker(drv, region).run(graph); });
+}
+
+}  // namespace kiln
