@@ -170,20 +170,22 @@ void bind_graph_desc(nb::module_& m) {
             for (const RegionPointer& p : n.kernel.region_pointers) out.push_back(p.address);
         return out;
       })
-      .def("remap_binaries", [](GraphDesc& g, const std::vector<uint32_t>& old_ids, const std::vector<uint32_t>& new_ids) {
+      .def("encode", [](const GraphDesc& g, const std::vector<uint32_t>& old_ids, const std::vector<uint32_t>& new_ids) {
+        // Kernel binaries are renamed on the way out (registry ids -> archive slots); the
+        // description itself is left as captured.
         if (old_ids.size() != new_ids.size()) throw nb::value_error("id lists differ in length");
-        for (Node& n : g.nodes) {
-          if (n.type != NodeType::kernel) continue;
+        GraphDesc out = g;
+        for (Node& n : out.nodes) {
+          if (n.type != NodeType::kernel || old_ids.empty()) continue;
           size_t i = 0;
           while (i < old_ids.size() && old_ids[i] != n.kernel.binary) ++i;
           if (i == old_ids.size()) throw nb::value_error("a kernel's binary is missing from the mapping");
           n.kernel.binary = new_ids[i];
         }
-      }, "old_ids"_a, "new_ids"_a, "Rename kernel binary ids (registry ids -> archive slots).")
-      .def("encode", [](const GraphDesc& g) {
-        std::vector<uint8_t> blob = encode_graph(g);
+        std::vector<uint8_t> blob = encode_graph(out);
         return nb::bytes(reinterpret_cast<const char*>(blob.data()), blob.size());
-      })
+      }, "old_ids"_a = std::vector<uint32_t>{}, "new_ids"_a = std::vector<uint32_t>{},
+         "The blob; kernel binary ids in old_ids are renamed to new_ids (all ids when non-empty).")
       .def("to_dict", &to_dict)
       .def_static("from_dict", &from_dict, "d"_a);
   m.def("decode_graph", [](nb::handle data) {

@@ -1,0 +1,87 @@
+"""Benchmark: capture the Llama-3-8B-shaped decode set natively (warmup + capture, as
+engines do) in one process, restore it in a fresh process, and record both times.
+
+    python bench/restore.py [--workload decode] [--out-dir bench/results]
+
+Writes bench/results/restore-<device>-<date>.json: capture seconds, restore seconds (archive
+open to every graph replayable), their ratio, archive bytes and the bit-exactness result.
+A benchmark, not a test: it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+
+def run(workload: str, mode: str, archive: Path) -> dict:
+    from kiln._paths import preload_library
+
+    env = dict(os.environ, LD_PRELOAD=str(preload_library()), KILN_ENABLE="1")
+    out = archive / f"{mode}.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "kiln.workloads.run", "--workload", workload, "--mode", mode,
+         "--archive", str(archive), "--out", str(out)],
+        env=env, capture_output=True, text=True,
+    )
+    if not out.exists():
+        raise SystemExit(f"{mode} wrote no result:\n{proc.stderr[-4000:]}")
+    result = json.loads(out.read_text())
+    if not result.get("ok"):
+        raise SystemExit(f"{mode} failed: {result}")
+    return result
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--workload", default="decode")
+    p.add_argument("--out-dir", default="bench/results")
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = Path(tmp)
+        save = run(args.workload, "save", archive)
+        load = run(args.workload, "load", archive)
+    device = save["device_name"].replace(" ", "-")
+    date = dt.date.today().isoformat()
+    result = {
+        "benchmark": "restore",
+        "workload": args.workload,
+        "device": save["device_name"],
+        "driver_version": save["driver_version"],
+        "torch": save["torch"],
+        "commit": os.environ.get("KILN_COMMIT", "unknown"),
+        "date": date,
+        "graphs": save["graphs"],
+        "nodes": save["nodes"],
+        "capture_seconds": save["capture_seconds"],
+        "restore_seconds": load["restore_seconds"],
+        "restore_stages": load["restore_stages"],
+        "ratio_capture_over_restore": save["capture_seconds"] / load["restore_seconds"],
+        "archive_bytes": save["archive_bytes"],
+        "binary_bytes": save["binary_bytes"],
+        "graph_bytes": save["graph_bytes"],
+        "binary_count": save["binary_count"],
+        "bit_exact_vs_save_native": load["all_bit_exact_vs_save_native"],
+        "bit_exact_vs_eager": load["all_bit_exact_vs_eager"],
+        "first_replay_seconds": {k: v["first_replay_seconds"] for k, v in load["graphs"].items()},
+        "save_process_seconds": save["process_seconds"],
+        "load_process_seconds": load["process_seconds"],
+    }
+    out = Path(args.out_dir) / f"restore-{device}-{date}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: result[k] for k in ("device", "graphs", "capture_seconds", "restore_seconds",
+                                              "ratio_capture_over_restore", "archive_bytes",
+                                              "bit_exact_vs_eager", "bit_exact_vs_save_native")}, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

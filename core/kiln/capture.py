@@ -1,0 +1,146 @@
+"""SAVE side: capture callables into CUDA graphs through PyTorch's public API and describe
+them for an archive.
+
+A CaptureSession is the *window*: allocations made inside it (graph memory pools, outputs)
+are re-created by kiln at LOAD at the same addresses. Allocations made before it (weights,
+static inputs) must be made the same way by the LOAD process, which kiln verifies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from kiln.errors import KilnError, NonPersistableGraph, RngStateError
+from kiln.native import native
+from kiln.region import Region
+from kiln.tensors import TensorSpec
+
+
+def _flatten(out: Any, what: str) -> list[Any]:
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, (list, tuple)) and all(isinstance(t, torch.Tensor) for t in out):
+        return list(out)
+    raise NonPersistableGraph(f"{what} must return a tensor or a tuple/list of tensors")
+
+
+@dataclass
+class CapturedGraph:
+    """A graph captured in this process: replayable natively, describable for an archive."""
+
+    name: str
+    graph: Any  # torch.cuda.CUDAGraph
+    desc: Any  # kiln._native.GraphDesc
+    inputs: list[Any]
+    outputs: list[Any]
+    input_specs: list[TensorSpec]
+    output_specs: list[TensorSpec]
+    trajectory_span: tuple[int, int]  # allocation indices made while capturing
+
+    def replay(self) -> None:
+        self.graph.replay()
+
+
+@dataclass
+class CaptureSession:
+    """Captures graphs into one shared memory pool, as engines do for their batch sizes."""
+
+    region: Region
+    graphs: list[CapturedGraph] = field(default_factory=list)
+    window: tuple[int, int] | None = None
+    _begin: int | None = None
+    _pool: Any = None
+
+    def __enter__(self) -> CaptureSession:
+        import torch
+
+        torch.cuda.synchronize(self.region.device)
+        self._begin = self.region.trajectory_length()
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        import torch
+
+        torch.cuda.synchronize(self.region.device)
+        assert self._begin is not None
+        self.window = (self._begin, self.region.trajectory_length())
+
+    def capture(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        inputs: Sequence[Any],
+        *,
+        warmup: int = 2,
+    ) -> CapturedGraph:
+        """Warm `fn` up (region suspended), capture one call, audit and describe the graph.
+
+        Raises NonPersistableGraph (or a subclass) naming the cause when the graph cannot be
+        restored faithfully; the graph is then still usable natively through the exception's
+        absence of a result, i.e. callers fall back to native capture.
+        """
+        import torch
+
+        if self._begin is None:
+            raise KilnError("CaptureSession.capture must be called inside `with session:`")
+        if any(g.name == name for g in self.graphs):
+            raise KilnError(f"a graph named {name!r} was already captured in this session")
+        dev = self.region.device
+        specs_in = [TensorSpec.of(t, f"input {i} of {name!r}") for i, t in enumerate(inputs)]
+        for i, s in enumerate(specs_in):
+            if not self.region.contains(s.address):
+                raise NonPersistableGraph(
+                    f"input {i} of {name!r} lies outside the kiln region: allocate it while the "
+                    "region is open"
+                )
+
+        # Warmup triggers lazy initialisation (module loads, handles, autotuning). Its
+        # allocations bypass the region: LOAD skips warmup, and anything the graph would
+        # read from them is caught by the pointer audit.
+        if warmup:
+            with self.region.suspended():
+                side = torch.cuda.Stream(dev)
+                side.wait_stream(torch.cuda.current_stream(dev))
+                with torch.cuda.stream(side):
+                    for _ in range(warmup):
+                        fn(*inputs)
+                torch.cuda.current_stream(dev).wait_stream(side)
+                torch.cuda.synchronize(dev)
+                torch.cuda.empty_cache()
+
+        before = self.region.trajectory_length()
+        g = torch.cuda.CUDAGraph(keep_graph=True)
+        with torch.cuda.graph(g, pool=self._pool):
+            out = fn(*inputs)
+        self._pool = g.pool()
+        after = self.region.trajectory_length()
+        outputs = _flatten(out, name)
+        specs_out = [TensorSpec.of(t, f"output {i} of {name!r}") for i, t in enumerate(outputs)]
+
+        desc = native().walk_graph(g.raw_cuda_graph(), dev)
+        self._check_rng(g, name)
+        captured = CapturedGraph(
+            name, g, desc, list(inputs), outputs, specs_in, specs_out, (before, after)
+        )
+        self.graphs.append(captured)
+        return captured
+
+    def _check_rng(self, g: Any, name: str) -> None:
+        """A graph that draws from PyTorch's CUDA RNG advances the generator on each replay;
+        a restored raw graph would not, and would repeat its random numbers."""
+        import torch
+
+        gen = torch.cuda.default_generators[self.region.device]
+        before = gen.get_offset()
+        g.replay()
+        torch.cuda.synchronize(self.region.device)
+        if gen.get_offset() != before:
+            raise RngStateError(
+                f"graph {name!r} uses PyTorch's CUDA random number generator (its philox offset "
+                f"advanced by {gen.get_offset() - before} on replay); a restored graph would repeat "
+                "the same random numbers, so kiln refuses to persist it"
+            )

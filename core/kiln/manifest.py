@@ -1,0 +1,107 @@
+"""The archive's manifest: which sections hold which graphs and binaries, the allocation
+trajectory, and the capture window. Validated field by field on read: an archive is
+untrusted input."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from kiln.errors import ArchiveCorrupt
+from kiln.tensors import TensorSpec
+
+MANIFEST = "manifest"
+FINGERPRINT = "fingerprint"
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class BinaryEntry:
+    section: str
+    sha256: str
+    size: int
+    kind: str
+
+
+@dataclass(frozen=True)
+class GraphEntry:
+    name: str
+    section: str
+    nodes: int
+    kernels: int
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    device: int
+    trajectory: list[tuple[int, int, int]]
+    window: tuple[int, int]
+    binaries: list[BinaryEntry]
+    graphs: list[GraphEntry]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "device": self.device,
+            "trajectory": [list(t) for t in self.trajectory],
+            "window": list(self.window),
+            "binaries": [vars(b) for b in self.binaries],
+            "graphs": [
+                {
+                    "name": g.name,
+                    "section": g.section,
+                    "nodes": g.nodes,
+                    "kernels": g.kernels,
+                    "inputs": [s.to_json() for s in g.inputs],
+                    "outputs": [s.to_json() for s in g.outputs],
+                }
+                for g in self.graphs
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any], sections: set[str]) -> Manifest:
+        def fail(what: str) -> ArchiveCorrupt:
+            return ArchiveCorrupt(f"manifest: {what}")
+
+        try:
+            device = d["device"]
+            traj = [tuple(int(x) for x in t) for t in d["trajectory"]]
+            window = tuple(int(x) for x in d["window"])
+            if not isinstance(device, int) or device < 0:
+                raise fail("bad device")
+            if any(len(t) != 3 or t[0] < 0 or t[1] <= 0 or t[2] not in (0, 1, 2, 3) for t in traj):
+                raise fail("bad trajectory entry")
+            if len(window) != 2 or not 0 <= window[0] <= window[1] <= len(traj):
+                raise fail("capture window lies outside the trajectory")
+            binaries = []
+            for b in d["binaries"]:
+                e = BinaryEntry(str(b["section"]), str(b["sha256"]), int(b["size"]), str(b["kind"]))
+                if e.section not in sections or not _HEX64.match(e.sha256) or e.size <= 0:
+                    raise fail(f"binary entry {e.section!r} is invalid or its section is missing")
+                binaries.append(e)
+            graphs = []
+            names = set()
+            for g in d["graphs"]:
+                name = str(g["name"])
+                if name in names:
+                    raise fail(f"graph {name!r} appears twice")
+                names.add(name)
+                entry = GraphEntry(
+                    name,
+                    str(g["section"]),
+                    int(g["nodes"]),
+                    int(g["kernels"]),
+                    [TensorSpec.from_json(s, f"input of {name!r}") for s in g["inputs"]],
+                    [TensorSpec.from_json(s, f"output of {name!r}") for s in g["outputs"]],
+                )
+                if entry.section not in sections:
+                    raise fail(f"graph {name!r} refers to missing section {entry.section!r}")
+                graphs.append(entry)
+        except ArchiveCorrupt:
+            raise
+        except (KeyError, TypeError, ValueError) as e:
+            raise ArchiveCorrupt(f"manifest is malformed: {e!r}") from e
+        return cls(device, traj, (window[0], window[1]), binaries, graphs)  # type: ignore[arg-type]

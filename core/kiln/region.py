@@ -1,0 +1,129 @@
+"""The deterministic memory region, from Python.
+
+While a region is open on a device, every device allocation the process makes there
+(PyTorch's caching allocator, cuBLAS workspaces, NCCL buffers) is placed by kiln's bump
+allocator at a fixed base, so a later process making the same requests gets the same
+addresses. The region is never unmapped while the process runs: PyTorch keeps pointers
+into it until exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from kiln.errors import UnsupportedAllocator
+from kiln.native import native, require_interposer
+
+DEFAULT_BASE = 0x6000_0000_0000
+DEFAULT_SIZE = 512 << 30  # virtual address space only; backed on demand
+
+Trajectory = list[tuple[int, int, int]]
+
+
+@dataclass(frozen=True)
+class RegionConfig:
+    device: int = 0
+    base: int = DEFAULT_BASE
+    size: int = DEFAULT_SIZE
+    prealloc: int = 0
+
+    @classmethod
+    def from_env(cls, device: int = 0) -> RegionConfig:
+        """Defaults overridden by KILN_REGION_BASE / KILN_REGION_SIZE / KILN_REGION_PREALLOC."""
+
+        def num(key: str, default: int) -> int:
+            raw = os.environ.get(key)
+            if raw is None or raw == "":
+                return default
+            try:
+                return int(raw, 0)
+            except ValueError:
+                raise ValueError(f"{key}={raw!r} is not an integer") from None
+
+        base = num("KILN_REGION_BASE", DEFAULT_BASE)
+        size = num("KILN_REGION_SIZE", DEFAULT_SIZE)
+        # Each device gets its own slice of the address space.
+        return cls(device, base + device * size, size, num("KILN_REGION_PREALLOC", 0))
+
+
+def check_allocator_settings(env: dict[str, str] | None = None) -> None:
+    """Refuse PyTorch allocator settings whose addresses cannot be made deterministic."""
+    conf = (env if env is not None else os.environ).get("PYTORCH_CUDA_ALLOC_CONF", "")
+    conf += "," + (env if env is not None else os.environ).get("PYTORCH_ALLOC_CONF", "")
+    opts = {}
+    for item in conf.replace(" ", "").split(","):
+        if ":" in item:
+            k, v = item.split(":", 1)
+            opts[k.lower()] = v.lower()
+    if opts.get("backend") == "cudamallocasync":
+        raise UnsupportedAllocator(
+            "PyTorch is set to use the stream-ordered allocator (backend:cudaMallocAsync), whose "
+            "addresses cannot be made deterministic: remove it from PYTORCH_CUDA_ALLOC_CONF"
+        )
+    if opts.get("expandable_segments") in ("true", "1"):
+        raise UnsupportedAllocator(
+            "PyTorch expandable segments map memory outside kiln's allocator: remove "
+            "expandable_segments:True from PYTORCH_CUDA_ALLOC_CONF"
+        )
+
+
+class Region:
+    """One device's deterministic region. Use as a context manager or call open()/close()."""
+
+    def __init__(self, config: RegionConfig | None = None, *, device: int = 0) -> None:
+        self.config = config or RegionConfig.from_env(device)
+        self._open = False
+
+    @property
+    def device(self) -> int:
+        return self.config.device
+
+    def open(self) -> Region:
+        check_allocator_settings()
+        n = require_interposer()
+        n.set_enabled(True)
+        n.ensure_context(self.config.device)
+        n.region_open(self.config.device, self.config.base, self.config.size, self.config.prealloc)
+        self._open = True
+        return self
+
+    def close(self) -> None:
+        """Stop placing allocations in the region (its memory stays mapped until exit)."""
+        if self._open:
+            native().region_suspend(self.config.device)
+            self._open = False
+
+    def __enter__(self) -> Region:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def suspended(self) -> Iterator[None]:
+        """Allocations inside go to the driver as usual and are not recorded (warmups)."""
+        n = native()
+        n.region_suspend(self.config.device)
+        try:
+            yield
+        finally:
+            n.region_resume(self.config.device)
+
+    def contains(self, address: int) -> bool:
+        return self.config.base <= address < self.config.base + self.config.size
+
+    def info(self) -> dict[str, Any]:
+        return dict(native().region_info(self.config.device))
+
+    def trajectory(self) -> Trajectory:
+        return [tuple(e) for e in native().region_trajectory(self.config.device)]  # type: ignore[misc]
+
+    def trajectory_length(self) -> int:
+        return int(native().region_info(self.config.device)["allocations"])
+
+    def set_cursor(self, offset: int) -> None:
+        native().region_set_cursor(self.config.device, offset)

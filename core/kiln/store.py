@@ -1,0 +1,224 @@
+"""save() and load(): a finished CaptureSession to an archive, and an archive back to
+replayable graphs in a fresh process."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kiln.archive import ArchiveReader, archive_lock, compare_fingerprints, write_archive
+from kiln.archive.jsonsec import dump_json, load_json
+from kiln.capture import CaptureSession
+from kiln.errors import AllocationDriftError, KilnError, NonPersistableGraph, RestoreError
+from kiln.fingerprint import environment_fingerprint
+from kiln.manifest import FINGERPRINT, MANIFEST, BinaryEntry, GraphEntry, Manifest
+from kiln.native import native
+from kiln.region import Region
+from kiln.restored import RestoredGraph, RestoredSet
+
+_KINDS = {0: "cuMemAlloc", 1: "cuMemAllocPitch", 2: "cuMemAddressReserve", 3: "kiln"}
+
+
+@dataclass
+class SaveReport:
+    path: Path
+    bytes_written: int
+    graphs: int
+    binaries: int
+    binary_bytes: int
+    graph_bytes: int
+    seconds: float
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def _window_owner(traj: list[tuple[int, int, int]], base: int, addr: int) -> int | None:
+    """Index of the trajectory entry whose range holds addr (None if none)."""
+    for i, (off, size, _kind) in enumerate(traj):
+        if base + off <= addr < base + off + size:
+            return i
+    return None
+
+
+def _check_window_references(session: CaptureSession, traj: list[tuple[int, int, int]]) -> None:
+    """Memory allocated inside the window but outside any capture holds whatever the SAVE
+    process put there; LOAD re-creates it empty. A graph reading it would silently compute
+    garbage, so unless it is a declared input (rewritten by the caller), refuse."""
+    assert session.window is not None
+    w0, w1 = session.window
+    base = session.region.config.base
+    captured = set()
+    for g in session.graphs:
+        captured.update(range(*g.trajectory_span))
+    for g in session.graphs:
+        inputs = {s.address for s in g.input_specs}
+        for addr in g.desc.region_pointers():
+            i = _window_owner(traj, base, addr)
+            if i is not None and w0 <= i < w1 and i not in captured:
+                if any(s.address <= addr < s.address + max(s.nbytes, 1) for s in g.input_specs):
+                    continue
+                raise NonPersistableGraph(
+                    f"graph {g.name!r} reads memory at 0x{addr:x}, allocated inside the capture "
+                    "session but outside a capture; allocate it before the session (LOAD would "
+                    "re-create it without its contents)"
+                )
+        del inputs
+
+
+def save(path: str | os.PathLike[str], session: CaptureSession) -> SaveReport:
+    """Write every graph of a finished session, its kernel binaries and context to `path`."""
+    t0 = time.perf_counter()
+    if session.window is None:
+        raise KilnError("save() needs a CaptureSession that has been exited")
+    if not session.graphs:
+        raise KilnError("save(): the session captured no graphs")
+    n = native()
+    region = session.region
+    traj = region.trajectory()[: session.window[1]]
+    _check_window_references(session, traj)
+
+    sections: dict[str, Any] = {}
+    ids = sorted({b for g in session.graphs for b in g.desc.binaries()})
+    slot_of: dict[int, int] = {}
+    by_hash: dict[str, int] = {}
+    binaries: list[BinaryEntry] = []
+    for bid in ids:
+        data = n.binary_bytes(bid)
+        digest = hashlib.sha256(data).hexdigest()
+        if digest not in by_hash:
+            by_hash[digest] = len(binaries)
+            name = f"b{len(binaries)}"
+            sections[name] = data
+            binaries.append(BinaryEntry(name, digest, len(data), n.binary_info(bid)["kind"]))
+        slot_of[bid] = by_hash[digest]
+
+    graphs: list[GraphEntry] = []
+    graph_bytes = 0
+    for i, g in enumerate(session.graphs):
+        blob = g.desc.encode(list(slot_of), list(slot_of.values()))
+        graph_bytes += len(blob)
+        sections[f"g{i}"] = blob
+        graphs.append(
+            GraphEntry(
+                g.name, f"g{i}", g.desc.node_count, g.desc.kernel_count, g.input_specs, g.output_specs
+            )
+        )
+    manifest = Manifest(region.device, traj, session.window, binaries, graphs)
+    sections[FINGERPRINT] = dump_json(environment_fingerprint(region.config))
+    sections[MANIFEST] = dump_json(manifest.to_json())
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with archive_lock(target):
+        written = write_archive(target, sections)
+    return SaveReport(
+        target,
+        written,
+        len(graphs),
+        len(binaries),
+        sum(b.size for b in binaries),
+        graph_bytes,
+        time.perf_counter() - t0,
+    )
+
+
+def _drift_message(d: dict[str, Any], recorded: int) -> str:
+    i, want, got = d["index"], d["expected"], d["actual"]
+
+    def show(e: tuple[int, int, int]) -> str:
+        return f"offset 0x{e[0]:x}, {e[1]} bytes ({_KINDS.get(e[2], e[2])})"
+
+    if want is None:
+        return (
+            f"allocation #{i} ({show(got)}) has no counterpart at SAVE: this process allocated "
+            f"more before LOAD than SAVE did before capture ({recorded} allocations)"
+        )
+    if got is None:
+        return (
+            f"this process made only {i} allocations before LOAD; SAVE made {recorded}: "
+            f"allocation #{i} ({show(want)}) is missing"
+        )
+    return f"allocation #{i} differs from SAVE: expected {show(want)}, got {show(got)}"
+
+
+def _app_copies(binaries: list[BinaryEntry]) -> list[int]:
+    """For each archive binary, the id of this process's own loaded copy (or -1)."""
+    n = native()
+    infos = [n.binary_info(i) for i in range(n.binary_count())]
+    out = []
+    for b in binaries:
+        found = -1
+        for info in infos:
+            if info["size"] == b.size and n.binary_loaded(info["id"]):
+                if hashlib.sha256(n.binary_bytes(info["id"])).hexdigest() == b.sha256:
+                    found = info["id"]
+                    break
+        out.append(found)
+    return out
+
+
+def load(path: str | os.PathLike[str], region: Region, *, verify: bool = True) -> RestoredSet:
+    """Restore every graph of an archive into this process.
+
+    The process must have made the same allocations as the SAVE process up to the capture
+    window (checked; AllocationDriftError names the first difference). Returns the graphs
+    with tensors aliasing their inputs and outputs."""
+    import torch
+
+    timings: dict[str, float] = {}
+    t = t0 = time.perf_counter()
+
+    def stage(name: str) -> None:
+        nonlocal t
+        now = time.perf_counter()
+        timings[name] = now - t
+        t = now
+
+    n = native()
+    dev = region.device
+    reader = ArchiveReader(path, verify=verify)
+    restored = RestoredSet(reader, dev)
+    try:
+        stage("open")
+        fingerprint = load_json(reader.section(FINGERPRINT), FINGERPRINT)
+        compare_fingerprints(fingerprint, environment_fingerprint(region.config))
+        manifest = Manifest.from_json(load_json(reader.section(MANIFEST), MANIFEST), set(reader.names))
+        if manifest.device != dev:
+            raise RestoreError(f"archive was saved on device {manifest.device}, region is on {dev}")
+        stage("manifest")
+
+        w0, w1 = manifest.window
+        drift = n.region_compare_prefix(dev, manifest.trajectory[:w0])
+        if drift is not None:
+            raise AllocationDriftError(_drift_message(drift, w0))
+        base = region.config.base
+        for i in range(w0, w1):
+            off, size, kind = manifest.trajectory[i]
+            addr = n.region_allocate(dev, size)
+            restored.own_allocation(addr)
+            if addr != base + off:
+                raise AllocationDriftError(
+                    f"capture-window allocation #{i} landed at offset 0x{addr - base:x}, "
+                    f"SAVE had 0x{off:x}"
+                )
+        stage("materialize")
+
+        sources = [reader.section(b.section) for b in manifest.binaries]
+        restored.kernels = n.make_kernel_table(sources, _app_copies(manifest.binaries))
+        stage("binaries")
+
+        stream = torch.cuda.current_stream(dev).cuda_stream
+        for g in manifest.graphs:
+            desc = n.decode_graph(reader.section(g.section))
+            built = n.build_graph(desc, restored.kernels, dev)
+            built.upload(stream)
+            restored.add(RestoredGraph(g.name, built, restored, g.inputs, g.outputs))
+        stage("build")
+    except BaseException:
+        restored.close()
+        raise
+    timings["total"] = time.perf_counter() - t0
+    restored.timings = timings
+    return restored

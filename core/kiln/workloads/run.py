@@ -1,0 +1,198 @@
+"""Run one workload in one mode, in this (fresh) process, and write a JSON result.
+
+    python -m kiln.workloads.run --workload decode --mode save --archive DIR --out save.json
+    python -m kiln.workloads.run --workload decode --mode load --archive DIR --out load.json
+
+save: open the region, build the workload, warm up and capture every graph (timed, as
+engines do), write DIR/graphs.kiln and the native replay's outputs on fresh inputs
+(DIR/reference.pt) for comparison. load: open the region, build the workload the same way,
+restore (timed: archive open to every graph replayable), refill the same fresh inputs,
+replay each restored graph and compare its outputs bit for bit with the SAVE process's
+native replay and with eager execution here. native: no kiln at all (for the inert
+interposer check). Injected faults (--inject) make LOAD fail in a specific way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+SEED = 1234
+
+
+def _outputs(out: Any) -> list[Any]:
+    return [out] if not isinstance(out, (list, tuple)) else list(out)
+
+
+def _compare(a: list[Any], b: list[Any]) -> dict[str, Any]:
+    import torch
+
+    exact = len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b))
+    diff = 0.0
+    if not exact and len(a) == len(b):
+        diff = max(float((x.float() - y.float()).abs().max()) for x, y in zip(a, b))
+    return {"bit_exact": exact, "max_abs_diff": diff}
+
+
+def _device_facts() -> dict[str, Any]:
+    import torch
+
+    from kiln.native import native
+
+    return {
+        "device_name": torch.cuda.get_device_name(0),
+        "driver_version": int(native().driver_version()) if native().driver_available() else None,
+        "torch": torch.__version__,
+    }
+
+
+def run_save(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    import kiln
+    from kiln.workloads import build
+
+    t_start = time.perf_counter()
+    region = kiln.Region().open()
+    wl = build(args.workload)
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    with kiln.CaptureSession(region) as session:
+        for g in wl.graphs:
+            session.capture(g.name, g.fn, g.inputs, warmup=wl.warmup)
+    torch.cuda.synchronize()
+    capture_s = time.perf_counter() - t0
+    report = kiln.save(Path(args.archive) / "graphs.kiln", session)
+
+    wl.refill(SEED)
+    reference = {}
+    for g in session.graphs:
+        g.replay()
+        torch.cuda.synchronize()
+        reference[g.name] = [t.detach().clone().cpu() for t in g.outputs]
+    torch.save(reference, Path(args.archive) / "reference.pt")
+    return {
+        "mode": "save",
+        "workload": args.workload,
+        "graphs": len(session.graphs),
+        "nodes": sum(g.desc.node_count for g in session.graphs),
+        "capture_seconds": capture_s,
+        "save_seconds": report.seconds,
+        "archive_bytes": report.bytes_written,
+        "binary_count": report.binaries,
+        "binary_bytes": report.binary_bytes,
+        "graph_bytes": report.graph_bytes,
+        "process_seconds": time.perf_counter() - t_start,
+        **_device_facts(),
+    }
+
+
+def run_load(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    import kiln
+    from kiln.workloads import build
+
+    t_start = time.perf_counter()
+    region = kiln.Region().open()
+    if args.inject == "drift":
+        extra = torch.empty(1 << 20, device="cuda")  # an allocation SAVE did not make
+        del extra
+    wl = build(args.workload)
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    restored = kiln.load(Path(args.archive) / "graphs.kiln", region)
+    torch.cuda.synchronize()
+    restore_s = time.perf_counter() - t0
+
+    reference = torch.load(Path(args.archive) / "reference.pt")
+    wl.refill(SEED)
+    results = {}
+    for g in wl.graphs:
+        r = restored[g.name]
+        aliased = [a.data_ptr() for a in r.inputs] == [b.data_ptr() for b in g.inputs]
+        t1 = time.perf_counter()
+        r.replay()
+        torch.cuda.synchronize()
+        first_replay = time.perf_counter() - t1
+        got = [t.clone() for t in r.outputs]
+        eager = [t.clone() for t in _outputs(g.fn(*g.inputs))]
+        torch.cuda.synchronize()
+        vs_native = _compare([t.cpu() for t in got], reference[g.name])
+        vs_eager = _compare(got, eager)
+        results[g.name] = {
+            "inputs_aliased": aliased,
+            "first_replay_seconds": first_replay,
+            "vs_save_native": vs_native,
+            "vs_eager": vs_eager,
+        }
+    return {
+        "mode": "load",
+        "workload": args.workload,
+        "restore_seconds": restore_s,
+        "restore_stages": restored.timings,
+        "graphs": results,
+        "all_bit_exact_vs_save_native": all(r["vs_save_native"]["bit_exact"] for r in results.values()),
+        "all_bit_exact_vs_eager": all(r["vs_eager"]["bit_exact"] for r in results.values()),
+        "all_inputs_aliased": all(r["inputs_aliased"] for r in results.values()),
+        "process_seconds": time.perf_counter() - t_start,
+        **_device_facts(),
+    }
+
+
+def run_native(args: argparse.Namespace) -> dict[str, Any]:
+    """No kiln: eager outputs and a natively captured graph's outputs, saved for comparison."""
+    import torch
+
+    from kiln.workloads import build
+
+    wl = build(args.workload)
+    wl.refill(SEED)
+    out: dict[str, Any] = {}
+    for g in wl.graphs:
+        eager = [t.clone().cpu() for t in _outputs(g.fn(*g.inputs))]
+        graph = torch.cuda.CUDAGraph()
+        s = torch.cuda.Stream()
+        s.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(s):
+            g.fn(*g.inputs)
+        torch.cuda.current_stream().wait_stream(s)
+        with torch.cuda.graph(graph):
+            res = _outputs(g.fn(*g.inputs))
+        graph.replay()
+        torch.cuda.synchronize()
+        out[g.name] = {"eager": eager, "graph": [t.clone().cpu() for t in res]}
+    torch.save(out, Path(args.archive) / f"native-{os.getpid()}.pt")
+    return {"mode": "native", "workload": args.workload, "file": f"native-{os.getpid()}.pt"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--workload", required=True)
+    p.add_argument("--mode", choices=["save", "load", "native"], required=True)
+    p.add_argument("--archive", required=True, help="directory for graphs.kiln and reference outputs")
+    p.add_argument("--inject", choices=["none", "drift"], default="none")
+    p.add_argument("--out", help="write the JSON result here (default: stdout)")
+    args = p.parse_args(argv)
+    Path(args.archive).mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any]
+    try:
+        result = {"save": run_save, "load": run_load, "native": run_native}[args.mode](args)
+        result["ok"] = True
+    except Exception as e:  # reported to the parent test as data: class and message
+        result = {"ok": False, "mode": args.mode, "error_class": type(e).__name__, "error": str(e)}
+    text = json.dumps(result, indent=2, default=str)
+    if args.out:
+        Path(args.out).write_text(text)
+    else:
+        print(text)
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""Errors: each injected fault gives its specific error, no crash and no wrong output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.gpu.conftest import kiln_env, run_module, run_workload
+
+pytestmark = pytest.mark.gpu
+
+
+@pytest.fixture(scope="module")
+def matmul_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("matmul")
+    saved = run_workload("matmul", "save", d)
+    assert saved["ok"], saved
+    return d
+
+
+def test_extra_allocation_before_load_is_reported_as_drift(matmul_archive: Path) -> None:
+    r = run_workload("matmul", "load", matmul_archive, inject="drift")
+    assert not r["ok"]
+    assert r["error_class"] == "AllocationDriftError", r
+    assert "allocation #" in r["error"] and "expected offset" in r["error"]
+
+
+def test_load_with_another_region_base_names_the_field(matmul_archive: Path) -> None:
+    env = kiln_env(KILN_REGION_BASE=hex(0x6100_0000_0000))
+    r = run_workload("matmul", "load", matmul_archive, env=env)
+    assert not r["ok"]
+    assert r["error_class"] == "FingerprintMismatch" and "region_base" in r["error"], r
+
+
+def test_region_base_taken_by_someone_else_is_refused(tmp_path: Path) -> None:
+    script = """
+import ctypes, json, sys
+import kiln
+from kiln.region import RegionConfig
+cu = ctypes.CDLL("libcuda.so.1")
+assert cu.cuInit(0) == 0
+dev = ctypes.c_int(); cu.cuDeviceGet(ctypes.byref(dev), 0)
+ctx = ctypes.c_void_p(); cu.cuDevicePrimaryCtxRetain(ctypes.byref(ctx), dev); cu.cuCtxSetCurrent(ctx)
+cfg = RegionConfig.from_env(0)
+got = ctypes.c_uint64()
+rc = cu.cuMemAddressReserve(ctypes.byref(got), ctypes.c_size_t(2 << 20), ctypes.c_size_t(0), ctypes.c_uint64(cfg.base), ctypes.c_ulonglong(0))
+assert rc == 0 and got.value == cfg.base, (rc, hex(got.value))
+try:
+    kiln.Region(cfg).open()
+    print(json.dumps({"error_class": None}))
+except Exception as e:
+    print(json.dumps({"error_class": type(e).__name__, "error": str(e)}))
+"""
+    proc = subprocess.run([sys.executable, "-c", script], env=kiln_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert r["error_class"] == "RegionBaseNotHonoured", r
+    assert "did not honour the region base" in r["error"]
+
+
+def test_corrupted_archives_fail_closed_and_the_intact_one_still_restores(matmul_archive: Path) -> None:
+    out = matmul_archive / "faults.json"
+    proc = run_module(
+        "kiln.workloads.faults", ["--workload", "matmul", "--archive", str(matmul_archive), "--out", str(out)], kiln_env()
+    )
+    assert out.exists(), proc.stderr[-4000:]
+    r = json.loads(out.read_text())
+    bad = [c for c in r["cases"] if not c["ok"]]
+    assert not bad, bad
+    labels = " ".join(c["case"] for c in r["cases"])
+    for section in ("fingerprint", "manifest", "g0", "b0"):
+        assert f"section {section}" in labels
+    assert r["intact_restore_bit_exact"]
+
+
+def test_graph_using_torch_rng_is_refused(tmp_path: Path) -> None:
+    script = """
+import json, torch, kiln
+region = kiln.Region().open()
+x = torch.zeros(1024, device="cuda")
+try:
+    with kiln.CaptureSession(region) as s:
+        s.capture("noisy", lambda x: x + torch.rand_like(x), (x,))
+    print(json.dumps({"error_class": None}))
+except Exception as e:
+    print(json.dumps({"error_class": type(e).__name__, "error": str(e)}))
+"""
+    proc = subprocess.run([sys.executable, "-c", script], env=kiln_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert r["error_class"] == "RngStateError", r
