@@ -1,0 +1,314 @@
+"""kiln's configuration: one TOML file, ``KILN_*`` environment overrides, command-line flags.
+
+Precedence, lowest first: defaults, the TOML file, ``KILN_*`` variables, command-line flags.
+Every value is validated, and an invalid one raises :class:`ConfigError` naming the key and
+where the value came from. The file is the first that exists of: ``--config``,
+``$KILN_CONFIG``, ``./kiln.toml``, ``$XDG_CONFIG_HOME/kiln/config.toml``.
+
+Example::
+
+    mode = "auto"            # save | load | auto
+    policy = "fallback"      # strict | fallback
+    log_level = "info"       # debug | info | warning | error
+    disable_adapters = []    # entry-point names of adapters not to load
+
+    [archive]
+    root = "~/.cache/kiln/archives"  # default: the archive dir is derived from the fingerprint
+    # dir = "/srv/kiln/llama3"       # pin one archive directory instead
+
+    [region]
+    base = 0x7e0000000000    # default: chosen by the native runtime
+    size = "64GiB"
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kiln.errors import KilnError
+
+CONFIG_ENV = "KILN_CONFIG"
+_MIB2 = 2 << 20  # the VMM granularity of current GPUs; a region must be aligned to it
+_VA_LIMIT = 1 << 48  # user virtual addresses on x86-64 and aarch64 stay below 2**48
+
+
+class Mode(enum.StrEnum):
+    SAVE = "save"
+    LOAD = "load"
+    AUTO = "auto"  # load when a matching archive exists, else save
+
+
+class Policy(enum.StrEnum):
+    STRICT = "strict"  # a failed stage stops the engine start
+    FALLBACK = "fallback"  # a failed stage makes the engine start natively, saying why
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class ConfigError(KilnError):
+    """A configuration value is invalid; names the key and the value's source."""
+
+    def __init__(self, key: str | None, source: str, message: str) -> None:
+        self.key = key
+        self.source = source
+        where = f"config key {key!r} (from {source})" if key else source
+        super().__init__(f"{where}: {message}")
+
+
+def default_archive_root(environ: Mapping[str, str]) -> Path:
+    cache = environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "kiln" / "archives"
+
+
+@dataclass(frozen=True)
+class Config:
+    mode: Mode = Mode.AUTO
+    policy: Policy = Policy.STRICT
+    archive_dir: Path | None = None
+    archive_root: Path = field(default_factory=lambda: default_archive_root(os.environ))
+    region_base: int | None = None
+    region_size: int | None = None
+    log_level: str = "info"
+    disable_adapters: tuple[str, ...] = ()
+    config_file: Path | None = None
+    #: For each key, where its value came from ("default", a file, a variable, a flag).
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    def value(self, key: str) -> object:
+        return getattr(self, _KEYS[key].attr)
+
+    def as_dict(self) -> dict[str, object]:
+        """Every key with its JSON-able value, as ``kiln config --json`` shows it."""
+        return {key: _jsonable(self.value(key)) for key in _KEYS}
+
+    def to_environment(self) -> dict[str, str]:
+        """``KILN_*`` variables that make an engine process resolve this same config."""
+        env = {spec.env: spec.render(self.value(key)) for key, spec in _KEYS.items()}
+        env = {name: text for name, text in env.items() if text}
+        if self.config_file is not None:
+            env[CONFIG_ENV] = str(self.config_file)
+        return env
+
+
+def load_config(
+    path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, object] | None = None,
+    cwd: Path | None = None,
+) -> Config:
+    """Resolve the config. ``overrides`` maps dotted keys to command-line values."""
+    environ = os.environ if environ is None else environ
+    cwd = Path.cwd() if cwd is None else cwd
+    values: dict[str, object] = {}
+    sources: dict[str, str] = {key: "default" for key in _KEYS}
+
+    config_file = _find_file(path, environ, cwd)
+    if config_file is not None:
+        for key, raw in _read_toml(config_file).items():
+            source = f"file {config_file}"
+            values[key] = _parse(key, raw, source, config_file.parent)
+            sources[key] = source
+    for key, spec in _KEYS.items():
+        text = environ.get(spec.env)
+        if text is not None and text != "":
+            source = f"environment {spec.env}"
+            values[key] = _parse(key, text, source, cwd)
+            sources[key] = source
+    for key, raw in (overrides or {}).items():
+        if key not in _KEYS:
+            raise ConfigError(key, "command line", "unknown key")
+        if raw is not None:
+            values[key] = _parse(key, raw, "command line", cwd)
+            sources[key] = "command line"
+
+    kwargs = {_KEYS[key].attr: value for key, value in values.items()}
+    kwargs.setdefault("archive_root", default_archive_root(environ))
+    config = Config(config_file=config_file, sources=sources, **kwargs)  # type: ignore[arg-type]
+    _check_region(config)
+    return config
+
+
+# --- files ---------------------------------------------------------------------------------
+
+
+def _find_file(path: Path | None, environ: Mapping[str, str], cwd: Path) -> Path | None:
+    if path is not None:
+        return _existing(path, "--config")
+    if environ.get(CONFIG_ENV):
+        return _existing(Path(environ[CONFIG_ENV]), f"environment {CONFIG_ENV}")
+    xdg = environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    for candidate in (cwd / "kiln.toml", Path(xdg) / "kiln" / "config.toml"):
+        if candidate.is_file():
+            return candidate.resolve()
+    return None
+
+
+def _existing(path: Path, source: str) -> Path:
+    path = path.expanduser()
+    if not path.is_file():
+        raise ConfigError(None, f"config file {path} (from {source})", "does not exist")
+    return path.resolve()
+
+
+def _read_toml(path: Path) -> dict[str, object]:
+    try:
+        with path.open("rb") as handle:
+            document = tomllib.load(handle)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(None, f"config file {path}", f"not valid TOML: {err}") from None
+    flat: dict[str, object] = {}
+    _flatten(document, "", flat)
+    for key in flat:
+        if key not in _KEYS:
+            close = difflib.get_close_matches(key, list(_KEYS), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(_KEYS)}"
+            raise ConfigError(key, f"file {path}", "unknown key" + hint)
+    return flat
+
+
+def _flatten(table: Mapping[str, object], prefix: str, out: dict[str, object]) -> None:
+    for name, value in table.items():
+        key = f"{prefix}{name}"
+        if isinstance(value, dict):
+            _flatten(value, key + ".", out)
+        else:
+            out[key] = value
+
+
+# --- keys ----------------------------------------------------------------------------------
+
+
+def _parse(key: str, raw: object, source: str, base_dir: Path) -> object:
+    try:
+        return _KEYS[key].parse(raw, base_dir)
+    except ValueError as err:
+        raise ConfigError(key, source, str(err)) from None
+
+
+def _choice(enum_type: type[enum.StrEnum]) -> Callable[[object, Path], object]:
+    def parse(raw: object, _base: Path) -> object:
+        allowed = [member.value for member in enum_type]
+        if not isinstance(raw, str) or raw.strip().lower() not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}, got {raw!r}")
+        return enum_type(raw.strip().lower())
+
+    return parse
+
+
+def _log_level(raw: object, _base: Path) -> str:
+    if not isinstance(raw, str) or raw.strip().lower() not in LOG_LEVELS:
+        raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {raw!r}")
+    return raw.strip().lower()
+
+
+def _path(raw: object, base_dir: Path) -> Path:
+    if not isinstance(raw, str) or not raw.strip():
+        raise ValueError(f"expected a non-empty path, got {raw!r}")
+    path = Path(raw).expanduser()
+    return path if path.is_absolute() else (base_dir / path).resolve()
+
+
+def _names(raw: object, _base: Path) -> tuple[str, ...]:
+    items = raw.split(",") if isinstance(raw, str) else raw
+    if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+        raise ValueError(f"expected a list of adapter names, got {raw!r}")
+    return tuple(name.strip() for name in items if name.strip())
+
+
+_UNITS = {"": 1, "b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
+_SIZE = re.compile(r"^\s*(\d+)\s*([a-zA-Z]*)\s*$")
+
+
+def _integer(raw: object, what: str) -> int:
+    # bool is an int in Python, and `size = true` in TOML is a typo, not 1 byte.
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str):
+        text = raw.strip().lower()
+        if text.startswith("0x"):
+            try:
+                return int(text, 16)
+            except ValueError:
+                pass
+        else:
+            match = _SIZE.match(text)
+            if match and match.group(2) in _UNITS:
+                return int(match.group(1)) * _UNITS[match.group(2)]
+    raise ValueError(f"expected {what}, got {raw!r}")
+
+
+def _aligned(raw: object, what: str) -> int:
+    value = _integer(raw, what)
+    if value <= 0 or value % _MIB2:
+        raise ValueError(f"must be a positive multiple of 2 MiB (0x200000), got {value:#x}")
+    return value
+
+
+def _region_base(raw: object, _base: Path) -> int:
+    value = _aligned(raw, "an address such as 0x7e0000000000")
+    if value >= _VA_LIMIT:
+        raise ValueError(f"{value:#x} is not a user-space address (must be below 2**48)")
+    return value
+
+
+def _region_size(raw: object, _base: Path) -> int:
+    return _aligned(raw, "a size in bytes, hex, or with a unit KiB/MiB/GiB/TiB such as '64GiB'")
+
+
+def _check_region(config: Config) -> None:
+    base, size = config.region_base, config.region_size
+    if base is not None and size is not None and base + size > _VA_LIMIT:
+        raise ConfigError(
+            "region.size",
+            config.sources.get("region.size", "default"),
+            f"region {base:#x} + {size:#x} ends above 2**48",
+        )
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _render(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, tuple):
+        return ",".join(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return hex(value) if value >= _MIB2 else str(value)
+    return str(value)
+
+
+@dataclass(frozen=True)
+class _Key:
+    attr: str
+    env: str
+    parse: Callable[[object, Path], object]
+    render: Callable[[object], str] = _render
+
+
+_KEYS: dict[str, _Key] = {
+    "mode": _Key("mode", "KILN_MODE", _choice(Mode)),
+    "policy": _Key("policy", "KILN_POLICY", _choice(Policy)),
+    "archive.dir": _Key("archive_dir", "KILN_ARCHIVE", _path),
+    "archive.root": _Key("archive_root", "KILN_ARCHIVE_ROOT", _path),
+    "region.base": _Key("region_base", "KILN_REGION_BASE", _region_base),
+    "region.size": _Key("region_size", "KILN_REGION_SIZE", _region_size),
+    "log_level": _Key("log_level", "KILN_LOG_LEVEL", _log_level),
+    "disable_adapters": _Key("disable_adapters", "KILN_DISABLE_ADAPTERS", _names),
+}
+
+#: Dotted config keys and the variable that overrides each.
+ENVIRONMENT_VARIABLES: dict[str, str] = {key: spec.env for key, spec in _KEYS.items()}

@@ -1,0 +1,659 @@
+"""The lifecycle driver: what adapters call at each point of an engine's startup.
+
+An adapter stays thin: it finds the engine's points (through the engine's plugin mechanism)
+and calls the matching method here. The driver keeps the order, times each stage, composes
+and checks the fingerprint, takes the SAVE lock, records and replays decisions, commits the
+archive, writes the startup report, fires the hooks and applies the policy on failure.
+
+Outside ``kiln run`` (``KILN_ENABLE`` unset) every method passes through: warmups run,
+``measure()`` and ``capture()`` are called, nothing is fired or written. Adapters can
+therefore call the driver unconditionally.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Collection, Mapping, Sequence
+from contextlib import ExitStack, nullcontext
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pluggy
+
+from kiln import __version__
+from kiln.archive import ArchiveReader, archive_lock
+from kiln.config import Config, ConfigError, Mode, Policy, load_config
+from kiln.errors import ArchiveError, FingerprintMismatch, KilnError
+from kiln.lifecycle import archive_io, environment, fingerprint, pins
+from kiln.lifecycle.context import KilnContext, ProcessState
+from kiln.lifecycle.defaults import CORE_PLUGIN_NAME, CoreDefaults
+from kiln.lifecycle.errors import (
+    DuplicateGraph,
+    GraphNotRecorded,
+    InvalidHookResult,
+    KvCapacityMismatch,
+    MissingGraphs,
+    StageFailed,
+    UsageError,
+    WarmupMismatch,
+)
+from kiln.lifecycle.logsetup import configure_logging
+from kiln.lifecycle.progress import Progress, make_progress
+from kiln.lifecycle.record import LifecycleRecord
+from kiln.lifecycle.report import StartupReport, write_report
+from kiln.lifecycle.runtime import Runtime, default_runtime
+from kiln.lifecycle.stages import Stage, StageOrder
+from kiln.lifecycle.timing import Timeline
+from kiln.lifecycle.types import FailureAction, KvCapacity, Pin, RunMode, WarmupAction, WarmupPhase
+from kiln.plugins import discover_adapters, make_plugin_manager, register, register_adapters
+
+T = TypeVar("T")
+log = logging.getLogger("kiln")
+_ACTIVE = (RunMode.SAVE, RunMode.LOAD)
+
+
+class Driver:
+    """One engine process's lifecycle. Create it with :func:`kiln.lifecycle.start`."""
+
+    def __init__(
+        self,
+        engine: str,
+        *,
+        adapter: object | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+        config: Config | None = None,
+        environ: Mapping[str, str] | None = None,
+        runtime: Runtime | None = None,
+        plugin_manager: pluggy.PluginManager | None = None,
+        plugins: Sequence[object] = (),
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        environ = os.environ if environ is None else environ
+        config = load_config(environ=environ) if config is None else config
+        configure_logging(config.log_level)
+        self._state = _initial_state(engine, rank, world_size, config, environ)
+        self.ctx = KilnContext(self._state)
+        launch_time = environ.get(environment.LAUNCH_TIME)
+        self._timeline = (
+            Timeline(_float(launch_time)) if clock is None else Timeline(_float(launch_time), clock)
+        )
+        self._order = StageOrder()
+        self._runtime = runtime
+        self._archive: ArchiveReader | None = None
+        self._held = ExitStack()  # the SAVE lock, from device-bound to commit
+        self._record = LifecycleRecord(engine)
+        self._seen: set[str] = set()
+        self._captured = 0
+        self._restored = 0
+        self._error: dict[str, str] | None = None
+        self._progress: Progress = make_progress(rank)
+        self._pm = plugin_manager
+        if self._state.mode is not RunMode.OFF:
+            self._pm = self._plugins(plugin_manager, engine, adapter, plugins, config)
+
+    # --- properties -------------------------------------------------------------------------
+
+    @property
+    def mode(self) -> RunMode:
+        return self._state.mode
+
+    @property
+    def plugin_manager(self) -> pluggy.PluginManager | None:
+        return self._pm
+
+    @property
+    def hook(self) -> Any:
+        assert self._pm is not None, "no hooks fire when kiln is off"
+        return self._pm.hook
+
+    # --- stages, in order ---------------------------------------------------------------------
+
+    def process_init(self) -> None:
+        """Fire :func:`~kiln.hookspecs.kiln_process_init` (called by :func:`start`)."""
+        self._stage(Stage.PROCESS_INIT, lambda: self.hook.kiln_process_init(ctx=self.ctx), _none)
+
+    def resolve_pins(
+        self, settings: Mapping[str, object], explicit: Collection[str] = ()
+    ) -> dict[str, Pin]:
+        """Collect the pins for the engine's settings; the adapter applies what it returns.
+
+        ``settings`` are the engine's resolved settings (dotted keys), ``explicit`` the keys
+        the user set. Raises :class:`~kiln.lifecycle.errors.PinConflict` under every policy.
+        """
+
+        def work() -> dict[str, Pin]:
+            if self._state.mode not in _ACTIVE:
+                return {}  # nothing will be restored: nothing needs pinning
+            results = self.hook.kiln_pin_settings(
+                ctx=self.ctx, settings=settings, explicit=frozenset(explicit)
+            )
+            merged = pins.merge(results, "kiln_pin_settings")
+            pins.check_settings(merged, settings, explicit)
+            self._state.pins = merged
+            return dict(merged)
+
+        return self._stage(Stage.PIN_SETTINGS, work, lambda _err: {})
+
+    def device_bound(self, device: int) -> None:
+        """The process chose its GPU: fingerprint, check (LOAD), lock (SAVE), bind the region.
+
+        Call it before anything allocates device memory (communicators, weights).
+        """
+
+        def work() -> None:
+            self._state.device = device
+            if self._state.mode in _ACTIVE:
+                self._bind(device)
+            self.hook.kiln_device_bound(ctx=self.ctx, device=device)
+
+        self._stage(Stage.DEVICE_BOUND, work, _none)
+
+    def communicators_ready(self) -> None:
+        self._notify(Stage.COMMUNICATORS_READY, "kiln_communicators_ready")
+
+    def weights_loaded(self) -> None:
+        self._notify(Stage.WEIGHTS_LOADED, "kiln_weights_loaded")
+
+    def collectives_bootstrapped(self) -> None:
+        def work() -> None:
+            if self._state.mode in _ACTIVE:
+                self._rt().collectives_bootstrapped()
+            self.hook.kiln_collectives_bootstrapped(ctx=self.ctx)
+
+        self._stage(Stage.COLLECTIVES_BOOTSTRAPPED, work, _none)
+
+    def warmup_action(self, phase: WarmupPhase) -> WarmupAction:
+        """Decide one warmup phase (for engines whose warmup is not one callable)."""
+
+        def work() -> WarmupAction:
+            decided = self.hook.kiln_warmup_policy(ctx=self.ctx, phase=phase)
+            try:
+                action = WarmupAction(decided)
+            except ValueError:
+                raise InvalidHookResult("kiln_warmup_policy", f"{decided!r} is no action") from None
+            self._check_warmup(phase, action)
+            return action
+
+        # Deciding takes microseconds; the phase itself is timed by warmup().
+        return self._stage(Stage.WARMUP, work, lambda _err: WarmupAction.RUN, timed=False)
+
+    def warmup(self, phase: WarmupPhase, run: Callable[[], T]) -> T | None:
+        """Run, skip, or run with the region suspended, as the policy decides for ``phase``.
+
+        Returns ``run()``'s result, or ``None`` when the phase is skipped.
+        """
+        action = self.warmup_action(phase)
+        if action is WarmupAction.SKIP:
+            return None
+        label = f"warmup:{phase.name}"
+        if action is WarmupAction.RUN or self._state.mode not in _ACTIVE:
+            with self._timeline.measure(label):
+                return run()
+        done: list[T] = []
+
+        def suspended_run() -> T:
+            with self._rt().suspended():
+                done.append(run())
+            return done[0]
+
+        # A failure to suspend or resume the region follows the policy; the engine's own
+        # warmup is never run twice.
+        return self._stage(
+            Stage.WARMUP, suspended_run, lambda _err: done[0] if done else run(), label
+        )
+
+    def suspended(self) -> Any:
+        """Context manager: allocations inside bypass the region (no-op when kiln is inactive).
+
+        Errors propagate without the policy; prefer :meth:`warmup` where it fits.
+        """
+        return self._rt().suspended() if self._state.mode in _ACTIVE else nullcontext()
+
+    def kv_capacity(self, measure: Callable[[], KvCapacity]) -> dict[str, int]:
+        """The KV capacity to use: measured and recorded at SAVE, reused at LOAD.
+
+        ``measure`` runs the engine's own sizing; at LOAD it is not called.
+        """
+        measured: list[dict[str, int]] = []
+
+        def once() -> dict[str, int]:
+            # The hook spec says "at most once"; an override calling it twice, or a fallback
+            # after it ran, must not run the engine's profiling pass again.
+            if not measured:
+                measured.append(_kv(measure(), "measure()"))
+            return measured[0]
+
+        def work() -> dict[str, int]:
+            decided = _kv(
+                self.hook.kiln_kv_capacity(ctx=self.ctx, measure=once), "kiln_kv_capacity"
+            )
+            if self._state.mode is RunMode.LOAD:
+                recorded = self._state.recorded.get("kv_capacity")
+                if decided != recorded:
+                    raise KvCapacityMismatch(recorded, decided)
+            elif self._state.mode is RunMode.SAVE:
+                self._record.kv_capacity = decided
+            return decided
+
+        return self._stage(Stage.KV_CAPACITY, work, lambda _err: once())
+
+    def capture_begin(self, keys: Sequence[str] | None = None) -> None:
+        """A graph set starts; ``keys`` (if known) are checked against the archive at LOAD."""
+        planned = None if keys is None else tuple(keys)
+
+        def work() -> None:
+            if self._state.mode is RunMode.LOAD and planned is not None:
+                archived = set(self._state.recorded.get("graphs", ()))
+                missing = [key for key in planned if key not in archived]
+                if missing:
+                    raise MissingGraphs(missing)
+            label = "restoring" if self._state.mode is RunMode.LOAD else "capturing"
+            self._progress.start(label, None if planned is None else len(planned))
+            self.hook.kiln_capture_begin(ctx=self.ctx, keys=planned)
+
+        self._stage(Stage.CAPTURE_BEGIN, work, _none)
+
+    def capture_graph(self, key: str, capture: Callable[[], T]) -> T | object:
+        """One graph: SAVE runs ``capture`` and records it; LOAD returns the restored graph."""
+        if key in self._seen:
+            raise DuplicateGraph(key)
+        self._seen.add(key)
+
+        def work() -> object:
+            mode = self._state.mode
+            result = self.hook.kiln_capture_graph(ctx=self.ctx, key=key, capture=capture)
+            if mode is RunMode.LOAD:
+                self._restored += 1
+            else:
+                self._captured += 1
+            if mode is RunMode.SAVE:
+                self._record.graphs.append(key)
+            self._progress.advance()
+            return result
+
+        def native(err: KilnError | None) -> object:
+            result = err.result if isinstance(err, GraphNotRecorded) else capture()
+            self._captured += 1
+            self._progress.advance()
+            return result
+
+        return self._stage(Stage.CAPTURE_GRAPH, work, native)
+
+    def capture_end(self) -> None:
+        def work() -> None:
+            self._progress.finish()
+            self.hook.kiln_capture_end(ctx=self.ctx)
+
+        self._stage(Stage.CAPTURE_END, work, _none)
+
+    def region_close(self) -> None:
+        def work() -> None:
+            if self._state.mode in _ACTIVE:
+                self._rt().close_region()
+            self.hook.kiln_region_close(ctx=self.ctx)
+
+        self._stage(Stage.REGION_CLOSE, work, _none)
+
+    def ready(self) -> StartupReport | None:
+        """Commit the archive (SAVE), write and log the startup report, fire ``kiln_ready``.
+
+        Returns the report, or ``None`` when kiln is off.
+        """
+        if self._state.mode is RunMode.OFF:
+            return None
+        self._stage(Stage.READY, self._commit, _none)
+        self._release()
+        report = self.report()
+        self._publish(report)
+        # Nothing is left to fall back from: an exception here propagates.
+        self.hook.kiln_ready(ctx=self.ctx, report=report)
+        return report
+
+    def close(self) -> None:
+        """Release the lock and the archive; forget this driver (tests, engine shutdown)."""
+        self._release()
+        global _current
+        if _current is self:
+            _current = None
+
+    # --- the report -------------------------------------------------------------------------
+
+    def report(self, outcome: str | None = None) -> StartupReport:
+        state = self._state
+        if outcome is None:
+            outcome = {RunMode.SAVE: "saved", RunMode.LOAD: "restored"}.get(state.mode, "fallback")
+        capture_phase = "restore" if self._restored else "capture"
+        phases = self._timeline.phases(
+            [
+                ("device_bound", Stage.DEVICE_BOUND),
+                ("weights", Stage.WEIGHTS_LOADED),
+                ("kv", Stage.KV_CAPACITY),
+                (capture_phase, Stage.CAPTURE_END),
+                ("ready", Stage.READY),
+            ]
+        )
+        elapsed = self._timeline.now()
+        start = self._timeline.process_start_s
+        return StartupReport(
+            kiln_version=__version__,
+            engine=state.engine,
+            requested_mode=state.requested_mode.value,
+            mode=state.mode.value,
+            policy=str(state.config.policy),
+            outcome=outcome,
+            archive=None if self.ctx.archive_path is None else str(self.ctx.archive_path),
+            rank=state.rank,
+            world_size=state.world_size,
+            pid=os.getpid(),
+            graphs_captured=self._captured,
+            graphs_restored=self._restored,
+            bytes_mapped=self._bytes_mapped(),
+            kv_capacity=self._record.kv_capacity or state.recorded.get("kv_capacity"),
+            fallback_reason=state.fallback_reason,
+            error=self._error,
+            phases_s=phases,
+            total_s=round(elapsed + (start or 0.0), 6),
+            stages=[entry.as_dict() for entry in self._timeline.entries],
+            notes=list(state.notes),
+        )
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _stage(
+        self,
+        stage: Stage,
+        work: Callable[[], T],
+        native: Callable[[KilnError | None], T],
+        label: str | None = None,
+        timed: bool = True,
+    ) -> T:
+        """Run one stage: order check, timing, and the policy on failure.
+
+        ``native`` gives the stage's result without kiln: when kiln is off, and after a
+        fallback (it then receives the error).
+        """
+        if self._state.mode is RunMode.OFF:
+            return native(None)
+        self._order.enter(stage)
+        with self._timeline.measure(label or stage.value) if timed else nullcontext():
+            try:
+                return work()
+            except (UsageError, ConfigError) as err:
+                self._fail(stage, err, FailureAction.STOP)
+                raise
+            except KilnError as err:
+                can_fall_back = (
+                    self._state.config.policy is Policy.FALLBACK and self._state.mode in _ACTIVE
+                )
+                if not can_fall_back:
+                    self._fail(stage, err, FailureAction.STOP)
+                    raise StageFailed(stage.value, err) from err
+                self._fail(stage, err, FailureAction.FALLBACK)
+                return native(err)
+            except Exception as err:  # the engine's or an adapter's bug: never masked
+                self._fail(stage, err, FailureAction.STOP)
+                raise
+
+    def _notify(self, stage: Stage, hook_name: str) -> None:
+        self._stage(stage, lambda: getattr(self.hook, hook_name)(ctx=self.ctx), _none)
+
+    def _fail(self, stage: Stage, err: BaseException, action: FailureAction) -> None:
+        self._error = {"stage": stage.value, "type": type(err).__name__, "message": str(err)}
+        try:
+            self.hook.kiln_failure(ctx=self.ctx, stage=stage.value, error=err, action=action)
+        except Exception:  # a failing observer must not replace the original error
+            log.exception("kiln: a kiln_failure hook raised")
+        if action is FailureAction.FALLBACK:
+            self._state.fallback_reason = f"{stage.value}: {err}"
+            self._state.mode = RunMode.NATIVE
+            self._abandon()
+            log.warning("kiln: starting natively, %s failed: %s", stage.value, err)
+            return
+        self._abandon()
+        report = self.report(outcome="failed")
+        self._publish(report, level=logging.ERROR)
+
+    def _bind(self, device: int) -> None:
+        state = self._state
+        contributions = self.hook.kiln_fingerprint(ctx=self.ctx)
+        state.fingerprint = fingerprint.merge(contributions, "kiln_fingerprint")
+        path = self._archive_path()
+        if state.mode is RunMode.LOAD:
+            try:
+                self._open_and_check(path)
+            except (FingerprintMismatch, ArchiveError) as err:
+                if not state.auto:
+                    raise
+                # Auto mode chose LOAD from the launcher's partial fingerprint; the full one
+                # says the archive is stale, so this start replaces it.
+                self._close_archive()
+                state.mode = RunMode.SAVE
+                state.notes.append(
+                    f"auto: saving a new archive, the existing one is unusable: {err}"
+                )
+                log.info("kiln: %s", state.notes[-1])
+        if state.mode is RunMode.SAVE:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._held.enter_context(archive_lock(path))
+        self._rt().bind(device, state.mode, self._archive)
+
+    def _open_and_check(self, path: Path) -> None:
+        self._archive = archive_io.open_archive(path)
+        archived = archive_io.read_json(self._archive, archive_io.FINGERPRINT_SECTION)
+        fingerprint.check(archived, self._state.fingerprint)
+        record = archive_io.read_json(self._archive, archive_io.LIFECYCLE_SECTION)
+        self._state.recorded = LifecycleRecord.from_json(record).as_json()
+
+    def _check_warmup(self, phase: WarmupPhase, action: WarmupAction) -> None:
+        state = self._state
+        if state.mode is RunMode.SAVE:
+            self._record.warmup[phase.name] = action.value
+        elif state.mode is RunMode.LOAD:
+            saved = state.recorded.get("warmup", {}).get(phase.name)
+            # Only RUN allocates in the region; it must happen in both runs or in neither.
+            if (saved == WarmupAction.RUN) != (action is WarmupAction.RUN):
+                raise WarmupMismatch(phase.name, saved, action.value)
+
+    def _commit(self) -> None:
+        if self._state.mode is not RunMode.SAVE:
+            return
+        sections = dict(self._rt().sections())
+        for owned in (archive_io.FINGERPRINT_SECTION, archive_io.LIFECYCLE_SECTION):
+            if owned in sections:
+                raise InvalidHookResult("Runtime.sections", f"section {owned!r} is the driver's")
+        sections[archive_io.FINGERPRINT_SECTION] = archive_io.encode_json(self._state.fingerprint)
+        sections[archive_io.LIFECYCLE_SECTION] = archive_io.encode_json(self._record.as_json())
+        path = self._archive_path()
+        try:
+            archive_io.write(path, sections)
+        except OSError as err:
+            raise ArchiveError(f"cannot write archive {path}: {err}") from err
+
+    def _publish(self, report: StartupReport, level: int = logging.INFO) -> None:
+        log.log(level, "%s", report.log_line())
+        if self._state.archive_dir is None:
+            return
+        path = archive_io.report_file(self._state.archive_dir, self._state.rank)
+        try:
+            write_report(report, path)
+        except OSError as err:  # the report is informative; it must not stop a working engine
+            log.warning("kiln: cannot write startup report %s: %s", path, err)
+
+    def _archive_path(self) -> Path:
+        path = self.ctx.archive_path
+        if path is None:
+            raise ConfigError("archive.dir", "environment", "no archive directory is set")
+        return path
+
+    def _rt(self) -> Runtime:
+        if self._runtime is None:
+            self._runtime = default_runtime(self._state.config)
+        return self._runtime
+
+    def _bytes_mapped(self) -> int:
+        if self._runtime is None:
+            return 0
+        try:
+            return self._runtime.bytes_mapped()
+        except Exception:  # a report field, not worth failing the report for
+            log.exception("kiln: runtime.bytes_mapped() failed")
+            return 0
+
+    def _abandon(self) -> None:
+        self._release()
+        if self._runtime is not None:
+            try:
+                self._runtime.abandon()
+            except Exception:
+                log.exception("kiln: runtime.abandon() failed")
+
+    def _close_archive(self) -> None:
+        if self._archive is not None:
+            self._archive.close()
+            self._archive = None
+
+    def _release(self) -> None:
+        self._close_archive()
+        self._held.close()
+
+    def _plugins(
+        self,
+        pm: pluggy.PluginManager | None,
+        engine: str,
+        adapter: object | None,
+        extra: Sequence[object],
+        config: Config,
+    ) -> pluggy.PluginManager:
+        if pm is None:
+            pm = make_plugin_manager()
+            register_adapters(pm, discover_adapters(disabled=config.disable_adapters), engine)
+        if not pm.has_plugin(CORE_PLUGIN_NAME):
+            register(pm, CoreDefaults(self._rt), CORE_PLUGIN_NAME)
+        if adapter is not None and not pm.is_registered(adapter):
+            register(pm, adapter, f"adapter:{engine}")
+        for index, plugin in enumerate(extra):
+            if not pm.is_registered(plugin):
+                register(pm, plugin, f"extra:{index}:{type(plugin).__name__}")
+        return pm
+
+
+# --- process-wide driver -----------------------------------------------------------------------
+
+_current: Driver | None = None
+
+
+def start(
+    engine: str,
+    *,
+    adapter: object | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+    **options: Any,
+) -> Driver:
+    """Start the lifecycle in this process and fire ``kiln_process_init``.
+
+    Returns the process's driver if one was already started for ``engine`` (engines load
+    their plugins more than once per process). ``options`` are passed to :class:`Driver`.
+    """
+    global _current
+    if _current is not None:
+        if _current.ctx.engine != engine:
+            raise UsageError(
+                f"the lifecycle was already started for engine {_current.ctx.engine!r} in this "
+                f"process, not {engine!r}"
+            )
+        return _current
+    driver = Driver(engine, adapter=adapter, rank=rank, world_size=world_size, **options)
+    _current = driver
+    driver.process_init()
+    return driver
+
+
+def current() -> Driver:
+    """The driver started in this process."""
+    if _current is None:
+        raise UsageError("kiln.lifecycle.start() has not been called in this process")
+    return _current
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def _none(_err: KilnError | None) -> None:
+    return None
+
+
+def _float(text: str | None) -> float | None:
+    try:
+        return None if text is None else float(text)
+    except ValueError:
+        return None
+
+
+def _kv(value: object, where: str) -> dict[str, int]:
+    if not isinstance(value, Mapping) or not value:
+        raise InvalidHookResult(where, f"a KV capacity is a non-empty mapping, got {value!r}")
+    for name, count in value.items():
+        if not isinstance(name, str) or not isinstance(count, int) or isinstance(count, bool):
+            raise InvalidHookResult(
+                where, f"KV capacity entries are str: int, got {name!r}: {count!r}"
+            )
+        if count < 0:
+            raise InvalidHookResult(where, f"KV capacity {name!r} is negative")
+    return dict(value)
+
+
+def _initial_state(
+    engine: str, rank: int, world_size: int, config: Config, environ: Mapping[str, str]
+) -> ProcessState:
+    enabled = environ.get(environment.ENABLE) == "1"
+    launcher_reason = environ.get(environment.FALLBACK_REASON)
+    archive_dir = config.archive_dir
+    auto = environ.get(environment.AUTO) == "1" or config.mode is Mode.AUTO
+    if enabled:
+        if archive_dir is None:
+            raise ConfigError(
+                "archive.dir",
+                f"environment {environment.ARCHIVE}",
+                "must be set when KILN_ENABLE=1; start the engine under `kiln run`",
+            )
+        if config.mode is Mode.AUTO:
+            exists = archive_io.archive_file(archive_dir, rank).is_file()
+            mode = RunMode.LOAD if exists else RunMode.SAVE
+        else:
+            mode = RunMode(config.mode.value)
+    else:
+        mode = RunMode.NATIVE if launcher_reason else RunMode.OFF
+    state = ProcessState(
+        engine=engine,
+        rank=rank,
+        world_size=world_size,
+        config=config,
+        requested_mode=mode,
+        mode=mode,
+        auto=auto and enabled,
+        archive_dir=archive_dir,
+        launch_fingerprint=_launch_fields(environ),
+    )
+    if launcher_reason and not enabled:
+        state.fallback_reason = f"launcher: {launcher_reason}"
+    return state
+
+
+def _launch_fields(environ: Mapping[str, str]) -> dict[str, Any]:
+    text = environ.get(environment.LAUNCH_FINGERPRINT)
+    if not text:
+        return {}
+    try:
+        fields = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(None, f"environment {environment.LAUNCH_FINGERPRINT}", str(err)) from None
+    if not isinstance(fields, dict):
+        raise ConfigError(None, f"environment {environment.LAUNCH_FINGERPRINT}", "not an object")
+    return fields
+
+
+__all__ = ["Driver", "current", "start"]

@@ -1,0 +1,102 @@
+"""The environment contract between ``kiln run``, the interposer and the engine processes.
+
+``kiln run`` sets these variables and execs the engine; every process the engine starts
+inherits them, which is how the interposer reaches workers without patching spawn sites.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from kiln.config import CONFIG_ENV, ENVIRONMENT_VARIABLES, Config
+from kiln.lifecycle.types import FingerprintValue, Pin
+
+ENABLE = "KILN_ENABLE"  # "1": the interposer and the driver are active
+MODE = "KILN_MODE"  # save | load (never auto in an engine process)
+ARCHIVE = "KILN_ARCHIVE"  # the archive directory
+POLICY = "KILN_POLICY"  # strict | fallback
+AUTO = "KILN_AUTO"  # "1": LOAD was chosen by auto mode and may turn into SAVE on mismatch
+LAUNCH_FINGERPRINT = "KILN_LAUNCH_FINGERPRINT"  # JSON object of the launcher's fields
+LAUNCH_TIME = "KILN_LAUNCH_TIME"  # wall-clock seconds when `kiln run` started
+FALLBACK_REASON = "KILN_FALLBACK_REASON"  # set with KILN_ENABLE=0 when the launcher fell back
+ENV_PINS = "KILN_ENV_PINS"  # comma-separated names of the variables adapters pinned
+PRELOAD = "LD_PRELOAD"
+
+_LAUNCH_OWNED = (
+    ENABLE,
+    MODE,
+    ARCHIVE,
+    POLICY,
+    AUTO,
+    LAUNCH_FINGERPRINT,
+    LAUNCH_TIME,
+    FALLBACK_REASON,
+    ENV_PINS,
+    CONFIG_ENV,
+)
+
+
+def with_preload(existing: str | None, library: Path) -> str:
+    """Prepend ``library`` to an LD_PRELOAD value, once (ld.so splits on ':' and ' ')."""
+    entries = (existing or "").replace(" ", ":").split(":")
+    rest = [entry for entry in entries if entry and entry != str(library)]
+    return ":".join([str(library), *rest])
+
+
+def _clean(base: Mapping[str, str]) -> dict[str, str]:
+    # Stale values from an earlier `kiln run` in the same shell would otherwise leak in.
+    owned = set(_LAUNCH_OWNED) | set(ENVIRONMENT_VARIABLES.values())
+    return {name: value for name, value in base.items() if name not in owned}
+
+
+def kiln_environment(
+    base: Mapping[str, str],
+    *,
+    config: Config,
+    mode: str,
+    archive_dir: Path,
+    auto: bool,
+    launch_fields: Mapping[str, FingerprintValue],
+    launch_time: float,
+    preload: Path,
+    env_pins: Mapping[str, Pin],
+) -> dict[str, str]:
+    """The engine's environment for a SAVE or LOAD start."""
+    env = _clean(base)
+    env.update(config.to_environment())
+    env.update({pin.key: str(pin.value) for pin in env_pins.values()})
+    env.update(
+        {
+            ENABLE: "1",
+            MODE: mode,
+            ARCHIVE: str(archive_dir),
+            POLICY: str(config.policy),
+            LAUNCH_FINGERPRINT: json.dumps(dict(launch_fields), sort_keys=True),
+            LAUNCH_TIME: repr(launch_time),
+            PRELOAD: with_preload(base.get(PRELOAD), preload),
+        }
+    )
+    if env_pins:
+        env[ENV_PINS] = ",".join(sorted(env_pins))
+    if auto:
+        env[AUTO] = "1"
+    return env
+
+
+def native_environment(base: Mapping[str, str], reason: str, launch_time: float) -> dict[str, str]:
+    """The engine's environment when the launcher fell back: no interposer, reason passed on."""
+    env = _clean(base)
+    env.update({ENABLE: "0", FALLBACK_REASON: reason, LAUNCH_TIME: repr(launch_time)})
+    return env
+
+
+def inherited(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The kiln variables of this process, for adapters whose engine starts workers that do
+    not inherit the environment (Ray actors: pass them as ``runtime_env["env_vars"]``)."""
+    environ = os.environ if environ is None else environ
+    owned = set(_LAUNCH_OWNED) | set(ENVIRONMENT_VARIABLES.values()) | {PRELOAD}
+    owned |= {name for name in environ.get(ENV_PINS, "").split(",") if name}
+    return {name: value for name, value in environ.items() if name in owned}

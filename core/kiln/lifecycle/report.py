@@ -1,0 +1,79 @@
+"""The startup report: what kiln did in one engine process and how long it took.
+
+Written as JSON next to the archive (``startup-report.json``) and logged as one line, so
+that both scripts and people see, e.g., that a LOAD fell back and why.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class StartupReport:
+    kiln_version: str
+    engine: str
+    requested_mode: str
+    mode: str  # save, load, or native after a fallback
+    policy: str
+    outcome: str  # saved | restored | fallback | failed
+    archive: str | None
+    rank: int
+    world_size: int
+    pid: int
+    graphs_captured: int
+    graphs_restored: int
+    bytes_mapped: int
+    kv_capacity: dict[str, int] | None
+    fallback_reason: str | None
+    error: dict[str, str] | None  # {"stage", "type", "message"} when a stage failed
+    phases_s: dict[str, float | None]
+    total_s: float | None
+    stages: list[dict[str, object]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    def log_line(self) -> str:
+        graphs = (
+            f"{self.graphs_restored} graphs restored"
+            if self.graphs_restored
+            else f"{self.graphs_captured} graphs captured"
+        )
+        phases = " ".join(
+            f"{name}={value:.3f}s" for name, value in self.phases_s.items() if value is not None
+        )
+        total = f" in {self.total_s:.3f}s" if self.total_s is not None else ""
+        line = (
+            f"kiln: {self.outcome}{total} [{self.engine} rank {self.rank}, {self.mode}] "
+            f"{graphs}, {_mib(self.bytes_mapped)} mapped; {phases}"
+        )
+        if self.fallback_reason:
+            line += f"; fell back: {self.fallback_reason}"
+        if self.error and self.outcome == "failed":
+            line += f"; failed at {self.error['stage']}: {self.error['message']}"
+        return line
+
+
+def write_report(report: StartupReport, path: Path) -> None:
+    """Write the report atomically: a reader never sees half a report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = json.dumps(report.as_dict(), indent=2) + "\n"  # keeps the phases in order
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(data)
+            os.fchmod(out.fileno(), 0o644)  # mkstemp's 0600 would hide it from monitoring
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):.1f} MiB"

@@ -1,0 +1,99 @@
+"""What the lifecycle driver needs from kiln's native runtime, as a typed protocol.
+
+The driver does the bookkeeping (order, timing, fingerprint, policy, archive commit, lock);
+the runtime does the device work (region, binaries, graphs). Keeping the boundary this
+narrow lets the whole lifecycle be tested on a CPU with a fake runtime, and keeps the
+runtime free of policy.
+
+Every method may raise :class:`~kiln.errors.KilnError` subclasses that name their cause;
+the driver applies the policy to them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
+from typing import Protocol
+
+from kiln.config import Config
+from kiln.errors import NativeUnavailable
+from kiln.lifecycle.types import FingerprintValue, RunMode
+
+
+class SectionSource(Protocol):
+    """Read access to an open archive (a :class:`kiln.archive.ArchiveReader`)."""
+
+    def section(self, name: str) -> memoryview: ...
+
+    def verify_section(self, name: str) -> None: ...
+
+
+class Runtime(Protocol):
+    def fingerprint(self, device: int) -> Mapping[str, FingerprintValue]:
+        """Fields of the device and the software below the engine.
+
+        At least ``gpu_name``, ``compute_capability``, ``driver_version``, ``cuda_runtime``,
+        ``torch_version``. Must not allocate device memory (it runs before the region exists).
+        """
+        ...
+
+    def bind(self, device: int, mode: RunMode, archive: SectionSource | None) -> None:
+        """Reserve and bind the deterministic region; at LOAD also load archived binaries.
+
+        ``archive`` is open at LOAD (the runtime verifies each section it reads, then uses
+        it) and ``None`` at SAVE, where the runtime starts recording.
+        """
+        ...
+
+    def suspended(self) -> AbstractContextManager[None]:
+        """Allocations inside the block bypass the region (and its trajectory)."""
+        ...
+
+    def begin_graph(self, key: str) -> None:
+        """SAVE: the engine is about to capture graph ``key``; start recording it."""
+        ...
+
+    def end_graph(self, key: str) -> None:
+        """SAVE: the engine's capture of ``key`` returned; walk, audit and record the graph."""
+        ...
+
+    def abort_graph(self, key: str) -> None:
+        """SAVE: the engine's capture of ``key`` raised; drop what was recorded for it."""
+        ...
+
+    def restore(self, key: str) -> object:
+        """LOAD: rebuild graph ``key`` from the archive and return it replayable."""
+        ...
+
+    def collectives_bootstrapped(self) -> None:
+        """NVSHMEM is up: initialise it in archived modules that need it (LOAD)."""
+        ...
+
+    def close_region(self) -> None:
+        """Stop placing allocations in the region; at LOAD verify the trajectory matched."""
+        ...
+
+    def sections(self) -> Mapping[str, bytes | memoryview]:
+        """SAVE: the archive sections the runtime recorded (binaries, graphs, trajectory)."""
+        ...
+
+    def bytes_mapped(self) -> int:
+        """Bytes of device memory mapped in the region so far."""
+        ...
+
+    def abandon(self) -> None:
+        """kiln fell back: stop recording and restoring; the engine continues natively."""
+        ...
+
+
+def default_runtime(config: Config) -> Runtime:
+    """The native runtime, imported only when a process binds a GPU under kiln."""
+    try:
+        from kiln import api
+    except ImportError as err:
+        raise NativeUnavailable(f"kiln.api cannot be imported: {err}") from err
+    factory = getattr(api, "lifecycle_runtime", None)
+    if factory is None:
+        raise NativeUnavailable("kiln.api provides no lifecycle_runtime(config)")
+    runtime: Runtime = factory(config)
+    return runtime
