@@ -381,12 +381,16 @@ class Driver:
         with self._timeline.measure(label or stage.value) if timed else nullcontext():
             try:
                 return work()
+            except StageFailed:
+                raise  # a nested stage (a warmup inside measure()) already applied the policy
             except (UsageError, ConfigError) as err:
                 self._fail(stage, err, FailureAction.STOP)
                 raise
             except KilnError as err:
-                can_fall_back = (
-                    self._state.config.policy is Policy.FALLBACK and self._state.mode in _ACTIVE
+                # After a fallback the engine runs natively; later hook failures are reported
+                # the same way rather than stopping an engine that no longer depends on kiln.
+                can_fall_back = self._state.config.policy is Policy.FALLBACK and (
+                    self._state.mode in (*_ACTIVE, RunMode.NATIVE)
                 )
                 if not can_fall_back:
                     self._fail(stage, err, FailureAction.STOP)
@@ -407,6 +411,10 @@ class Driver:
         except Exception:  # a failing observer must not replace the original error
             log.exception("kiln: a kiln_failure hook raised")
         if action is FailureAction.FALLBACK:
+            if self._state.mode is RunMode.NATIVE:
+                self._state.notes.append(f"after the fallback, {stage.value} failed: {err}")
+                log.warning("kiln: %s", self._state.notes[-1])
+                return
             self._state.fallback_reason = f"{stage.value}: {err}"
             self._state.mode = RunMode.NATIVE
             self._abandon()

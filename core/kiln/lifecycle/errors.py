@@ -52,11 +52,14 @@ class LifecycleOrderError(UsageError):
     """An adapter called a lifecycle stage out of the documented order."""
 
     def __init__(self, stage: str, previous: str | None, detail: str = "") -> None:
-        self.stage = stage
-        self.previous = previous
-        after = f"after {previous!r}" if previous else "before any other stage"
+        # str(): stages are StrEnum members, whose repr would show the class.
+        self.stage = str(stage)
+        self.previous = None if previous is None else str(previous)
+        after = f"after {self.previous!r}" if previous else "before any other stage"
         extra = f" ({detail})" if detail else ""
-        super().__init__(f"lifecycle stage {stage!r} called {after}{extra}; see docs/lifecycle.md")
+        super().__init__(
+            f"lifecycle stage {self.stage!r} called {after}{extra}; see docs/lifecycle.md"
+        )
 
 
 class DuplicateGraph(UsageError):

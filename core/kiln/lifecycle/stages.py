@@ -78,6 +78,9 @@ class StageOrder:
             if stage is not Stage.PROCESS_INIT:
                 raise LifecycleOrderError(stage, None, "start the driver first")
             return
+        if _RANK[stage] > _RANK[Stage.DEVICE_BOUND] and not self.reached(Stage.DEVICE_BOUND):
+            # Everything after binding allocates device memory, which must land in the region.
+            raise LifecycleOrderError(stage, last, "device_bound must come first")
         if stage in (Stage.CAPTURE_GRAPH, Stage.CAPTURE_END):
             if last not in _IN_CAPTURE:
                 raise LifecycleOrderError(stage, last, "only between capture_begin and capture_end")
