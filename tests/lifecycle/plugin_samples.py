@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from kiln.hooks import hookimpl
 from kiln.plugins import AdapterSpec
 
 
 class Observer:
     kiln_adapter = AdapterSpec(engine=None, summary="observes every engine")
-    seen: list[str] = []
+    seen: ClassVar[list[str]] = []
 
     @hookimpl
     def kiln_process_init(self, ctx: object) -> None:

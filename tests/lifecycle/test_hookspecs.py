@@ -9,10 +9,10 @@ import sys
 
 import pluggy
 import pytest
-
 from kiln import hookspecs
 from kiln.hooks import PROJECT_NAME, hookimpl
 from kiln.plugins import make_plugin_manager
+
 from tests.lifecycle.helpers import HOOK_NAMES, subprocess_env
 
 FIRSTRESULT = {"kiln_warmup_policy", "kiln_kv_capacity", "kiln_capture_graph"}
@@ -54,7 +54,7 @@ def test_markers_belong_to_project_kiln() -> None:
 
 @pytest.mark.parametrize("name", sorted(REQUIRED))
 def test_firstresult_is_set_exactly_on_decision_hooks(name: str) -> None:
-    opts = getattr(getattr(hookspecs, name), "kiln_spec")
+    opts = getattr(hookspecs, name).kiln_spec
     assert opts["firstresult"] is (name in FIRSTRESULT)
     doc = inspect.getdoc(getattr(hookspecs, name)) or ""
     if name in FIRSTRESULT:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from kiln import lifecycle
 from kiln.lifecycle.errors import DuplicateGraph, LifecycleOrderError
 from kiln.lifecycle.types import WarmupPhase
 from kiln_test_adapter.engine import ToyEngine
 from kiln_test_adapter.fake_runtime import FakeRuntime
+
 from tests.lifecycle.helpers import Recorder, close_current_driver, kiln_environ
 
 CAPTURES = ["kiln_capture_graph"] * 4

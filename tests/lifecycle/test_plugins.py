@@ -5,7 +5,6 @@ from __future__ import annotations
 from importlib import metadata
 
 import pytest
-
 from kiln.plugins import (
     ENTRY_POINT_GROUP,
     AdapterInfo,
@@ -16,6 +15,7 @@ from kiln.plugins import (
     register,
     register_adapters,
 )
+
 from tests.lifecycle import plugin_samples
 
 SAMPLES = "tests.lifecycle.plugin_samples"

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from kiln.archive import archive_lock
 from kiln.errors import DriverError, KilnError
 from kiln.lifecycle import StageFailed
 from kiln.lifecycle.archive_io import archive_file, report_file
 from kiln_test_adapter.engine import ToyEngine
 from kiln_test_adapter.fake_runtime import FakeRuntime
+
 from tests.lifecycle.helpers import Recorder, close_current_driver, failing_in, kiln_environ
 
 # (mode, what fails, the stage that must be reported)
