@@ -66,4 +66,7 @@ def run_workload(workload: str, mode: str, archive: Path, *, inject: str = "none
     )
     if not out.exists():
         raise AssertionError(f"{mode} process wrote no result (rc {proc.returncode}):\n{proc.stderr[-4000:]}")
-    return json.loads(out.read_text())
+    result = json.loads(out.read_text())
+    if not result.get("ok"):
+        result["stderr_tail"] = proc.stderr[-3000:]
+    return result

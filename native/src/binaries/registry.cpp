@@ -122,14 +122,48 @@ std::optional<KernelIdentity> BinaryRegistry::identify(const void* handle) const
 std::optional<KernelIdentity> BinaryRegistry::identify_with_driver(CUfunction function) const {
   if (auto known = identify(function)) return known;
   const DriverTable& drv = driver();
-  CUmodule module = nullptr;
+  // cudart resolves per-context functions inside the driver, so a graph node may carry a
+  // CUfunction (or a CUkernel used as one) that no wrapped call returned. Find its name, then
+  // ask each recorded library/module for that name and keep only an identical handle: a
+  // match by name alone could pick a different kernel of the same name.
   const char* name = nullptr;
-  if (!drv.cuFuncGetModule || drv.cuFuncGetModule(&module, function) != CUDA_SUCCESS) return std::nullopt;
-  if (!drv.cuFuncGetName || drv.cuFuncGetName(&name, function) != CUDA_SUCCESS || !name) return std::nullopt;
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = modules_.find(module);
-  if (it == modules_.end()) return std::nullopt;
-  return KernelIdentity{it->second, name};
+  bool as_kernel = false;
+  if (!(drv.cuFuncGetName && drv.cuFuncGetName(&name, function) == CUDA_SUCCESS && name)) {
+    name = nullptr;
+    if (drv.cuKernelGetName && drv.cuKernelGetName(&name, reinterpret_cast<CUkernel>(function)) == CUDA_SUCCESS && name)
+      as_kernel = true;
+    else
+      return std::nullopt;
+  }
+  std::string entry = name;
+  std::vector<std::pair<const void*, uint32_t>> libraries, modules;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    libraries.assign(libraries_.begin(), libraries_.end());
+    modules.assign(modules_.begin(), modules_.end());
+  }
+  for (const auto& [handle, binary] : libraries) {
+    CUkernel k = nullptr;
+    if (drv.cuLibraryGetKernel(&k, static_cast<CUlibrary>(const_cast<void*>(handle)), entry.c_str()) != CUDA_SUCCESS)
+      continue;
+    if (as_kernel ? reinterpret_cast<void*>(k) == reinterpret_cast<void*>(function) : false) return KernelIdentity{binary, entry};
+    CUfunction f = nullptr;
+    if (!as_kernel && drv.cuKernelGetFunction(&f, k) == CUDA_SUCCESS && f == function) return KernelIdentity{binary, entry};
+  }
+  if (!as_kernel) {
+    CUmodule owner = nullptr;
+    if (drv.cuFuncGetModule && drv.cuFuncGetModule(&owner, function) == CUDA_SUCCESS) {
+      for (const auto& [handle, binary] : modules)
+        if (handle == owner) return KernelIdentity{binary, entry};
+    }
+    for (const auto& [handle, binary] : modules) {
+      CUfunction f = nullptr;
+      if (drv.cuModuleGetFunction(&f, static_cast<CUmodule>(const_cast<void*>(handle)), entry.c_str()) == CUDA_SUCCESS &&
+          f == function)
+        return KernelIdentity{binary, entry};
+    }
+  }
+  return std::nullopt;
 }
 
 std::optional<BinaryRegistry::LoadedHandle> BinaryRegistry::loaded_handle(uint32_t id) const {

@@ -195,8 +195,8 @@ class Walker {
     check(drv_.cuGraphKernelNodeGetParams(nodes_[i], &p), "cuGraphKernelNodeGetParams");
     KernelNode& k = desc_.nodes[i].kernel;
     const void* handle = p.func ? static_cast<const void*>(p.func) : static_cast<const void*>(p.kern);
-    auto id = BinaryRegistry::instance().identify(handle);
-    if (!id && p.func) id = BinaryRegistry::instance().identify_with_driver(p.func);
+    auto id = BinaryRegistry::instance().identify_with_driver(
+        p.func ? p.func : reinterpret_cast<CUfunction>(p.kern));
     if (!id)
       throw Error(ErrorKind::unknown_kernel,
                   format("kernel %s (graph node %u) comes from a binary kiln did not record: it was loaded before kiln "
