@@ -2,26 +2,44 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from importlib import metadata
+from pathlib import Path
 
 import pytest
+from kiln import _paths
 
+from tests.cli.helpers import Exec, clean_environment
 from tests.lifecycle.helpers import INSTALL_ADAPTER, close_current_driver
 
 
 @pytest.fixture(autouse=True)
-def _fresh_driver(
-    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[None]:
-    # Each test starts its own lifecycle; the process-wide driver must not leak between tests.
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     close_current_driver()
-    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))  # no stray ./kiln.toml
+    clean_environment(monkeypatch, tmp_path)
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
     yield
     close_current_driver()
 
 
+@pytest.fixture
+def preload(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    path = tmp_path / "lib" / "libkiln_preload.so"
+    path.parent.mkdir()
+    path.write_bytes(b"fake interposer")
+    monkeypatch.setattr(_paths, "preload_library", lambda: path)
+    return path
+
+
+@pytest.fixture
+def execs(monkeypatch: pytest.MonkeyPatch) -> Exec:
+    fake = Exec()
+    monkeypatch.setattr("os.execvpe", fake)
+    return fake
+
+
 @pytest.fixture(scope="session")
 def toy_adapter() -> metadata.Distribution:
-    """The fixture adapter, installed through pip with a real entry point."""
     try:
         return metadata.distribution("kiln-test-adapter")
     except metadata.PackageNotFoundError:

@@ -40,7 +40,7 @@ def report_file(archive_dir: Path, rank: int = 0) -> Path:
 
 def resolve_archive(path: Path) -> Path:
     """Accept either an archive directory or the archive file itself (CLI arguments)."""
-    return path / ARCHIVE_FILE if path.is_dir() else path
+    return path if path.is_file() or path.suffix == ".kiln" else path / ARCHIVE_FILE
 
 
 def open_archive(path: Path) -> ArchiveReader:
