@@ -157,6 +157,8 @@ def kiln_pin_settings(
         :class:`~kiln.lifecycle.errors.PinConflict` under every policy, and so do two pins of
         one key with different values.
 
+    Not called after a fallback: a native start needs no pins.
+
     All results are collected.
     """
 
@@ -176,6 +178,8 @@ def kiln_fingerprint(ctx: KilnContext) -> Mapping[str, FingerprintValue] | None:
         (``{"vllm.model": ..., "vllm.dtype": "bfloat16", "vllm.tp": 2}``), or ``None``.
         Values are JSON scalars. kiln itself contributes its version, the region, the rank
         and the runtime's device fields (GPU, driver, CUDA, torch).
+
+    Not called after a fallback: nothing is checked or recorded then.
 
     All results are collected; one field with two different values is an error.
     """
@@ -351,6 +355,8 @@ def kiln_ready(ctx: KilnContext, report: StartupReport) -> None:
 
     :param ctx: The process's context.
     :param report: Stage timings, graphs captured or restored, bytes mapped, fallback reason.
+
+    Exceptions propagate: the start is complete, there is nothing left to fall back from.
     """
 
 

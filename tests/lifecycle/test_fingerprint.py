@@ -109,3 +109,15 @@ def test_the_launcher_check_ignores_fields_only_the_engine_knows() -> None:
         check_subset(archived, {"launch.command": "y"})
     with pytest.raises(FingerprintMismatch, match="'toy.version'"):
         check_subset(archived, {"launch.command": "x", "toy.version": "1"})
+
+
+def test_auto_mode_does_not_turn_one_rank_of_several_into_save(tmp_path: Path, toy_adapter) -> None:
+    ToyEngine(world_size=2, environ=kiln_environ(tmp_path, "save")).start()
+    close_current_driver()
+    toy = ToyEngine(
+        world_size=2,
+        environ=kiln_environ(tmp_path, "load", KILN_AUTO="1"),
+        runtime=FakeRuntime(gpu="Other GPU"),
+    )
+    with pytest.raises(StageFailed, match="'gpu_name'"):
+        toy.start()

@@ -433,7 +433,9 @@ class Driver:
             try:
                 self._open_and_check(path)
             except (FingerprintMismatch, ArchiveError) as err:
-                if not state.auto:
+                # One rank alone turning into SAVE while the others LOAD would make them
+                # disagree on every later stage; with several ranks the policy decides.
+                if not state.auto or state.world_size > 1:
                     raise
                 # Auto mode chose LOAD from the launcher's partial fingerprint; the full one
                 # says the archive is stale, so this start replaces it.
