@@ -91,9 +91,14 @@ def decode(device: int, sizes: list[int] | None = None, layers: int | None = Non
         return rms(h, ln_f) @ lm_head.T
 
     def refill(seed: int) -> None:
+        # Every piece of mutable state, the KV cache included: each step writes into it, so
+        # comparisons start from the same state whatever ran before (warmups, other sizes).
         gen = torch.Generator(device=d).manual_seed(seed)
         tokens.copy_(torch.randint(0, c.vocab, (max_bs,), generator=gen, device=d))
         pos.fill_(seed % c.ctx)
+        for L in layers_w:
+            for key in ("k_cache", "v_cache"):
+                L[key].copy_(torch.randn(L[key].shape, generator=gen, device=d, dtype=bf))
 
     graphs = [GraphSpec(f"decode_bs{bs}", step, (tokens[:bs], pos)) for bs in sorted(sizes, reverse=True)]
     return Workload("decode", graphs, refill, warmup=1, extras={"sizes": sizes, "layers": c.layers})
