@@ -11,7 +11,7 @@ from typing import Any
 
 from kiln import hookspecs
 from kiln.hooks import hookimpl
-from kiln.lifecycle import driver as driver_module
+from kiln.lifecycle import process
 
 INSTALL_ADAPTER = "python3 -m pip install --no-deps ./tests/fixtures/kiln_test_adapter"
 
@@ -87,9 +87,7 @@ def returning(name: str, value: Any) -> object:
 
 
 def close_current_driver() -> None:
-    current = driver_module._current
-    if current is not None:
-        current.close()
+    process.reset()
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:

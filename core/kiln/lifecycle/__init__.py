@@ -26,12 +26,13 @@ See ``docs/lifecycle.md`` and :mod:`kiln.hookspecs`.
 from __future__ import annotations
 
 from kiln.lifecycle.context import KilnContext
-from kiln.lifecycle.driver import Driver, current, start
+from kiln.lifecycle.driver import Driver
 from kiln.lifecycle.errors import (
     PinConflict,
     StageFailed,
     UsageError,
 )
+from kiln.lifecycle.process import current, reset, start
 from kiln.lifecycle.report import StartupReport
 from kiln.lifecycle.stages import ORDER, Stage
 from kiln.lifecycle.types import (
@@ -59,5 +60,6 @@ __all__ = [
     "WarmupAction",
     "WarmupPhase",
     "current",
+    "reset",
     "start",
 ]

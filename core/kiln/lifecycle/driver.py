@@ -12,22 +12,19 @@ therefore call the driver unconditionally.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Callable, Collection, Mapping, Sequence
-from contextlib import ExitStack, nullcontext
-from pathlib import Path
+from contextlib import nullcontext
 from typing import Any, TypeVar
 
 import pluggy
 
 from kiln import __version__
-from kiln.archive import ArchiveReader, archive_lock
-from kiln.config import Config, ConfigError, Mode, Policy, load_config
+from kiln.config import Config, ConfigError, Policy, load_config
 from kiln.errors import ArchiveError, FingerprintMismatch, KilnError
 from kiln.lifecycle import archive_io, environment, fingerprint, pins
-from kiln.lifecycle.context import KilnContext, ProcessState
+from kiln.lifecycle.context import KilnContext
 from kiln.lifecycle.defaults import CORE_PLUGIN_NAME, CoreDefaults
 from kiln.lifecycle.errors import (
     DuplicateGraph,
@@ -44,7 +41,9 @@ from kiln.lifecycle.progress import Progress, make_progress
 from kiln.lifecycle.record import LifecycleRecord
 from kiln.lifecycle.report import StartupReport, write_report
 from kiln.lifecycle.runtime import Runtime, default_runtime
+from kiln.lifecycle.session import ArchiveSession
 from kiln.lifecycle.stages import Stage, StageOrder
+from kiln.lifecycle.startup import initial_state
 from kiln.lifecycle.timing import Timeline
 from kiln.lifecycle.types import FailureAction, KvCapacity, Pin, RunMode, WarmupAction, WarmupPhase
 from kiln.plugins import discover_adapters, make_plugin_manager, register, register_adapters
@@ -74,16 +73,12 @@ class Driver:
         environ = os.environ if environ is None else environ
         config = load_config(environ=environ) if config is None else config
         configure_logging(config.log_level)
-        self._state = _initial_state(engine, rank, world_size, config, environ)
+        self._state = initial_state(engine, rank, world_size, config, environ)
         self.ctx = KilnContext(self._state)
-        launch_time = environ.get(environment.LAUNCH_TIME)
-        self._timeline = (
-            Timeline(_float(launch_time)) if clock is None else Timeline(_float(launch_time), clock)
-        )
+        self._timeline = Timeline(_float(environ.get(environment.LAUNCH_TIME)), clock)
         self._order = StageOrder()
         self._runtime = runtime
-        self._archive: ArchiveReader | None = None
-        self._held = ExitStack()  # the SAVE lock, from device-bound to commit
+        self._archive: ArchiveSession | None = None
         self._record = LifecycleRecord(engine)
         self._seen: set[str] = set()
         self._captured = 0
@@ -313,11 +308,8 @@ class Driver:
         return report
 
     def close(self) -> None:
-        """Release the lock and the archive; forget this driver (tests, engine shutdown)."""
+        """Release the lock and the archive (engine shutdown; see process.reset)."""
         self._release()
-        global _current
-        if _current is self:
-            _current = None
 
     # --- the report -------------------------------------------------------------------------
 
@@ -428,10 +420,10 @@ class Driver:
         state = self._state
         contributions = self.hook.kiln_fingerprint(ctx=self.ctx)
         state.fingerprint = fingerprint.merge(contributions, "kiln_fingerprint")
-        path = self._archive_path()
+        session = self._session()
         if state.mode is RunMode.LOAD:
             try:
-                self._open_and_check(path)
+                state.recorded = session.open_checked(state.fingerprint)
             except (FingerprintMismatch, ArchiveError) as err:
                 # One rank alone turning into SAVE while the others LOAD would make them
                 # disagree on every later stage; with several ranks the policy decides.
@@ -439,23 +431,15 @@ class Driver:
                     raise
                 # Auto mode chose LOAD from the launcher's partial fingerprint; the full one
                 # says the archive is stale, so this start replaces it.
-                self._close_archive()
+                session.close_reader()
                 state.mode = RunMode.SAVE
                 state.notes.append(
                     f"auto: saving a new archive, the existing one is unusable: {err}"
                 )
                 log.info("kiln: %s", state.notes[-1])
         if state.mode is RunMode.SAVE:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._held.enter_context(archive_lock(path))
-        self._rt().bind(device, state.mode, self._archive)
-
-    def _open_and_check(self, path: Path) -> None:
-        self._archive = archive_io.open_archive(path)
-        archived = archive_io.read_json(self._archive, archive_io.FINGERPRINT_SECTION)
-        fingerprint.check(archived, self._state.fingerprint)
-        record = archive_io.read_json(self._archive, archive_io.LIFECYCLE_SECTION)
-        self._state.recorded = LifecycleRecord.from_json(record).as_json()
+            session.lock()
+        self._rt().bind(device, state.mode, session.reader)
 
     def _check_warmup(self, phase: WarmupPhase, action: WarmupAction) -> None:
         state = self._state
@@ -468,19 +452,9 @@ class Driver:
                 raise WarmupMismatch(phase.name, saved, action.value)
 
     def _commit(self) -> None:
-        if self._state.mode is not RunMode.SAVE:
-            return
-        sections = dict(self._rt().sections())
-        for owned in (archive_io.FINGERPRINT_SECTION, archive_io.LIFECYCLE_SECTION):
-            if owned in sections:
-                raise InvalidHookResult("Runtime.sections", f"section {owned!r} is the driver's")
-        sections[archive_io.FINGERPRINT_SECTION] = archive_io.encode_json(self._state.fingerprint)
-        sections[archive_io.LIFECYCLE_SECTION] = archive_io.encode_json(self._record.as_json())
-        path = self._archive_path()
-        try:
-            archive_io.write(path, sections)
-        except OSError as err:
-            raise ArchiveError(f"cannot write archive {path}: {err}") from err
+        if self._state.mode is RunMode.SAVE:
+            sections = self._rt().sections()
+            self._session().commit(sections, self._state.fingerprint, self._record)
 
     def _publish(self, report: StartupReport, level: int = logging.INFO) -> None:
         log.log(level, "%s", report.log_line())
@@ -492,11 +466,13 @@ class Driver:
         except OSError as err:  # the report is informative; it must not stop a working engine
             log.warning("kiln: cannot write startup report %s: %s", path, err)
 
-    def _archive_path(self) -> Path:
-        path = self.ctx.archive_path
-        if path is None:
-            raise ConfigError("archive.dir", "environment", "no archive directory is set")
-        return path
+    def _session(self) -> ArchiveSession:
+        if self._archive is None:
+            path = self.ctx.archive_path
+            if path is None:
+                raise ConfigError("archive.dir", "environment", "no archive directory is set")
+            self._archive = ArchiveSession(path)
+        return self._archive
 
     def _rt(self) -> Runtime:
         if self._runtime is None:
@@ -520,14 +496,9 @@ class Driver:
             except Exception:
                 log.exception("kiln: runtime.abandon() failed")
 
-    def _close_archive(self) -> None:
-        if self._archive is not None:
-            self._archive.close()
-            self._archive = None
-
     def _release(self) -> None:
-        self._close_archive()
-        self._held.close()
+        if self._archive is not None:
+            self._archive.release()
 
     def _plugins(
         self,
@@ -548,45 +519,6 @@ class Driver:
             if not pm.is_registered(plugin):
                 register(pm, plugin, f"extra:{index}:{type(plugin).__name__}")
         return pm
-
-
-# --- process-wide driver -----------------------------------------------------------------------
-
-_current: Driver | None = None
-
-
-def start(
-    engine: str,
-    *,
-    adapter: object | None = None,
-    rank: int = 0,
-    world_size: int = 1,
-    **options: Any,
-) -> Driver:
-    """Start the lifecycle in this process and fire ``kiln_process_init``.
-
-    Returns the process's driver if one was already started for ``engine`` (engines load
-    their plugins more than once per process). ``options`` are passed to :class:`Driver`.
-    """
-    global _current
-    if _current is not None:
-        if _current.ctx.engine != engine:
-            raise UsageError(
-                f"the lifecycle was already started for engine {_current.ctx.engine!r} in this "
-                f"process, not {engine!r}"
-            )
-        return _current
-    driver = Driver(engine, adapter=adapter, rank=rank, world_size=world_size, **options)
-    _current = driver
-    driver.process_init()
-    return driver
-
-
-def current() -> Driver:
-    """The driver started in this process."""
-    if _current is None:
-        raise UsageError("kiln.lifecycle.start() has not been called in this process")
-    return _current
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -614,56 +546,3 @@ def _kv(value: object, where: str) -> dict[str, int]:
         if count < 0:
             raise InvalidHookResult(where, f"KV capacity {name!r} is negative")
     return dict(value)
-
-
-def _initial_state(
-    engine: str, rank: int, world_size: int, config: Config, environ: Mapping[str, str]
-) -> ProcessState:
-    enabled = environ.get(environment.ENABLE) == "1"
-    launcher_reason = environ.get(environment.FALLBACK_REASON)
-    archive_dir = config.archive_dir
-    auto = environ.get(environment.AUTO) == "1" or config.mode is Mode.AUTO
-    if enabled:
-        if archive_dir is None:
-            raise ConfigError(
-                "archive.dir",
-                f"environment {environment.ARCHIVE}",
-                "must be set when KILN_ENABLE=1; start the engine under `kiln run`",
-            )
-        if config.mode is Mode.AUTO:
-            exists = archive_io.archive_file(archive_dir, rank).is_file()
-            mode = RunMode.LOAD if exists else RunMode.SAVE
-        else:
-            mode = RunMode(config.mode.value)
-    else:
-        mode = RunMode.NATIVE if launcher_reason else RunMode.OFF
-    state = ProcessState(
-        engine=engine,
-        rank=rank,
-        world_size=world_size,
-        config=config,
-        requested_mode=mode,
-        mode=mode,
-        auto=auto and enabled,
-        archive_dir=archive_dir,
-        launch_fingerprint=_launch_fields(environ),
-    )
-    if launcher_reason and not enabled:
-        state.fallback_reason = f"launcher: {launcher_reason}"
-    return state
-
-
-def _launch_fields(environ: Mapping[str, str]) -> dict[str, Any]:
-    text = environ.get(environment.LAUNCH_FINGERPRINT)
-    if not text:
-        return {}
-    try:
-        fields = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ConfigError(None, f"environment {environment.LAUNCH_FINGERPRINT}", str(err)) from None
-    if not isinstance(fields, dict):
-        raise ConfigError(None, f"environment {environment.LAUNCH_FINGERPRINT}", "not an object")
-    return fields
-
-
-__all__ = ["Driver", "current", "start"]

@@ -31,11 +31,11 @@ class Timeline:
     def __init__(
         self,
         launch_wall: float | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | None = None,
         wall: Callable[[], float] = time.time,
     ) -> None:
-        self._clock = clock
-        self._t0 = clock()
+        self._clock = time.monotonic if clock is None else clock
+        self._t0 = self._clock()
         # The launcher records its wall-clock time; the process cannot know it otherwise.
         self.process_start_s = None if launch_wall is None else max(0.0, wall() - launch_wall)
         self.entries: list[StageTiming] = []
