@@ -374,7 +374,8 @@ def kiln_failure(ctx: KilnContext, stage: str, error: BaseException, action: Fai
     :param stage: The failed stage's name (``"device_bound"``, ``"capture_graph"``, ...).
     :param error: The exception; ``str(error)`` names the cause.
     :param action: ``"stop"`` or ``"fallback"``. After a fallback the remaining hooks fire
-        with ``ctx.mode == "native"``.
+        with ``ctx.mode == "native"``; a stage failing then fires this hook again (action
+        ``"fallback"``), is noted in the report, and the engine goes on natively.
 
     Exceptions raised by implementations are logged and ignored: they must not hide the
     original failure.
