@@ -69,4 +69,5 @@ def run_workload(workload: str, mode: str, archive: Path, *, inject: str = "none
     result = json.loads(out.read_text())
     if not result.get("ok"):
         result["stderr_tail"] = proc.stderr[-3000:]
+    print(json.dumps(result, indent=1, default=str)[:20000])  # shown in full for failing tests
     return result
