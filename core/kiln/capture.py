@@ -110,6 +110,13 @@ class CaptureSession:
                         fn(*inputs)
                 torch.cuda.current_stream(dev).wait_stream(side)
                 torch.cuda.synchronize(dev)
+                # Nothing the warmup allocated may outlive it: kernels' unused parameter
+                # slots can hold stale host-stack copies of such pointers, which the audit
+                # would (rightly, it cannot tell) refuse. cuBLAS workspaces are cached per
+                # stream by PyTorch, outside empty_cache's reach.
+                clear = getattr(torch._C, "_cuda_clearCublasWorkspaces", None)
+                if clear is not None:
+                    clear()
                 torch.cuda.empty_cache()
 
         before = self.region.trajectory_length()

@@ -47,7 +47,8 @@ dev = ctypes.c_int(); cu.cuDeviceGet(ctypes.byref(dev), 0)
 ctx = ctypes.c_void_p(); cu.cuDevicePrimaryCtxRetain(ctypes.byref(ctx), dev); cu.cuCtxSetCurrent(ctx)
 cfg = RegionConfig.from_env(0)
 got = ctypes.c_uint64()
-rc = cu.cuMemAddressReserve(ctypes.byref(got), ctypes.c_size_t(2 << 20), ctypes.c_size_t(0), ctypes.c_uint64(cfg.base), ctypes.c_ulonglong(0))
+# Same size and alignment as kiln's own reservation, which the driver honours.
+rc = cu.cuMemAddressReserve(ctypes.byref(got), ctypes.c_size_t(cfg.size), ctypes.c_size_t(2 << 20), ctypes.c_uint64(cfg.base), ctypes.c_ulonglong(0))
 assert rc == 0 and got.value == cfg.base, (rc, hex(got.value))
 try:
     kiln.Region(cfg).open()

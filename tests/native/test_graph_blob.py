@@ -260,9 +260,6 @@ def test_huge_argument_length_is_refused_before_allocating():
         native.decode_graph(bytes(blob))
 
 
-@pytest.mark.xfail(strict=True, raises=UnicodeDecodeError,
-                   reason="native bug: decode_graph accepts a kernel entry name that is not UTF-8; "
-                          "to_dict()/kernels() then raise UnicodeDecodeError instead of decode raising ArchiveCorrupt")
 def test_non_utf8_entry_name_is_archive_corrupt_or_readable():
     blob = bytearray(encode({"nodes": [{"type": "kernel", "kernel": synthetic_graph()["nodes"][0]["kernel"]}],
                              "edges": [], "event_count": 0}))
@@ -277,9 +274,6 @@ def test_non_utf8_entry_name_is_archive_corrupt_or_readable():
     g.kernels()
 
 
-@pytest.mark.xfail(strict=True, raises=UnicodeDecodeError,
-                   reason="native bug: blob.cpp quotes the raw entry name in ArchiveCorrupt messages and "
-                          "module.cpp's translator (PyErr_SetString) needs UTF-8, so UnicodeDecodeError escapes")
 def test_error_message_with_non_utf8_entry_name_is_archive_corrupt():
     # A kernel whose name is not UTF-8 and whose first parameter lies outside its arguments.
     d = synthetic_graph()

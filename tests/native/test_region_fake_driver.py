@@ -141,11 +141,13 @@ def test_set_cursor_forward_moves_next_allocation(region):
     assert native.region_allocate(DEV, 1) == BASE + 13 * GRAN
 
 
-def test_set_cursor_back_to_end_of_live_allocations_is_allowed(region):
+def test_set_cursor_back_over_released_space_is_refused_so_addresses_are_never_reused(region):
+    a = native.region_allocate(DEV, GRAN)
     native.region_allocate(DEV, GRAN)
-    native.region_set_cursor(DEV, 5 * GRAN)
-    native.region_set_cursor(DEV, GRAN)
-    assert native.region_allocate(DEV, 1) == BASE + GRAN
+    native.region_release(DEV, a + GRAN)
+    with pytest.raises(RegionError):
+        native.region_set_cursor(DEV, GRAN)
+    assert native.region_allocate(DEV, 1) == BASE + 2 * GRAN
 
 
 def test_compare_prefix_identical_is_none(region):

@@ -51,6 +51,8 @@ size_t elf_size(const uint8_t* p, size_t limit) {
   end = std::max(end, sh_end);
   if (eh.e_shnum && eh.e_shentsize < sizeof(Elf64_Shdr))
     throw Error(ErrorKind::corrupt, "ELF section header entries are too small");
+  if (eh.e_phnum && eh.e_phentsize < sizeof(Elf64_Phdr))
+    throw Error(ErrorKind::corrupt, "ELF program header entries are too small");
   for (uint64_t i = 0; i < eh.e_shnum; ++i) {
     auto sh = load<Elf64_Shdr>(p + eh.e_shoff + i * eh.e_shentsize);
     if (sh.sh_type == SHT_NOBITS) continue;

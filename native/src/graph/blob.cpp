@@ -104,6 +104,11 @@ KernelNode decode_kernel(Reader& r) {
   k.binary = r.get<uint32_t>("kernel binary");
   k.entry = r.str("kernel entry name");
   if (k.entry.empty()) throw Error(ErrorKind::corrupt, "graph blob: kernel with an empty entry name");
+  // Entry names are C identifiers (mangled): anything else is corruption, and must not reach
+  // error messages or Python strings undecoded.
+  for (char ch : k.entry)
+    if (static_cast<unsigned char>(ch) < 0x21 || static_cast<unsigned char>(ch) > 0x7e)
+      throw Error(ErrorKind::corrupt, "graph blob: kernel entry name has a non-printable or non-ASCII byte");
   for (uint32_t& v : k.grid) v = r.get<uint32_t>("grid");
   for (uint32_t& v : k.block) v = r.get<uint32_t>("block");
   k.shared_mem = r.get<uint32_t>("shared memory");

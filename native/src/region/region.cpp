@@ -227,10 +227,9 @@ uint64_t Region::cursor() const {
 
 void Region::set_cursor(uint64_t offset) {
   std::lock_guard<std::mutex> lock(mu_);
-  uint64_t highest = 0;
-  if (!live_.empty()) highest = live_.rbegin()->first + live_.rbegin()->second.size;
+  uint64_t highest = cursor_;  // the bump cursor is the high-water mark of every allocation
   if (offset < highest || offset > config_.size)
-    throw Error(ErrorKind::region, format("cannot move the region cursor to offset %llu: live allocations end at "
+    throw Error(ErrorKind::region, format("cannot move the region cursor to offset %llu: allocations so far end at "
                                           "%llu and the region holds %llu bytes",
                                           (unsigned long long)offset, (unsigned long long)highest,
                                           (unsigned long long)config_.size));

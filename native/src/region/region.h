@@ -67,7 +67,8 @@ class Region {
   bool active() const;
 
   uint64_t cursor() const;
-  // Moves the bump cursor; it may not move below the end of a live allocation.
+  // Moves the bump cursor forward; it may not move below the end of any allocation ever
+  // made (addresses are never reused).
   void set_cursor(uint64_t offset);
 
   std::vector<TrajectoryEntry> trajectory() const;
