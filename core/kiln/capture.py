@@ -80,8 +80,7 @@ class CaptureSession:
         """Warm `fn` up (region suspended), capture one call, audit and describe the graph.
 
         Raises NonPersistableGraph (or a subclass) naming the cause when the graph cannot be
-        restored faithfully; the graph is then still usable natively through the exception's
-        absence of a result, i.e. callers fall back to native capture.
+        restored faithfully; callers then fall back to capturing natively.
         """
         import torch
 

@@ -54,7 +54,6 @@ def _check_window_references(session: CaptureSession, traj: list[tuple[int, int,
     for g in session.graphs:
         captured.update(range(*g.trajectory_span))
     for g in session.graphs:
-        inputs = {s.address for s in g.input_specs}
         for addr in g.desc.region_pointers():
             i = _window_owner(traj, base, addr)
             if i is not None and w0 <= i < w1 and i not in captured:
@@ -65,7 +64,6 @@ def _check_window_references(session: CaptureSession, traj: list[tuple[int, int,
                     "session but outside a capture; allocate it before the session (LOAD would "
                     "re-create it without its contents)"
                 )
-        del inputs
 
 
 def save(path: str | os.PathLike[str], session: CaptureSession) -> SaveReport:
