@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["CaptureSession", "Region", "RegionConfig", "load", "save", "__version__"]
+__all__ = ["CaptureSession", "Region", "RegionConfig", "__version__", "load", "save"]
 
 if TYPE_CHECKING:
     from kiln.capture import CaptureSession

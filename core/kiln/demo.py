@@ -28,8 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     workload = (argv or ["matmul"])[0] if argv else "matmul"
     reason = _gpu_missing()
     if reason:
-        print(f"kiln demo: no GPU here ({reason}); nothing to save or restore. "
-              "Run it on a machine with an NVIDIA GPU.")
+        print(
+            f"kiln demo: no GPU here ({reason}); nothing to save or restore. "
+            "Run it on a machine with an NVIDIA GPU."
+        )
         return 0
     from kiln._paths import preload_library
 
@@ -39,18 +41,32 @@ def main(argv: list[str] | None = None) -> int:
         for mode in ("save", "load"):
             out = Path(tmp) / f"{mode}.json"
             subprocess.run(
-                [sys.executable, "-m", "kiln.workloads.run", "--workload", workload, "--mode", mode,
-                 "--archive", tmp, "--out", str(out)],
-                env=env, check=False,
+                [
+                    sys.executable,
+                    "-m",
+                    "kiln.workloads.run",
+                    "--workload",
+                    workload,
+                    "--mode",
+                    mode,
+                    "--archive",
+                    tmp,
+                    "--out",
+                    str(out),
+                ],
+                env=env,
+                check=False,
             )
             results[mode] = json.loads(out.read_text()) if out.exists() else {"ok": False}
             if not results[mode].get("ok"):
                 print(f"kiln demo: {mode} failed: {results[mode]}")
                 return 1
     save, load = results["save"], results["load"]
-    print(f"captured {save['graphs']} graphs in {save['capture_seconds']:.3f} s (SAVE process); "
-          f"restored in {load['restore_seconds']:.3f} s (fresh LOAD process); "
-          f"bit-exact vs SAVE's native graphs: {load['all_bit_exact_vs_save_native']}")
+    print(
+        f"captured {save['graphs']} graphs in {save['capture_seconds']:.3f} s (SAVE process); "
+        f"restored in {load['restore_seconds']:.3f} s (fresh LOAD process); "
+        f"bit-exact vs SAVE's native graphs: {load['all_bit_exact_vs_save_native']}"
+    )
     return 0 if load["all_bit_exact_vs_save_native"] else 1
 
 

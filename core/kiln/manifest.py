@@ -5,9 +5,11 @@ untrusted input."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kiln.archive.jsonsec import dump_json
 from kiln.errors import ArchiveCorrupt
 from kiln.tensors import TensorSpec
 
@@ -35,15 +37,46 @@ class GraphEntry:
 
 
 @dataclass(frozen=True)
+class GroupEntry:
+    """Graphs one instantiated template serves: equal topology signatures (sha256 `key`);
+    members differ from the template only in `differing[i]` nodes' parameters."""
+
+    key: str
+    template: str
+    members: list[str]
+    differing: list[int]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "template": self.template,
+            "members": self.members,
+            "differing": self.differing,
+        }
+
+
+@dataclass(frozen=True)
 class Manifest:
     device: int
     trajectory: list[tuple[int, int, int]]
     window: tuple[int, int]
     binaries: list[BinaryEntry]
     graphs: list[GraphEntry]
+    # How to re-run the SAVE program (e.g. {"kind": "workload", "workload": "decode"}), so
+    # that `kiln verify --gpu` can restore the archive in a fresh process; optional.
+    recipe: Mapping[str, Any] | None = None
+    groups: list[GroupEntry] | None = None
+
+    def __post_init__(self) -> None:
+        if self.recipe is not None:
+            object.__setattr__(self, "recipe", checked_recipe(self.recipe))
 
     def to_json(self) -> dict[str, Any]:
+        recipe = {} if self.recipe is None else {"recipe": dict(self.recipe)}
+        groups = {} if self.groups is None else {"groups": [g.to_json() for g in self.groups]}
         return {
+            **recipe,
+            **groups,
             "device": self.device,
             "trajectory": [list(t) for t in self.trajectory],
             "window": list(self.window),
@@ -100,8 +133,53 @@ class Manifest:
                 if entry.section not in sections:
                     raise fail(f"graph {name!r} refers to missing section {entry.section!r}")
                 graphs.append(entry)
+            recipe = d.get("recipe")
+            if recipe is not None:
+                try:
+                    recipe = checked_recipe(recipe)
+                except (TypeError, ValueError) as e:
+                    raise fail(f"bad recipe ({e})") from e
+            groups = None if d.get("groups") is None else _groups_from_json(d["groups"], names)
         except ArchiveCorrupt:
             raise
         except (KeyError, TypeError, ValueError) as e:
             raise ArchiveCorrupt(f"manifest is malformed: {e!r}") from e
-        return cls(device, traj, (window[0], window[1]), binaries, graphs)  # type: ignore[arg-type]
+        return cls(
+            device, traj, (window[0], window[1]), binaries, graphs, recipe=recipe, groups=groups
+        )  # type: ignore[arg-type]
+
+
+def _groups_from_json(raw: Any, graph_names: set[str]) -> list[GroupEntry]:
+    groups = []
+    seen: set[str] = set()
+    for g in raw:
+        entry = GroupEntry(
+            str(g["key"]),
+            str(g["template"]),
+            [str(m) for m in g["members"]],
+            [int(x) for x in g["differing"]],
+        )
+        if not _HEX64.match(entry.key) or len(entry.members) != len(entry.differing):
+            raise ArchiveCorrupt(f"manifest: topology group {entry.key!r} is malformed")
+        if entry.template not in entry.members or not set(entry.members) <= graph_names:
+            raise ArchiveCorrupt(f"manifest: topology group {entry.key!r} names unknown graphs")
+        if seen & set(entry.members):
+            raise ArchiveCorrupt("manifest: a graph belongs to two topology groups")
+        seen.update(entry.members)
+        groups.append(entry)
+    if seen != graph_names:
+        raise ArchiveCorrupt("manifest: topology groups do not cover every graph")
+    return groups
+
+
+def checked_recipe(recipe: object) -> dict[str, Any]:
+    """A copy of `recipe` if it is a JSON object with a non-empty string "kind" (ValueError or
+    TypeError otherwise)."""
+    if not isinstance(recipe, Mapping):
+        raise TypeError(f"a recipe is a mapping, not {type(recipe).__name__}")
+    copy = dict(recipe)
+    kind = copy.get("kind")
+    if not isinstance(kind, str) or not kind:
+        raise ValueError("a recipe needs a non-empty string 'kind'")
+    dump_json(copy)  # string keys, JSON values only
+    return copy

@@ -11,18 +11,21 @@ from kiln.tensors import TensorSpec
 
 
 class RestoredGraph:
-    """One restored graph: replay it on a stream; read and write its tensors."""
+    """One restored graph: replay it on a stream; read and write its tensors.
+
+    It replays through its topology group's template until its own executable has been
+    built in the background, then through that (the switch is atomic and invisible)."""
 
     def __init__(
         self,
         name: str,
-        built: Any,
+        index: int,
         owner: RestoredSet,
         inputs: list[TensorSpec],
         outputs: list[TensorSpec],
     ) -> None:
         self.name = name
-        self._built = built
+        self.index = index
         self._owner = owner
         n = native()
         for what, specs in (("input", inputs), ("output", outputs)):
@@ -37,18 +40,39 @@ class RestoredGraph:
 
     @property
     def node_count(self) -> int:
-        return int(self._built.node_count)
+        return int(self._owner.graph_set.node_count(self.index))
+
+    @property
+    def group(self) -> int:
+        """The topology group whose template this graph can replay through."""
+        return int(self._owner.graph_set.group_of(self.index))
+
+    @property
+    def has_own_executable(self) -> bool:
+        return bool(self._owner.graph_set.has_dedicated(self.index))
 
     def replay(self, stream: Any = None) -> None:
         """Launch on `stream` (a torch.cuda.Stream or raw handle), default the current one."""
-        import torch
+        self._owner.graph_set.launch(self.index, _stream_handle(stream, self._owner.device))
 
-        if self._built is None:
-            raise KilnError(f"graph {self.name!r} was closed")
-        if stream is None:
-            stream = torch.cuda.current_stream(self._owner.device)
-        handle = stream.cuda_stream if hasattr(stream, "cuda_stream") else int(stream)
-        self._built.launch(handle)
+    def replay_through_template(self, stream: Any = None) -> None:
+        """Launch through the group template even when an own executable exists (for
+        measuring what switching a template between members costs)."""
+        self._owner.graph_set.launch_template(
+            self.index, _stream_handle(stream, self._owner.device)
+        )
+
+    def finish(self) -> None:
+        """Block until this graph's own executable is built; raises a background error."""
+        self._owner.graph_set.wait(self.index, True)
+
+
+def _stream_handle(stream: Any, device: int) -> int:
+    import torch
+
+    if stream is None:
+        stream = torch.cuda.current_stream(device)
+    return int(stream.cuda_stream) if hasattr(stream, "cuda_stream") else int(stream)
 
 
 class RestoredSet(Mapping[str, RestoredGraph]):
@@ -58,15 +82,35 @@ class RestoredSet(Mapping[str, RestoredGraph]):
         self.device = device
         self.timings: dict[str, float] = {}
         self.kernels: Any = None
+        self._graph_set: Any = None
         self._reader = reader
         self._graphs: dict[str, RestoredGraph] = {}
         self._allocations: list[int] = []
+
+    @property
+    def graph_set(self) -> Any:
+        if self._graph_set is None:
+            raise KilnError("this restored set was closed")
+        return self._graph_set
+
+    @graph_set.setter
+    def graph_set(self, value: Any) -> None:
+        self._graph_set = value
+
+    @property
+    def group_count(self) -> int:
+        return int(self.graph_set.group_count)
 
     def own_allocation(self, address: int) -> None:
         self._allocations.append(address)
 
     def add(self, graph: RestoredGraph) -> None:
         self._graphs[graph.name] = graph
+
+    def finish(self) -> None:
+        """Block until every graph has its own executable (built in the background, so
+        replays stop switching templates); raises the first background error."""
+        self.graph_set.wait_all(True)
 
     def __getitem__(self, name: str) -> RestoredGraph:
         return self._graphs[name]
@@ -78,10 +122,10 @@ class RestoredSet(Mapping[str, RestoredGraph]):
         return len(self._graphs)
 
     def close(self) -> None:
-        """Destroy the executables, then the kernels they use, then the memory."""
-        for g in self._graphs.values():
-            g._built = None
+        """Stop background builds and destroy the executables, then the kernels they use,
+        then the memory."""
         self._graphs.clear()
+        self._graph_set = None
         self.kernels = None
         n = native()
         for addr in self._allocations:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,15 @@ from typing import Any
 from kiln.archive import ArchiveReader, archive_lock, compare_fingerprints, write_archive
 from kiln.archive.jsonsec import dump_json, load_json
 from kiln.capture import CaptureSession
-from kiln.errors import AllocationDriftError, KilnError, NonPersistableGraph, RestoreError
+from kiln.errors import (
+    AllocationDriftError,
+    ArchiveCorrupt,
+    KilnError,
+    NonPersistableGraph,
+    RestoreError,
+)
 from kiln.fingerprint import environment_fingerprint
-from kiln.manifest import FINGERPRINT, MANIFEST, BinaryEntry, GraphEntry, Manifest
+from kiln.manifest import FINGERPRINT, MANIFEST, BinaryEntry, GraphEntry, GroupEntry, Manifest
 from kiln.native import native
 from kiln.region import Region
 from kiln.restored import RestoredGraph, RestoredSet
@@ -66,8 +73,55 @@ def _check_window_references(session: CaptureSession, traj: list[tuple[int, int,
                 )
 
 
-def save(path: str | os.PathLike[str], session: CaptureSession) -> SaveReport:
-    """Write every graph of a finished session, its kernel binaries and context to `path`."""
+def _topology_groups(session: CaptureSession) -> list[GroupEntry]:
+    """Graphs with one topology, in capture order; the first member is the template (LOAD
+    groups the same way and checks that it agrees)."""
+    n = native()
+    by_key: dict[str, list[Any]] = {}
+    for g in session.graphs:
+        by_key.setdefault(hashlib.sha256(n.topology_signature(g.desc)).hexdigest(), []).append(g)
+    groups = []
+    for key, members in by_key.items():
+        first = members[0]
+        differing = [len(n.differing_nodes(first.desc, m.desc)) for m in members]
+        groups.append(GroupEntry(key, first.name, [m.name for m in members], differing))
+    return groups
+
+
+def _check_groups(manifest: Manifest, graph_set: Any) -> None:
+    """The grouping LOAD derived from the graphs themselves must be the one SAVE recorded."""
+    if manifest.groups is None:
+        return
+    index = {g.name: i for i, g in enumerate(manifest.graphs)}
+    for group in manifest.groups:
+        t = index[group.template]
+        for name, differing in zip(group.members, group.differing, strict=True):
+            i = index[name]
+            if (
+                graph_set.group_of(i) != graph_set.group_of(t)
+                or graph_set.template_of(graph_set.group_of(i)) != t
+                or graph_set.differing_from_template(i) != differing
+            ):
+                raise ArchiveCorrupt(
+                    f"graph {name!r}: its topology group differs from the one SAVE recorded "
+                    f"(template {group.template!r})"
+                )
+    if graph_set.group_count != len(manifest.groups):
+        raise ArchiveCorrupt(
+            f"LOAD found {graph_set.group_count} topology groups, SAVE recorded {len(manifest.groups)}"
+        )
+
+
+def save(
+    path: str | os.PathLike[str],
+    session: CaptureSession,
+    *,
+    recipe: Mapping[str, Any] | None = None,
+) -> SaveReport:
+    """Write every graph of a finished session, its kernel binaries and context to `path`.
+
+    `recipe` (a JSON object with a string "kind") records how to re-run the SAVE program, so
+    that `kiln verify --gpu` can restore the archive in a fresh process."""
     t0 = time.perf_counter()
     if session.window is None:
         raise KilnError("save() needs a CaptureSession that has been exited")
@@ -101,10 +155,23 @@ def save(path: str | os.PathLike[str], session: CaptureSession) -> SaveReport:
         sections[f"g{i}"] = blob
         graphs.append(
             GraphEntry(
-                g.name, f"g{i}", g.desc.node_count, g.desc.kernel_count, g.input_specs, g.output_specs
+                g.name,
+                f"g{i}",
+                g.desc.node_count,
+                g.desc.kernel_count,
+                g.input_specs,
+                g.output_specs,
             )
         )
-    manifest = Manifest(region.device, traj, session.window, binaries, graphs)
+    manifest = Manifest(
+        region.device,
+        traj,
+        session.window,
+        binaries,
+        graphs,
+        recipe=recipe,
+        groups=_topology_groups(session),
+    )
     sections[FINGERPRINT] = dump_json(environment_fingerprint(region.config))
     sections[MANIFEST] = dump_json(manifest.to_json())
     target = Path(path)
@@ -157,12 +224,21 @@ def _app_copies(binaries: list[BinaryEntry]) -> list[int]:
     return out
 
 
-def load(path: str | os.PathLike[str], region: Region, *, verify: bool = True) -> RestoredSet:
+def load(
+    path: str | os.PathLike[str],
+    region: Region,
+    *,
+    verify: bool = True,
+    dedicated: bool = True,
+    threads: int = 4,
+) -> RestoredSet:
     """Restore every graph of an archive into this process.
 
     The process must have made the same allocations as the SAVE process up to the capture
-    window (checked; AllocationDriftError names the first difference). Returns the graphs
-    with tensors aliasing their inputs and outputs."""
+    window (checked; AllocationDriftError names the first difference). Returns once every
+    graph is replayable, with tensors aliasing their inputs and outputs; with `dedicated`,
+    `threads` background threads go on building each graph its own executable (see
+    RestoredSet.finish)."""
     import torch
 
     timings: dict[str, float] = {}
@@ -182,7 +258,9 @@ def load(path: str | os.PathLike[str], region: Region, *, verify: bool = True) -
         stage("open")
         fingerprint = load_json(reader.section(FINGERPRINT), FINGERPRINT)
         compare_fingerprints(fingerprint, environment_fingerprint(region.config))
-        manifest = Manifest.from_json(load_json(reader.section(MANIFEST), MANIFEST), set(reader.names))
+        manifest = Manifest.from_json(
+            load_json(reader.section(MANIFEST), MANIFEST), set(reader.names)
+        )
         if manifest.device != dev:
             raise RestoreError(f"archive was saved on device {manifest.device}, region is on {dev}")
         stage("manifest")
@@ -207,13 +285,21 @@ def load(path: str | os.PathLike[str], region: Region, *, verify: bool = True) -
         restored.kernels = n.make_kernel_table(sources, _app_copies(manifest.binaries))
         stage("binaries")
 
-        stream = torch.cuda.current_stream(dev).cuda_stream
-        for g in manifest.graphs:
-            desc = n.decode_graph(reader.section(g.section))
-            built = n.build_graph(desc, restored.kernels, dev)
-            built.upload(stream)
-            restored.add(RestoredGraph(g.name, built, restored, g.inputs, g.outputs))
-        stage("build")
+        # Decode and group every graph, then build in the background: one template per
+        # topology group first (every graph is replayable once those exist), then each
+        # graph's own executable.
+        graph_set = n.GraphSet(
+            [reader.section(g.section) for g in manifest.graphs], restored.kernels, dev, threads
+        )
+        restored.graph_set = graph_set
+        _check_groups(manifest, graph_set)
+        graph_set.start(dedicated)
+        stage("decode")
+        graph_set.wait_all(False)
+        graph_set.upload_templates(torch.cuda.current_stream(dev).cuda_stream)
+        for i, g in enumerate(manifest.graphs):
+            restored.add(RestoredGraph(g.name, i, restored, g.inputs, g.outputs))
+        stage("templates")
     except BaseException:
         restored.close()
         raise

@@ -42,7 +42,9 @@ class TensorSpec:
         dtype = str(t.dtype).removeprefix("torch.")
         if dtype not in _DLPACK:
             raise NonPersistableGraph(f"{what} has dtype {dtype}, which kiln cannot restore yet")
-        span = sum((s - 1) * st for s, st in zip(t.shape, t.stride()) if s > 0) + 1 if t.numel() else 0
+        span = (
+            sum((s - 1) * st for s, st in zip(t.shape, t.stride()) if s > 0) + 1 if t.numel() else 0
+        )
         return cls(t.data_ptr(), tuple(t.shape), tuple(t.stride()), dtype, span * t.element_size())
 
     def to_json(self) -> dict[str, Any]:

@@ -51,21 +51,47 @@ def kiln_env(enable: bool = True, **extra: str) -> dict[str, str]:
     return env
 
 
-def run_module(module: str, args: list[str], env: dict[str, str], timeout: int = 900) -> subprocess.CompletedProcess[str]:
+def run_module(
+    module: str, args: list[str], env: dict[str, str], timeout: int = 900
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", module, *args], env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", module, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
-def run_workload(workload: str, mode: str, archive: Path, *, inject: str = "none", env: dict[str, str] | None = None) -> dict[str, Any]:
+def run_workload(
+    workload: str,
+    mode: str,
+    archive: Path,
+    *,
+    inject: str = "none",
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
     out = archive / f"{mode}-{inject}.json"
     proc = run_module(
         "kiln.workloads.run",
-        ["--workload", workload, "--mode", mode, "--archive", str(archive), "--inject", inject, "--out", str(out)],
+        [
+            "--workload",
+            workload,
+            "--mode",
+            mode,
+            "--archive",
+            str(archive),
+            "--inject",
+            inject,
+            "--out",
+            str(out),
+        ],
         env or kiln_env(),
     )
     if not out.exists():
-        raise AssertionError(f"{mode} process wrote no result (rc {proc.returncode}):\n{proc.stderr[-4000:]}")
+        raise AssertionError(
+            f"{mode} process wrote no result (rc {proc.returncode}):\n{proc.stderr[-4000:]}"
+        )
     result = json.loads(out.read_text())
     if not result.get("ok"):
         result["stderr_tail"] = proc.stderr[-3000:]

@@ -56,17 +56,23 @@ try:
 except Exception as e:
     print(json.dumps({"error_class": type(e).__name__, "error": str(e)}))
 """
-    proc = subprocess.run([sys.executable, "-c", script], env=kiln_env(), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=kiln_env(), capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = json.loads(proc.stdout.strip().splitlines()[-1])
     assert r["error_class"] == "RegionBaseNotHonoured", r
     assert "did not honour the region base" in r["error"]
 
 
-def test_corrupted_archives_fail_closed_and_the_intact_one_still_restores(matmul_archive: Path) -> None:
+def test_corrupted_archives_fail_closed_and_the_intact_one_still_restores(
+    matmul_archive: Path,
+) -> None:
     out = matmul_archive / "faults.json"
     proc = run_module(
-        "kiln.workloads.faults", ["--workload", "matmul", "--archive", str(matmul_archive), "--out", str(out)], kiln_env()
+        "kiln.workloads.faults",
+        ["--workload", "matmul", "--archive", str(matmul_archive), "--out", str(out)],
+        kiln_env(),
     )
     assert out.exists(), proc.stderr[-4000:]
     r = json.loads(out.read_text())
@@ -90,7 +96,9 @@ try:
 except Exception as e:
     print(json.dumps({"error_class": type(e).__name__, "error": str(e)}))
 """
-    proc = subprocess.run([sys.executable, "-c", script], env=kiln_env(), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=kiln_env(), capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = json.loads(proc.stdout.strip().splitlines()[-1])
     assert r["error_class"] == "RngStateError", r

@@ -26,4 +26,7 @@ def test_outputs_identical_with_and_without_the_interposer(workload: str, tmp_pa
     assert ra.keys() == rb.keys()
     for name in ra:
         for kind in ("eager", "graph"):
-            assert all(torch.equal(x, y) for x, y in zip(ra[name][kind], rb[name][kind])), (name, kind)
+            assert all(torch.equal(x, y) for x, y in zip(ra[name][kind], rb[name][kind])), (
+                name,
+                kind,
+            )

@@ -43,3 +43,17 @@ def test_decode_workload_is_deterministic_without_cudnn_attention(tmp_path: Path
     for name, graph in loaded["graphs"].items():
         assert graph["native_replay_deterministic"], name
         assert graph["native_graph_eq_eager_at_save"], name
+
+
+def test_two_topology_groups_restore_through_both_templates(tmp_path: Path) -> None:
+    saved = run_workload("two_topologies", "save", tmp_path)
+    assert saved["ok"], saved
+    loaded = run_workload("two_topologies", "load", tmp_path)
+    assert loaded["ok"], loaded
+    assert loaded["groups"] == 2
+    assert {g["group"] for g in loaded["graphs"].values()} == {0, 1}
+    # Each graph replayed through its (switched) template and through its own executable.
+    for name, graph in loaded["graphs"].items():
+        assert graph["template_vs_save_native"]["bit_exact"], name
+        assert graph["dedicated_vs_save_native"]["bit_exact"], name
+        assert graph["vs_eager"]["bit_exact"], name

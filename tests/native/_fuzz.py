@@ -21,6 +21,10 @@ def run_child(code: str, timeout: float = 60) -> str:
     )
     if proc.returncode < 0:
         sig = signal.Signals(-proc.returncode).name
-        raise AssertionError(f"fuzz child died of {sig}\nstdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}")
-    assert proc.returncode == 0, f"fuzz child failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        raise AssertionError(
+            f"fuzz child died of {sig}\nstdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}"
+        )
+    assert proc.returncode == 0, (
+        f"fuzz child failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    )
     return proc.stdout

@@ -6,7 +6,6 @@ import copy
 import struct
 
 import pytest
-
 from kiln.errors import ArchiveCorrupt
 
 from ._fuzz import run_child
@@ -41,8 +40,19 @@ def synthetic_graph() -> dict:
         "function_attributes": [(8, 65536), (9, -1)],
     }
     kernel2 = copy.deepcopy(kernel)
-    kernel2.update(binary=12, entry="other", args=b"", params=[], region_pointers=[], attributes=[],
-                   function_attributes=[], extra_buffer=True, grid=(1, 1, 1), block=(32, 1, 1), shared_mem=0)
+    kernel2.update(
+        binary=12,
+        entry="other",
+        args=b"",
+        params=[],
+        region_pointers=[],
+        attributes=[],
+        function_attributes=[],
+        extra_buffer=True,
+        grid=(1, 1, 1),
+        block=(32, 1, 1),
+        shared_mem=0,
+    )
     memset = (ADDR_A, 4096, 1024, 4, 0xDEADBEEF, 4)
     memcpy = tuple(range(1, 16))
     return {
@@ -55,20 +65,28 @@ def synthetic_graph() -> dict:
             {"type": "event_wait", "event": 1},
             {"type": "kernel", "kernel": kernel2},
         ],
-        "edges": [(0, 1, 0, 0, 0), (1, 2, 3, 0, 1), (2, 3, 0, 2, 2), (3, 4, 0, 0, 0), (4, 5, 255, 255, 0),
-                  (0, 6, 0, 0, 0)],
+        "edges": [
+            (0, 1, 0, 0, 0),
+            (1, 2, 3, 0, 1),
+            (2, 3, 0, 2, 2),
+            (3, 4, 0, 0, 0),
+            (4, 5, 255, 255, 0),
+            (0, 6, 0, 0, 0),
+        ],
         "event_count": 2,
     }
 
 
 def _normalise(d: dict) -> dict:
     """to_dict's form, with tuples/lists/bytes made comparable to what from_dict took."""
+
     def norm(v):
         if isinstance(v, (list, tuple)):
             return [norm(x) for x in v]
         if isinstance(v, dict):
             return {k: norm(x) for k, x in v.items()}
         return v
+
     return norm(d)
 
 
@@ -179,7 +197,9 @@ def test_truncated():
         native.decode_graph(b"")
 
 
-@pytest.mark.parametrize("edge", [(0, 7, 0, 0, 0), (7, 0, 0, 0, 0), (3, 3, 0, 0, 0), (2**32 - 1, 0, 0, 0, 0)])
+@pytest.mark.parametrize(
+    "edge", [(0, 7, 0, 0, 0), (7, 0, 0, 0, 0), (3, 3, 0, 0, 0), (2**32 - 1, 0, 0, 0, 0)]
+)
 def test_edge_out_of_range_or_self_loop(edge):
     blob = _with(lambda d: d["edges"].append(edge))
     with pytest.raises(ArchiveCorrupt, match="edge"):
@@ -218,7 +238,9 @@ def test_empty_entry_name():
         native.decode_graph(blob)
 
 
-@pytest.mark.parametrize("node", [{"type": "event_record", "event": 2}, {"type": "event_wait", "event": 2**32 - 1}])
+@pytest.mark.parametrize(
+    "node", [{"type": "event_record", "event": 2}, {"type": "event_wait", "event": 2**32 - 1}]
+)
 def test_event_index_out_of_range(node):
     blob = _with(lambda d: d["nodes"].append(node))
     with pytest.raises(ArchiveCorrupt, match="event"):
@@ -243,15 +265,22 @@ def test_unknown_node_type(type_byte):
 @pytest.mark.parametrize("field, value", [(4, 2**32 - 1), (8, 2**32 - 1), (12, 2**31)])
 def test_lying_counts(field, value):
     blob = bytearray(encode(synthetic_graph()))
-    blob[field:field + 4] = struct.pack("<I", value)
+    blob[field : field + 4] = struct.pack("<I", value)
     with pytest.raises(ArchiveCorrupt):
         native.decode_graph(bytes(blob))
 
 
 def test_huge_argument_length_is_refused_before_allocating():
     # One kernel node whose argument blob claims 4 GiB.
-    blob = bytearray(encode({"nodes": [{"type": "kernel", "kernel": synthetic_graph()["nodes"][0]["kernel"]}],
-                             "edges": [], "event_count": 0}))
+    blob = bytearray(
+        encode(
+            {
+                "nodes": [{"type": "kernel", "kernel": synthetic_graph()["nodes"][0]["kernel"]}],
+                "edges": [],
+                "event_count": 0,
+            }
+        )
+    )
     name_len = len("_Z6kernelPfiS_")
     at = 16 + 1 + 4 + 4 + name_len + 12 + 12 + 4 + 1
     assert struct.unpack_from("<I", blob, at)[0] == len(_args())
@@ -261,10 +290,17 @@ def test_huge_argument_length_is_refused_before_allocating():
 
 
 def test_non_utf8_entry_name_is_archive_corrupt_or_readable():
-    blob = bytearray(encode({"nodes": [{"type": "kernel", "kernel": synthetic_graph()["nodes"][0]["kernel"]}],
-                             "edges": [], "event_count": 0}))
+    blob = bytearray(
+        encode(
+            {
+                "nodes": [{"type": "kernel", "kernel": synthetic_graph()["nodes"][0]["kernel"]}],
+                "edges": [],
+                "event_count": 0,
+            }
+        )
+    )
     at = 16 + 1 + 4 + 4  # type, binary, name length
-    assert blob[at:at + 3] == b"_Z6"
+    assert blob[at : at + 3] == b"_Z6"
     blob[at] = 0xDF
     try:
         g = native.decode_graph(bytes(blob))
@@ -279,7 +315,9 @@ def test_error_message_with_non_utf8_entry_name_is_archive_corrupt():
     d = synthetic_graph()
     k = d["nodes"][0]["kernel"]
     k["params"] = [(100, 8)]
-    blob = bytearray(encode({"nodes": [{"type": "kernel", "kernel": k}], "edges": [], "event_count": 0}))
+    blob = bytearray(
+        encode({"nodes": [{"type": "kernel", "kernel": k}], "edges": [], "event_count": 0})
+    )
     at = 16 + 1 + 4 + 4
     blob[at + 3] = 0xFF
     with pytest.raises(ArchiveCorrupt):

@@ -44,8 +44,11 @@ def headers() -> tuple[str, str]:
 @pytest.fixture(scope="module")
 def hooks(headers) -> list:
     typedefs_h, cuda_h = headers
-    return gen.select_hooks(gen.parse_typedefs(typedefs_h), gen.parse_defines(cuda_h),
-                            gen.parse_hooks(HOOKS_TXT.read_text()))
+    return gen.select_hooks(
+        gen.parse_typedefs(typedefs_h),
+        gen.parse_defines(cuda_h),
+        gen.parse_hooks(HOOKS_TXT.read_text()),
+    )
 
 
 def _entries(hooks) -> list[tuple[str, int, bool, str]]:
@@ -110,7 +113,9 @@ def test_main_writes_the_header(tmp_path, headers):
 
     include = os.path.join(list(nvidia.cu13.__path__)[0], "include")
     out = tmp_path / "hooks.h"
-    rc = gen.main(["gen", f"{include}/cudaTypedefs.h", f"{include}/cuda.h", str(HOOKS_TXT), str(out)])
+    rc = gen.main(
+        ["gen", f"{include}/cudaTypedefs.h", f"{include}/cuda.h", str(HOOKS_TXT), str(out)]
+    )
     assert rc == 0
     assert out.read_text() == gen.generate(headers[0], headers[1], HOOKS_TXT.read_text())
 
@@ -127,7 +132,9 @@ typedef CUresult (CUDAAPI *PFN_cuFoo_v2000_ptds)(int, int);
 typedef CUresult (CUDAAPI *PFN_cuBar_v3000)(void);
 """
     cuda = "#define cuFoo cuFoo_v2\n"
-    hooks = gen.select_hooks(gen.parse_typedefs(typedefs), gen.parse_defines(cuda), [("cuFoo", True), ("cuBar", False)])
+    hooks = gen.select_hooks(
+        gen.parse_typedefs(typedefs), gen.parse_defines(cuda), [("cuFoo", True), ("cuBar", False)]
+    )
     assert _entries(hooks) == [
         ("cuFoo", 1000, False, "cuFoo"),
         ("cuFoo", 2000, False, "cuFoo_v2"),
@@ -151,7 +158,9 @@ def test_unparseable_hooks_line_is_a_generation_error(headers, line):
 
 
 def test_all_with_several_older_abis_is_a_generation_error():
-    typedefs = "".join(f"typedef CUresult (CUDAAPI *PFN_cuFoo_v{v})(int);\n" for v in (1000, 2000, 3000))
+    typedefs = "".join(
+        f"typedef CUresult (CUDAAPI *PFN_cuFoo_v{v})(int);\n" for v in (1000, 2000, 3000)
+    )
     with pytest.raises(gen.GenerationError):
         gen.select_hooks(gen.parse_typedefs(typedefs), {}, [("cuFoo", True)])
 

@@ -12,14 +12,16 @@ import pytest
 
 native = pytest.importorskip("kiln._native", reason="kiln's native extension is not built")
 
-from kiln._paths import preload_library  # noqa: E402
+from kiln._paths import preload_library
 
 PRELOAD = preload_library()
 pytestmark = pytest.mark.skipif(not PRELOAD.exists(), reason=f"{PRELOAD} is not built")
 
 
 def _env(preload: bool) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "KILN_ENABLE", "KILN_LOG")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "KILN_ENABLE", "KILN_LOG")
+    }
     env["LC_ALL"] = "C"
     if preload:
         env["LD_PRELOAD"] = str(PRELOAD)
@@ -32,9 +34,16 @@ def _run(argv: list[str], preload: bool) -> subprocess.CompletedProcess:
 
 COMMANDS = {
     "python-print": [sys.executable, "-c", "print(42)"],
-    "python-exit-code": [sys.executable, "-c", "import sys; sys.stderr.write('err\\n'); sys.exit(3)"],
-    "python-ctypes-dlsym": [sys.executable, "-c",
-                            "import ctypes; libc = ctypes.CDLL(None); print(bool(libc.getpid), libc.strlen(b'abc'))"],
+    "python-exit-code": [
+        sys.executable,
+        "-c",
+        "import sys; sys.stderr.write('err\\n'); sys.exit(3)",
+    ],
+    "python-ctypes-dlsym": [
+        sys.executable,
+        "-c",
+        "import ctypes; libc = ctypes.CDLL(None); print(bool(libc.getpid), libc.strlen(b'abc'))",
+    ],
     "cc-version": ["cc", "--version"],
     "sh-echo": ["sh", "-c", "echo ok"],
     "sh-fail": ["sh", "-c", "echo out; echo err >&2; exit 7"],

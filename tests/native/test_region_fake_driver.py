@@ -9,7 +9,6 @@ from __future__ import annotations
 import threading
 
 import pytest
-
 from kiln.errors import KilnError, RegionBaseNotHonoured, RegionError
 
 native = pytest.importorskip("kiln._native", reason="kiln's native extension is not built")
@@ -251,7 +250,11 @@ def test_preallocation_fast_path_makes_no_create_calls(fake):
     assert stats()["physical_bytes"] == 4 * GRAN
     native.region_close(DEV)
     assert stats() | {"create_calls": 0} == {
-        "reservations": 0, "live_handles": 0, "live_mappings": 0, "physical_bytes": 0, "create_calls": 0,
+        "reservations": 0,
+        "live_handles": 0,
+        "live_mappings": 0,
+        "physical_bytes": 0,
+        "create_calls": 0,
     }
 
 
@@ -262,7 +265,12 @@ def test_close_releases_everything(fake):
     native.region_release(DEV, addrs[2])
     native.region_close(DEV)
     s = stats()
-    assert (s["reservations"], s["live_handles"], s["live_mappings"], s["physical_bytes"]) == (0, 0, 0, 0)
+    assert (s["reservations"], s["live_handles"], s["live_mappings"], s["physical_bytes"]) == (
+        0,
+        0,
+        0,
+        0,
+    )
     assert not native.region_exists(DEV)
     # Closing again, or a device that never had one, is harmless.
     native.region_close(DEV)

@@ -17,7 +17,9 @@ def _refill(tensors: list[Any]) -> Any:
             if t.dtype.is_floating_point:
                 t.copy_(torch.randn(t.shape, generator=g, device=t.device, dtype=t.dtype))
             else:
-                t.copy_(torch.randint(0, 1000, t.shape, generator=g, device=t.device, dtype=t.dtype))
+                t.copy_(
+                    torch.randint(0, 1000, t.shape, generator=g, device=t.device, dtype=t.dtype)
+                )
 
     return refill
 
@@ -31,7 +33,9 @@ def matmul(device: int) -> Workload:
     xs = [torch.randn(m, 4096, device=d, dtype=torch.bfloat16) for m in (8, 64, 256)]
 
     def make(x: Any) -> GraphSpec:
-        return GraphSpec(f"matmul_m{x.shape[0]}", lambda x: torch.nn.functional.gelu(x @ w) @ w.T, (x,))
+        return GraphSpec(
+            f"matmul_m{x.shape[0]}", lambda x: torch.nn.functional.gelu(x @ w) @ w.T, (x,)
+        )
 
     return Workload("matmul", [make(x) for x in xs], _refill(xs))
 
@@ -76,3 +80,24 @@ def compiled(device: int) -> Workload:
         return a.softmax(dim=-1), (a * y).sum(dim=-1)
 
     return Workload("compiled", [GraphSpec("compiled_fused", fused, (x, y))], _refill([x, y]))
+
+
+def two_topologies(device: int) -> Workload:
+    """Batch sizes whose graphs fall into two topology groups (small sizes skip a step), with
+    several members each: restores through both templates."""
+    import torch
+
+    torch.manual_seed(0)
+    d = f"cuda:{device}"
+    w = torch.randn(1024, 1024, device=d, dtype=torch.bfloat16) * 0.03
+    xs = [torch.randn(m, 1024, device=d, dtype=torch.bfloat16) for m in (64, 32, 16, 4, 2, 1)]
+
+    def step(x: Any) -> Any:
+        y = torch.nn.functional.silu(x @ w)
+        if x.shape[0] >= 16:  # more nodes: another topology
+            y = y * torch.sigmoid(y) + x
+        return y @ w.T
+
+    return Workload(
+        "two_topologies", [GraphSpec(f"step_m{x.shape[0]}", step, (x,)) for x in xs], _refill(xs)
+    )

@@ -44,7 +44,11 @@ def variants(good: Path, workdir: Path) -> list[tuple[str, Path, str]]:
         p.write_bytes(data[: int(len(data) * frac)])
         out.append((f"truncated to {frac:.0%}", p, "ArchiveTruncated"))
     fp = load_json(sections["fingerprint"], "fingerprint")
-    for field, value in (("gpu_name", "Imaginary GPU"), ("torch_version", "0.0.0"), ("driver_version", 1)):
+    for field, value in (
+        ("gpu_name", "Imaginary GPU"),
+        ("torch_version", "0.0.0"),
+        ("driver_version", 1),
+    ):
         changed = dict(sections)
         changed["fingerprint"] = dump_json({**fp, field: value})
         p = workdir / f"fingerprint-{field}.kiln"
@@ -97,7 +101,11 @@ def main(argv: list[str] | None = None) -> int:
         got_out = [t.clone() for t in restored[g.name].outputs]
         wl.refill(SEED)
         exact &= _compare(got_out, [t.clone() for t in _outputs(g.fn(*g.inputs))])["bit_exact"]
-    result = {"cases": cases, "all_ok": all(c["ok"] for c in cases), "intact_restore_bit_exact": exact}
+    result = {
+        "cases": cases,
+        "all_ok": all(c["ok"] for c in cases),
+        "intact_restore_bit_exact": exact,
+    }
     Path(args.out).write_text(json.dumps(result, indent=2))
     return 0 if result["all_ok"] and exact else 1
 

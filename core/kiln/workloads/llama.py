@@ -28,7 +28,11 @@ def decode(device: int, sizes: list[int] | None = None, layers: int | None = Non
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     sizes = sizes or DEFAULT_SIZES
-    _DETERMINISTIC_SDPA = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+    _DETERMINISTIC_SDPA = [
+        SDPBackend.FLASH_ATTENTION,
+        SDPBackend.EFFICIENT_ATTENTION,
+        SDPBackend.MATH,
+    ]
     c = Config()
     if layers:
         c.layers = layers
@@ -58,7 +62,9 @@ def decode(device: int, sizes: list[int] | None = None, layers: int | None = Non
     embed = w(c.vocab, c.hidden)
     ln_f = torch.ones(c.hidden, device=d, dtype=bf)
     lm_head = w(c.vocab, c.hidden)
-    inv = 1.0 / (10000 ** (torch.arange(0, c.head_dim, 2, device=d, dtype=torch.float32) / c.head_dim))
+    inv = 1.0 / (
+        10000 ** (torch.arange(0, c.head_dim, 2, device=d, dtype=torch.float32) / c.head_dim)
+    )
     freqs = torch.outer(torch.arange(c.ctx, device=d, dtype=torch.float32), inv)
     cos, sin = freqs.cos().to(bf), freqs.sin().to(bf)
     tokens = torch.zeros(max_bs, device=d, dtype=torch.int64)
@@ -78,7 +84,9 @@ def decode(device: int, sizes: list[int] | None = None, layers: int | None = Non
         for L in layers_w:
             x = rms(h, L["ln1"])
             qkv = x @ L["qkv"].T
-            q, k, v = qkv.split([c.heads * c.head_dim, c.kv_heads * c.head_dim, c.kv_heads * c.head_dim], -1)
+            q, k, v = qkv.split(
+                [c.heads * c.head_dim, c.kv_heads * c.head_dim, c.kv_heads * c.head_dim], -1
+            )
             q = rope(q.view(bs, 1, c.heads, c.head_dim).transpose(1, 2), cs, sn)
             k = rope(k.view(bs, 1, c.kv_heads, c.head_dim).transpose(1, 2), cs, sn)
             v = v.view(bs, 1, c.kv_heads, c.head_dim).transpose(1, 2)
@@ -105,5 +113,7 @@ def decode(device: int, sizes: list[int] | None = None, layers: int | None = Non
             for key in ("k_cache", "v_cache"):
                 L[key].copy_(torch.randn(L[key].shape, generator=gen, device=d, dtype=bf))
 
-    graphs = [GraphSpec(f"decode_bs{bs}", step, (tokens[:bs], pos)) for bs in sorted(sizes, reverse=True)]
+    graphs = [
+        GraphSpec(f"decode_bs{bs}", step, (tokens[:bs], pos)) for bs in sorted(sizes, reverse=True)
+    ]
     return Workload("decode", graphs, refill, warmup=1, extras={"sizes": sizes, "layers": c.layers})

@@ -10,6 +10,7 @@ WORKLOADS: dict[str, Callable[..., Workload]] = {
     "matmul": basic.matmul,
     "sdpa": basic.sdpa,
     "compiled": basic.compiled,
+    "two_topologies": basic.two_topologies,
     "decode": llama.decode,
     "decode_vllm_sizes": lambda device, **kw: llama.decode(device, sizes=llama.VLLM_SIZES, **kw),
     "decode_small": lambda device, **kw: llama.decode(device, sizes=[1, 2, 4, 8, 16], layers=2),

@@ -78,7 +78,11 @@ def run_save(args: argparse.Namespace) -> dict[str, Any]:
             session.capture(g.name, g.fn, g.inputs, warmup=wl.warmup)
     torch.cuda.synchronize()
     capture_s = time.perf_counter() - t0
-    report = kiln.save(Path(args.archive) / "graphs.kiln", session)
+    report = kiln.save(
+        Path(args.archive) / "graphs.kiln",
+        session,
+        recipe={"kind": "workload", "workload": args.workload},
+    )
 
     # Reference outputs on fresh inputs, each execution from the same state: the native
     # graph's, and eager execution's (which tells whether graph == eager natively).
@@ -115,6 +119,7 @@ def run_save(args: argparse.Namespace) -> dict[str, Any]:
         "binary_count": report.binaries,
         "binary_bytes": report.binary_bytes,
         "graph_bytes": report.graph_bytes,
+        "param_bytes": sum(g.desc.param_bytes for g in session.graphs),
         "native_graph_eq_eager": native_eq_eager,
         "process_seconds": time.perf_counter() - t_start,
         **_device_facts(),
@@ -151,6 +156,11 @@ def run_load(args: argparse.Namespace) -> dict[str, Any]:
         torch.cuda.synchronize()
         first_replay = time.perf_counter() - t1
         got = [t.clone() for t in r.outputs]
+        # Through the group template, switched here from whichever member it held before.
+        wl.refill(SEED)
+        r.replay_through_template()
+        torch.cuda.synchronize()
+        via_template = [t.clone() for t in r.outputs]
         wl.refill(SEED)
         eager = [t.clone() for t in _outputs(g.fn(*g.inputs))]
         torch.cuda.synchronize()
@@ -160,30 +170,116 @@ def run_load(args: argparse.Namespace) -> dict[str, Any]:
         # is a valid reference only where it reproduces SAVE's eager output.
         eager_reproducible = _compare([t.cpu() for t in eager], ref["eager"])["bit_exact"]
         results[g.name] = {
+            "group": r.group,
             "inputs_aliased": aliased,
             "first_replay_seconds": first_replay,
             "vs_save_native": _compare([t.cpu() for t in got], ref["graph"]),
+            "template_vs_save_native": _compare([t.cpu() for t in via_template], ref["graph"]),
             "vs_eager": vs_eager,
             # Eager can only be matched where the native graph matched eager at SAVE.
             "native_graph_eq_eager_at_save": ref["native_eq_eager"],
             "eager_reproducible": eager_reproducible,
             "native_replay_deterministic": ref["native_replay_deterministic"],
-            "eager_check_ok": vs_eager["bit_exact"] or not ref["native_eq_eager"] or not eager_reproducible,
+            "eager_check_ok": vs_eager["bit_exact"]
+            or not ref["native_eq_eager"]
+            or not eager_reproducible,
         }
+    t2 = time.perf_counter()
+    restored.finish()
+    dedicated_wait = time.perf_counter() - t2
+    for g in wl.graphs:  # every graph on its own executable now
+        wl.refill(SEED)
+        restored[g.name].replay()
+        torch.cuda.synchronize()
+        own = [t.cpu() for t in restored[g.name].outputs]
+        results[g.name]["dedicated_vs_save_native"] = _compare(own, reference[g.name]["graph"])
+    replay_bench = _bench_replays(wl, restored, args.bench_replays) if args.bench_replays else None
     return {
         "mode": "load",
         "workload": args.workload,
         "restore_seconds": restore_s,
         "restore_stages": restored.timings,
         "graphs": results,
-        "all_bit_exact_vs_save_native": all(r["vs_save_native"]["bit_exact"] for r in results.values()),
+        "groups": restored.group_count,
+        "dedicated_wait_seconds": dedicated_wait,
+        "replay_bench": replay_bench,
+        "all_bit_exact_vs_save_native": all(
+            r[k]["bit_exact"]
+            for r in results.values()
+            for k in ("vs_save_native", "template_vs_save_native", "dedicated_vs_save_native")
+        ),
         "all_bit_exact_vs_eager": all(r["vs_eager"]["bit_exact"] for r in results.values()),
         "all_eager_checks_ok": all(r["eager_check_ok"] for r in results.values()),
-        "failing_graphs": sorted(n for n, r in results.items() if not r["vs_save_native"]["bit_exact"]),
+        "failing_graphs": sorted(
+            n for n, r in results.items() if not r["vs_save_native"]["bit_exact"]
+        ),
         "all_inputs_aliased": all(r["inputs_aliased"] for r in results.values()),
         "process_seconds": time.perf_counter() - t_start,
         **_device_facts(),
     }
+
+
+def _bench_replays(wl: Any, restored: Any, replays: int) -> dict[str, Any]:
+    """Steady-state replay time per graph: restored (own executable) against the same graph
+    captured natively in this process, interleaved, median of `replays` each (CUDA events);
+    plus the template path for a few graphs (replays after a switch, without switching)."""
+    import statistics
+
+    import torch
+
+    native_graphs = {}
+    for g in wl.graphs:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            g.fn(*g.inputs)
+        torch.cuda.current_stream().wait_stream(side)
+        cg = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(cg):
+            g.fn(*g.inputs)
+        native_graphs[g.name] = cg
+    torch.cuda.synchronize()
+
+    def timed(pairs: list[Any], fn: Any) -> None:
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        pairs.append((start, end))
+
+    out: dict[str, Any] = {}
+    sample = {g.name for g in wl.graphs[:: max(1, len(wl.graphs) // 6)]}
+    for g in wl.graphs:
+        r, cg = restored[g.name], native_graphs[g.name]
+        r.replay(), cg.replay()  # warm
+        nat: list[Any] = []
+        res: list[Any] = []
+        for k in range(replays):
+            order = (
+                ((nat, cg.replay), (res, r.replay))
+                if k % 2 == 0
+                else ((res, r.replay), (nat, cg.replay))
+            )
+            for pairs, fn in order:
+                timed(pairs, fn)
+        tpl: list[Any] = []
+        if g.name in sample:
+            r.replay_through_template()  # switch once, then measure replays of the switched template
+            for _ in range(max(50, replays // 4)):
+                timed(tpl, r.replay_through_template)
+        torch.cuda.synchronize()
+        med = {
+            k: statistics.median(s.elapsed_time(e) for s, e in v)
+            for k, v in (("native", nat), ("restored", res))
+        }
+        out[g.name] = {
+            "native_ms": med["native"],
+            "restored_ms": med["restored"],
+            "restored_over_native": med["restored"] / med["native"],
+            "template_ms": statistics.median(s.elapsed_time(e) for s, e in tpl) if tpl else None,
+            "replays": replays,
+        }
+    return out
 
 
 def run_native(args: argparse.Namespace) -> dict[str, Any]:
@@ -214,12 +310,22 @@ def run_native(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--workload", required=True)
     p.add_argument("--mode", choices=["save", "load", "native"], required=True)
-    p.add_argument("--archive", required=True, help="directory for graphs.kiln and reference outputs")
+    p.add_argument(
+        "--archive", required=True, help="directory for graphs.kiln and reference outputs"
+    )
     p.add_argument("--inject", choices=["none", "drift"], default="none")
     p.add_argument("--out", help="write the JSON result here (default: stdout)")
+    p.add_argument(
+        "--bench-replays",
+        type=int,
+        default=0,
+        help="load: also time this many interleaved replays per graph, restored vs native",
+    )
     args = p.parse_args(argv)
     Path(args.archive).mkdir(parents=True, exist_ok=True)
     result: dict[str, Any]

@@ -154,6 +154,16 @@ void bind_graph_desc(nb::module_& m) {
       .def_prop_ro("node_count", [](const GraphDesc& g) { return g.nodes.size(); })
       .def_prop_ro("edge_count", [](const GraphDesc& g) { return g.edges.size(); })
       .def_prop_ro("kernel_count", &GraphDesc::kernel_count)
+      .def_prop_ro("param_bytes", [](const GraphDesc& g) {
+        // What the driver needs per node: kernel argument bytes, memset/memcpy operands.
+        size_t total = 0;
+        for (const Node& n : g.nodes) {
+          if (n.type == NodeType::kernel) total += n.kernel.args.size();
+          if (n.type == NodeType::memset) total += sizeof(MemsetNode);
+          if (n.type == NodeType::memcpy) total += sizeof(MemcpyNode);
+        }
+        return total;
+      }, "Bytes of per-node parameters (kernel arguments, memset and memcpy operands).")
       .def("binaries", &GraphDesc::binaries, "Distinct binary ids (or slots) used by kernel nodes.")
       .def("kernels", [](const GraphDesc& g) {
         std::vector<std::pair<uint32_t, std::string>> out;

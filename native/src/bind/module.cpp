@@ -26,6 +26,7 @@ using namespace nb::literals;
 namespace kiln {
 
 void bind_graph_desc(nb::module_& m);  // graph_desc_bind.cpp
+void bind_graph_set(nb::module_& m);   // graph_set_bind.cpp
 
 namespace {
 
@@ -235,6 +236,7 @@ NB_MODULE(_native, m) {
 
   // --- graphs ----------------------------------------------------------------------------
   bind_graph_desc(m);
+  bind_graph_set(m);
   m.def("walk_graph", [](uintptr_t graph, int device) {
     nb::gil_scoped_release release;
     return walk_graph(reinterpret_cast<CUgraph>(graph), device);

@@ -53,6 +53,9 @@ namespace kiln {
   X(cuGraphAddDependencies, cuGraphAddDependencies, 12030)    \
   X(cuGraphInstantiateWithFlags, cuGraphInstantiateWithFlags, 11040) \
   X(cuGraphExecDestroy, cuGraphExecDestroy, 10000)            \
+  X(cuGraphExecKernelNodeSetParams, cuGraphExecKernelNodeSetParams, 12000) \
+  X(cuGraphExecMemsetNodeSetParams, cuGraphExecMemsetNodeSetParams, 10020) \
+  X(cuGraphExecMemcpyNodeSetParams, cuGraphExecMemcpyNodeSetParams, 10020) \
   X(cuGraphLaunch, cuGraphLaunch, 10000)                      \
   X(cuGraphUpload, cuGraphUpload, 11010)                      \
   X(cuEventCreate, cuEventCreate, 2000)                       \

@@ -52,26 +52,10 @@ void check_backed(const GraphDesc& desc, int device) {
   });
 }
 
-CUgraphNode add_kernel(const DriverTable& drv, CUgraph g, const KernelNode& k, KernelTable& kernels) {
-  CUDA_KERNEL_NODE_PARAMS p;
-  std::memset(&p, 0, sizeof p);
-  p.func = kernels.function(k.binary, k.entry);
-  p.gridDimX = k.grid[0], p.gridDimY = k.grid[1], p.gridDimZ = k.grid[2];
-  p.blockDimX = k.block[0], p.blockDimY = k.block[1], p.blockDimZ = k.block[2];
-  p.sharedMemBytes = k.shared_mem;
-  // The driver copies argument values when the node is added.
-  std::vector<void*> params;
-  size_t extra_size = k.args.size();
-  void* extra[5] = {CU_LAUNCH_PARAM_BUFFER_POINTER, const_cast<uint8_t*>(k.args.data()), CU_LAUNCH_PARAM_BUFFER_SIZE,
-                    &extra_size, CU_LAUNCH_PARAM_END};
-  if (k.extra_buffer) {
-    p.extra = extra;
-  } else if (!k.params.empty()) {
-    for (const ParamSlot& s : k.params) params.push_back(const_cast<uint8_t*>(k.args.data()) + s.offset);
-    p.kernelParams = params.data();
-  }
+CUgraphNode add_kernel(const DriverTable& drv, CUgraph g, const KernelNode& k, const KernelTable& kernels) {
+  KernelLaunchParams launch(k, kernels);  // the driver copies argument values when the node is added
   CUgraphNode node = nullptr;
-  CUresult r = drv.cuGraphAddKernelNode(&node, g, nullptr, 0, &p);
+  CUresult r = drv.cuGraphAddKernelNode(&node, g, nullptr, 0, &launch.params);
   if (r != CUDA_SUCCESS)
     throw Error(ErrorKind::restore,
                 format("kernel %s: %s", k.entry.c_str(), describe_result("cuGraphAddKernelNode", r).c_str()), r);
@@ -90,10 +74,49 @@ CUgraphNode add_kernel(const DriverTable& drv, CUgraph g, const KernelNode& k, K
 
 }  // namespace
 
+KernelLaunchParams::KernelLaunchParams(const KernelNode& k, const KernelTable& kernels) {
+  std::memset(&params, 0, sizeof params);
+  params.func = kernels.function(k.binary, k.entry);
+  params.gridDimX = k.grid[0], params.gridDimY = k.grid[1], params.gridDimZ = k.grid[2];
+  params.blockDimX = k.block[0], params.blockDimY = k.block[1], params.blockDimZ = k.block[2];
+  params.sharedMemBytes = k.shared_mem;
+  void* args = const_cast<uint8_t*>(k.args.data());
+  if (k.extra_buffer) {
+    extra_size = k.args.size();
+    extra[0] = CU_LAUNCH_PARAM_BUFFER_POINTER, extra[1] = args;
+    extra[2] = CU_LAUNCH_PARAM_BUFFER_SIZE, extra[3] = &extra_size, extra[4] = CU_LAUNCH_PARAM_END;
+    params.extra = extra;
+  } else if (!k.params.empty()) {
+    for (const ParamSlot& s : k.params) slots.push_back(static_cast<uint8_t*>(args) + s.offset);
+    params.kernelParams = slots.data();
+  }
+}
+
+CUDA_MEMSET_NODE_PARAMS memset_params(const MemsetNode& m) {
+  CUDA_MEMSET_NODE_PARAMS p;
+  std::memset(&p, 0, sizeof p);
+  p.dst = m.dst, p.pitch = m.pitch, p.value = m.value;
+  p.elementSize = m.element_size, p.width = m.width, p.height = m.height;
+  return p;
+}
+
+CUDA_MEMCPY3D memcpy_params(const MemcpyNode& c) {
+  CUDA_MEMCPY3D p;
+  std::memset(&p, 0, sizeof p);
+  p.srcMemoryType = p.dstMemoryType = CU_MEMORYTYPE_DEVICE;
+  p.srcDevice = c.src, p.srcXInBytes = c.src_x, p.srcY = c.src_y, p.srcZ = c.src_z;
+  p.srcPitch = c.src_pitch, p.srcHeight = c.src_height;
+  p.dstDevice = c.dst, p.dstXInBytes = c.dst_x, p.dstY = c.dst_y, p.dstZ = c.dst_z;
+  p.dstPitch = c.dst_pitch, p.dstHeight = c.dst_height;
+  p.WidthInBytes = c.width, p.Height = c.height, p.Depth = c.depth;
+  return p;
+}
+
 BuiltGraph::~BuiltGraph() {
   try {
     const DriverTable& drv = driver();
     if (exec_) drv.cuGraphExecDestroy(exec_);
+    if (graph_) drv.cuGraphDestroy(graph_);
     for (CUevent e : events_) drv.cuEventDestroy(e);
   } catch (const Error&) {
   }
@@ -103,9 +126,10 @@ void BuiltGraph::launch(CUstream stream) const { check(driver().cuGraphLaunch(ex
 
 void BuiltGraph::upload(CUstream stream) const { check(driver().cuGraphUpload(exec_, stream), "cuGraphUpload"); }
 
-std::unique_ptr<BuiltGraph> build_graph(const GraphDesc& desc, KernelTable& kernels, int device) {
+std::unique_ptr<BuiltGraph> build_graph(const GraphDesc& desc, KernelTable& kernels, int device, bool keep_topology,
+                                        bool prepared) {
   check_backed(desc, device);
-  kernels.prepare(desc);
+  if (!prepared) kernels.prepare(desc);
   const DriverTable& drv = driver();
   CUcontext ctx = nullptr;
   check(drv.cuCtxGetCurrent(&ctx), "cuCtxGetCurrent");
@@ -135,23 +159,12 @@ std::unique_ptr<BuiltGraph> build_graph(const GraphDesc& desc, KernelTable& kern
         for (const LaunchAttribute& a : n.kernel.attributes) priorities |= a.id == CU_LAUNCH_ATTRIBUTE_PRIORITY;
         break;
       case NodeType::memset: {
-        CUDA_MEMSET_NODE_PARAMS p;
-        std::memset(&p, 0, sizeof p);
-        p.dst = n.memset.dst, p.pitch = n.memset.pitch, p.value = n.memset.value;
-        p.elementSize = n.memset.element_size, p.width = n.memset.width, p.height = n.memset.height;
+        CUDA_MEMSET_NODE_PARAMS p = memset_params(n.memset);
         check(drv.cuGraphAddMemsetNode(&out, graph.g, nullptr, 0, &p, ctx), "cuGraphAddMemsetNode");
         break;
       }
       case NodeType::memcpy: {
-        const MemcpyNode& c = n.memcpy;
-        CUDA_MEMCPY3D p;
-        std::memset(&p, 0, sizeof p);
-        p.srcMemoryType = p.dstMemoryType = CU_MEMORYTYPE_DEVICE;
-        p.srcDevice = c.src, p.srcXInBytes = c.src_x, p.srcY = c.src_y, p.srcZ = c.src_z;
-        p.srcPitch = c.src_pitch, p.srcHeight = c.src_height;
-        p.dstDevice = c.dst, p.dstXInBytes = c.dst_x, p.dstY = c.dst_y, p.dstZ = c.dst_z;
-        p.dstPitch = c.dst_pitch, p.dstHeight = c.dst_height;
-        p.WidthInBytes = c.width, p.Height = c.height, p.Depth = c.depth;
+        CUDA_MEMCPY3D p = memcpy_params(n.memcpy);
         check(drv.cuGraphAddMemcpyNode(&out, graph.g, nullptr, 0, &p, ctx), "cuGraphAddMemcpyNode");
         break;
       }
@@ -189,7 +202,10 @@ std::unique_ptr<BuiltGraph> build_graph(const GraphDesc& desc, KernelTable& kern
   CUresult r = drv.cuGraphInstantiateWithFlags(&exec, graph.g, flags);
   if (r != CUDA_SUCCESS) throw Error(ErrorKind::restore, describe_result("cuGraphInstantiateWithFlags", r), r);
   event_guard.keep = true;
-  return std::make_unique<BuiltGraph>(exec, std::move(events), desc.nodes.size());
+  if (!keep_topology) return std::make_unique<BuiltGraph>(exec, std::move(events), desc.nodes.size());
+  CUgraph kept = graph.g;
+  graph.g = nullptr;
+  return std::make_unique<BuiltGraph>(exec, std::move(events), desc.nodes.size(), kept, std::move(nodes));
 }
 
 }  // namespace kiln

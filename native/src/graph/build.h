@@ -11,10 +11,28 @@
 
 namespace kiln {
 
+// A kernel node's launch parameters in the driver's form. Pointers refer into the
+// KernelNode (its argument bytes) and into this object, so it is neither copied nor moved.
+struct KernelLaunchParams {
+  CUDA_KERNEL_NODE_PARAMS params;
+  std::vector<void*> slots;
+  size_t extra_size = 0;
+  void* extra[5] = {};
+
+  KernelLaunchParams(const KernelNode& k, const KernelTable& kernels);
+  KernelLaunchParams(const KernelLaunchParams&) = delete;
+  KernelLaunchParams& operator=(const KernelLaunchParams&) = delete;
+};
+
+CUDA_MEMSET_NODE_PARAMS memset_params(const MemsetNode& m);
+CUDA_MEMCPY3D memcpy_params(const MemcpyNode& c);
+
 class BuiltGraph {
  public:
-  BuiltGraph(CUgraphExec exec, std::vector<CUevent> events, size_t nodes)
-      : exec_(exec), events_(std::move(events)), nodes_(nodes) {}
+  // `graph` and `handles` are kept only for templates, whose nodes are updated later.
+  BuiltGraph(CUgraphExec exec, std::vector<CUevent> events, size_t nodes, CUgraph graph = nullptr,
+             std::vector<CUgraphNode> handles = {})
+      : exec_(exec), events_(std::move(events)), nodes_(nodes), graph_(graph), handles_(std::move(handles)) {}
   ~BuiltGraph();
   BuiltGraph(const BuiltGraph&) = delete;
   BuiltGraph& operator=(const BuiltGraph&) = delete;
@@ -22,15 +40,21 @@ class BuiltGraph {
   void launch(CUstream stream) const;
   void upload(CUstream stream) const;
   size_t node_count() const { return nodes_; }
+  CUgraphExec exec() const { return exec_; }
+  const std::vector<CUgraphNode>& handles() const { return handles_; }
 
  private:
   CUgraphExec exec_;
   std::vector<CUevent> events_;  // created for the graph's event nodes, owned
   size_t nodes_;
+  CUgraph graph_;                     // owned when kept
+  std::vector<CUgraphNode> handles_;  // node i of the description, in graph_
 };
 
 // Every region pointer and memory operand must be backed in this process (checked first,
-// Error(unmapped_range)); kernels come from `kernels` (prepared here).
-std::unique_ptr<BuiltGraph> build_graph(const GraphDesc& desc, KernelTable& kernels, int device);
+// Error(unmapped_range)). Kernels come from `kernels`, prepared here unless `prepared` says
+// the caller did it already (KernelTable::prepare is not thread-safe; lookups are).
+std::unique_ptr<BuiltGraph> build_graph(const GraphDesc& desc, KernelTable& kernels, int device,
+                                        bool keep_topology = false, bool prepared = false);
 
 }  // namespace kiln

@@ -1,0 +1,85 @@
+// GraphSet in Python: an archive's graphs restored through topology templates with
+// background builds; plus the topology helpers SAVE and tests use.
+#include <nanobind/nanobind.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include <memory>
+
+#include "graph/graph_set.h"
+#include "graph/topology.h"
+
+namespace nb = nanobind;
+using namespace nb::literals;
+
+namespace kiln {
+namespace {
+
+// Read-only views of Python buffers, released when this goes out of scope.
+class BufferViews {
+ public:
+  explicit BufferViews(const std::vector<nb::object>& objects) {
+    for (const nb::object& o : objects) {
+      views_.emplace_back();
+      if (PyObject_GetBuffer(o.ptr(), &views_.back(), PyBUF_SIMPLE) != 0) {
+        views_.pop_back();
+        throw nb::python_error();
+      }
+    }
+  }
+  ~BufferViews() {
+    for (Py_buffer& v : views_) PyBuffer_Release(&v);
+  }
+  std::vector<BlobView> blobs() const {
+    std::vector<BlobView> out;
+    for (const Py_buffer& v : views_) out.push_back({static_cast<const uint8_t*>(v.buf), static_cast<size_t>(v.len)});
+    return out;
+  }
+
+ private:
+  std::vector<Py_buffer> views_;
+};
+
+}  // namespace
+
+void bind_graph_set(nb::module_& m) {
+  m.def("topology_signature", [](const GraphDesc& d) {
+    std::string s = topology_signature(d);
+    return nb::bytes(s.data(), s.size());
+  }, "desc"_a, "Bytes equal for graphs that one instantiated template can serve.");
+  m.def("differing_nodes", &differing_nodes, "a"_a, "b"_a,
+        "Nodes whose updatable parameters differ between two graphs of one topology.");
+
+  nb::class_<GraphSet>(m, "GraphSet")
+      .def("__init__",
+           [](GraphSet* self, const std::vector<nb::object>& blobs, KernelTable& kernels, int device, unsigned threads) {
+             BufferViews views(blobs);
+             std::vector<BlobView> list = views.blobs();
+             nb::gil_scoped_release release;
+             new (self) GraphSet(list, kernels, device, threads);
+           },
+           "blobs"_a, "kernels"_a, "device"_a, "threads"_a = 4, nb::keep_alive<1, 3>(),
+           "Decode, group and prepare every graph blob (the blobs are copied).")
+      .def("start", &GraphSet::start, "dedicated"_a = true, nb::call_guard<nb::gil_scoped_release>(),
+           "Background builds: templates, then one executable per graph if `dedicated`.")
+      .def("wait", &GraphSet::wait, "index"_a, "dedicated"_a = false, nb::call_guard<nb::gil_scoped_release>())
+      .def("wait_all", &GraphSet::wait_all, "dedicated"_a = false, nb::call_guard<nb::gil_scoped_release>())
+      .def("launch", [](GraphSet& s, size_t i, uintptr_t stream) { s.launch(i, reinterpret_cast<CUstream>(stream)); },
+           "index"_a, "stream"_a, nb::call_guard<nb::gil_scoped_release>())
+      .def("launch_template",
+           [](GraphSet& s, size_t i, uintptr_t stream) { s.launch_template(i, reinterpret_cast<CUstream>(stream)); },
+           "index"_a, "stream"_a, nb::call_guard<nb::gil_scoped_release>())
+      .def("upload_templates",
+           [](GraphSet& s, uintptr_t stream) { s.upload_templates(reinterpret_cast<CUstream>(stream)); }, "stream"_a,
+           nb::call_guard<nb::gil_scoped_release>())
+      .def("__len__", &GraphSet::size)
+      .def_prop_ro("group_count", &GraphSet::group_count)
+      .def("group_of", &GraphSet::group_of, "index"_a)
+      .def("template_of", &GraphSet::template_of, "group"_a)
+      .def("differing_from_template", &GraphSet::differing_from_template, "index"_a)
+      .def("has_dedicated", &GraphSet::has_dedicated, "index"_a)
+      .def("node_count", [](const GraphSet& s, size_t i) { return s.desc(i).nodes.size(); }, "index"_a)
+      .def_prop_ro("switches", &GraphSet::switches);
+}
+
+}  // namespace kiln

@@ -1,0 +1,247 @@
+#include "graph/graph_set.h"
+
+#include <algorithm>
+#include <map>
+#include <string>
+
+#include "common/driver.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "graph/blob.h"
+#include "graph/topology.h"
+
+namespace kiln {
+namespace {
+
+// Runs fn(i) for i in [0, n) on up to `threads` threads; rethrows the first error.
+template <typename Fn>
+void parallel_for(size_t n, unsigned threads, Fn&& fn) {
+  std::atomic<size_t> next{0};
+  std::exception_ptr error;
+  std::mutex error_mu;
+  auto body = [&] {
+    for (size_t i; (i = next.fetch_add(1)) < n;) {
+      try {
+        fn(i);
+      } catch (...) {
+        std::lock_guard<std::mutex> lk(error_mu);
+        if (!error) error = std::current_exception();
+      }
+    }
+  };
+  std::vector<std::thread> pool;
+  for (unsigned t = 1; t < std::min<size_t>(threads, n); ++t) pool.emplace_back(body);
+  body();
+  for (std::thread& t : pool) t.join();
+  if (error) std::rethrow_exception(error);
+}
+
+std::vector<uint32_t> merged(const std::vector<uint32_t>& a, const std::vector<uint32_t>& b) {
+  std::vector<uint32_t> out;
+  std::set_union(a.begin(), a.end(), b.begin(), b.end(), std::back_inserter(out));
+  return out;
+}
+
+}  // namespace
+
+GraphSet::GraphSet(const std::vector<BlobView>& blobs, KernelTable& kernels, int device, unsigned threads)
+    : kernels_(kernels), device_(device), threads_(std::max(1u, threads)) {
+  members_.resize(blobs.size());
+  std::vector<std::string> signatures(blobs.size());
+  parallel_for(blobs.size(), threads_, [&](size_t i) {
+    auto m = std::make_unique<Member>();
+    m->desc = decode_graph(blobs[i].data, blobs[i].size);
+    signatures[i] = topology_signature(m->desc);
+    members_[i] = std::move(m);
+  });
+  std::map<std::string, size_t> by_signature;
+  for (size_t i = 0; i < members_.size(); ++i) {
+    auto [it, fresh] = by_signature.emplace(std::move(signatures[i]), groups_.size());
+    if (fresh) {
+      groups_.push_back(std::make_unique<Group>());
+      groups_.back()->tmpl = i;  // the first member (engines capture the largest size first)
+    }
+    members_[i]->group = it->second;
+    groups_[it->second]->members.push_back(i);
+  }
+  parallel_for(members_.size(), threads_, [&](size_t i) {
+    Member& m = *members_[i];
+    m.diff = differing_nodes(members_[groups_[m.group]->tmpl]->desc, m.desc);
+  });
+  for (auto& g : groups_)
+    for (size_t i : g->members) g->varying = merged(g->varying, members_[i]->diff);
+  for (auto& m : members_) kernels_.prepare(m->desc);  // not thread-safe: here, once
+  check(driver().cuCtxGetCurrent(&ctx_), "cuCtxGetCurrent");
+  if (!ctx_) throw Error(ErrorKind::restore, "no CUDA context is current on the restoring thread");
+  KILN_INFO("graph set: %zu graphs in %zu topology groups", members_.size(), groups_.size());
+}
+
+GraphSet::~GraphSet() {
+  stop_.store(true);
+  for (std::thread& t : workers_)
+    if (t.joinable()) t.join();
+  for (auto& m : members_) m->dedicated.store(nullptr);
+}
+
+void GraphSet::start(bool dedicated) {
+  if (!workers_.empty()) throw Error(ErrorKind::restore, "graph set: background builds already started");
+  task_count_ = groups_.size() + (dedicated ? members_.size() : 0);
+  unsigned n = static_cast<unsigned>(std::min<size_t>(threads_, task_count_));
+  for (unsigned t = 0; t < n; ++t) workers_.emplace_back([this] { worker(); });
+}
+
+void GraphSet::worker() {
+  // The threads kiln starts have no current context: bind the one LOAD runs in (the
+  // primary context PyTorch uses).
+  // (a failure here is reported by each task, which checks the context again).
+  driver().cuCtxSetCurrent(ctx_);
+  for (size_t task; !stop_.load() && (task = next_task_.fetch_add(1)) < task_count_;) run_task(task);
+}
+
+void GraphSet::run_task(size_t task) {
+  std::exception_ptr error;
+  std::unique_ptr<BuiltGraph> built;
+  bool is_group = task < groups_.size();
+  size_t index = is_group ? task : task - groups_.size();
+  if (!is_group) {
+    // A member's own executable is needed only after its template exists; wait for it so
+    // that templates never queue behind dedicated builds.
+    std::unique_lock<std::mutex> lk(mu_);
+    Group& g = *groups_[members_[index]->group];
+    cv_.wait(lk, [&] { return g.done || stop_.load(); });
+  }
+  try {
+    CUcontext current = nullptr;
+    check(driver().cuCtxGetCurrent(&current), "cuCtxGetCurrent");
+    if (current != ctx_) check(driver().cuCtxSetCurrent(ctx_), "cuCtxSetCurrent");
+    if (is_group) {
+      Group& g = *groups_[index];
+      built = build_graph(members_[g.tmpl]->desc, kernels_, device_, /*keep_topology=*/true, /*prepared=*/true);
+    } else {
+      built = build_graph(members_[index]->desc, kernels_, device_, false, true);
+    }
+  } catch (...) {
+    error = std::current_exception();
+  }
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (is_group) {
+      Group& g = *groups_[index];
+      g.exec = std::move(built);
+      g.current = static_cast<long>(g.tmpl);
+      g.error = error;
+      g.done = true;
+    } else {
+      Member& m = *members_[index];
+      m.dedicated_error = error;
+      m.dedicated_done = true;
+      if (built && !m.dedicated.load()) {  // a fallback may have given it one already
+        m.dedicated_owner = std::move(built);
+        m.dedicated.store(m.dedicated_owner.get(), std::memory_order_release);
+      }
+    }
+  }
+  cv_.notify_all();
+}
+
+void GraphSet::wait(size_t i, bool dedicated) {
+  Member& m = *members_.at(i);
+  Group& g = *groups_[m.group];
+  std::unique_lock<std::mutex> lk(mu_);
+  if (workers_.empty()) throw Error(ErrorKind::restore, "graph set: background builds were not started");
+  if (dedicated && task_count_ == groups_.size())
+    throw Error(ErrorKind::restore, "graph set: dedicated executables were not requested");
+  cv_.wait(lk, [&] { return g.done; });
+  if (g.error) std::rethrow_exception(g.error);
+  if (!dedicated) return;
+  cv_.wait(lk, [&] { return m.dedicated_done; });
+  if (m.dedicated_error) std::rethrow_exception(m.dedicated_error);
+}
+
+void GraphSet::wait_all(bool dedicated) {
+  for (size_t i = 0; i < members_.size(); ++i) wait(i, dedicated);
+}
+
+void GraphSet::upload_templates(CUstream stream) {
+  for (auto& g : groups_) {
+    std::lock_guard<std::mutex> lk(g->launch_mu);
+    if (g->exec) g->exec->upload(stream);
+  }
+}
+
+void GraphSet::launch(size_t i, CUstream stream) {
+  if (BuiltGraph* own = members_.at(i)->dedicated.load(std::memory_order_acquire)) {
+    own->launch(stream);
+    return;
+  }
+  launch_template(i, stream);
+}
+
+void GraphSet::switch_to(Group& g, size_t target) {
+  const DriverTable& drv = driver();
+  const std::vector<uint32_t>& nodes =
+      g.current < 0 ? g.varying : merged(members_[static_cast<size_t>(g.current)]->diff, members_[target]->diff);
+  const GraphDesc& d = members_[target]->desc;
+  const std::vector<CUgraphNode>& handles = g.exec->handles();
+  g.current = -1;  // until every node is updated
+  for (uint32_t n : nodes) {
+    const Node& node = d.nodes[n];
+    CUresult r = CUDA_SUCCESS;
+    const char* call = "";
+    switch (node.type) {
+      case NodeType::kernel: {
+        KernelLaunchParams p(node.kernel, kernels_);
+        r = drv.cuGraphExecKernelNodeSetParams(g.exec->exec(), handles[n], &p.params);
+        call = "cuGraphExecKernelNodeSetParams";
+        break;
+      }
+      case NodeType::memset: {
+        CUDA_MEMSET_NODE_PARAMS p = memset_params(node.memset);
+        r = drv.cuGraphExecMemsetNodeSetParams(g.exec->exec(), handles[n], &p, ctx_);
+        call = "cuGraphExecMemsetNodeSetParams";
+        break;
+      }
+      case NodeType::memcpy: {
+        CUDA_MEMCPY3D p = memcpy_params(node.memcpy);
+        r = drv.cuGraphExecMemcpyNodeSetParams(g.exec->exec(), handles[n], &p, ctx_);
+        call = "cuGraphExecMemcpyNodeSetParams";
+        break;
+      }
+      default: break;
+    }
+    if (r != CUDA_SUCCESS)
+      throw Error(ErrorKind::restore,
+                  format("updating node %u of the template for graph %zu: %s", n, target,
+                         describe_result(call, r).c_str()),
+                  r);
+  }
+  g.current = static_cast<long>(target);
+  switches_.fetch_add(1);
+}
+
+void GraphSet::launch_template(size_t i, CUstream stream) {
+  wait(i, false);
+  Member& m = *members_[i];
+  Group& g = *groups_[m.group];
+  std::unique_lock<std::mutex> lk(g.launch_mu);
+  if (g.current != static_cast<long>(i)) {
+    try {
+      switch_to(g, i);
+    } catch (const Error& e) {
+      // Never replay a half-updated template: give this graph its own executable instead.
+      KILN_WARN("%s; instantiating graph %zu on its own", e.what(), i);
+      lk.unlock();
+      std::unique_ptr<BuiltGraph> own = build_graph(m.desc, kernels_, device_, false, true);
+      own->launch(stream);
+      std::lock_guard<std::mutex> guard(mu_);
+      if (!m.dedicated.load()) {
+        m.dedicated_owner = std::move(own);
+        m.dedicated.store(m.dedicated_owner.get(), std::memory_order_release);
+      }
+      return;
+    }
+  }
+  g.exec->launch(stream);
+}
+
+}  // namespace kiln

@@ -1,0 +1,27 @@
+// Which graphs can share one instantiated executable. Two graphs with equal signatures
+// differ only in what per-node exec updates may change (kernel function, grid, block,
+// shared memory, arguments; memset/1-D memcpy addresses), so one instantiated template
+// serves both after those nodes are updated.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "graph/desc.h"
+
+namespace kiln {
+
+// Canonical bytes of everything an exec update cannot change: node types and order, edges
+// with their ports and types, kernel launch attributes (cluster dimensions, cooperative,
+// priority, ...), memset shapes and values, memcpy shapes (and addresses of copies that are
+// not 1-D), event slots.
+std::string topology_signature(const GraphDesc& desc);
+
+// True when an exec update is needed to turn node `a` into node `b` (same signature).
+bool node_params_differ(const Node& a, const Node& b);
+
+// Indices of the nodes whose updatable parameters differ, ascending.
+std::vector<uint32_t> differing_nodes(const GraphDesc& a, const GraphDesc& b);
+
+}  // namespace kiln
