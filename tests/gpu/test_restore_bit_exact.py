@@ -50,8 +50,10 @@ def test_two_topology_groups_restore_through_both_templates(tmp_path: Path) -> N
     assert saved["ok"], saved
     loaded = run_workload("two_topologies", "load", tmp_path)
     assert loaded["ok"], loaded
-    assert loaded["groups"] == 2
-    assert {g["group"] for g in loaded["graphs"].values()} == {0, 1}
+    # Two step shapes at least; cuBLAS may also pick kernels with other launch attributes
+    # (cluster dimensions) for some sizes, which splits a group further.
+    assert loaded["groups"] >= 2
+    assert {g["group"] for g in loaded["graphs"].values()} == set(range(loaded["groups"]))
     # Each graph replayed through its (switched) template and through its own executable.
     for name, graph in loaded["graphs"].items():
         assert graph["template_vs_save_native"]["bit_exact"], name
