@@ -61,11 +61,59 @@ def main() -> int:
         "--replays", type=int, default=200, help="interleaved replays per graph and kind"
     )
     p.add_argument("--out-dir", default="bench/results")
+    p.add_argument("--archive-dir", help="keep the archive and partial results here")
+    p.add_argument(
+        "--stage",
+        choices=["all", "restore", "replay"],
+        default="all",
+        help="restore: SAVE and LOAD processes only; replay: a further LOAD process timing "
+        "replays on the kept archive, then the result file (stages fit separate device calls)",
+    )
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        archive = Path(tmp)
-        save = run(args.workload, "save", archive)
-        load = run(args.workload, "load", archive, "--bench-replays", str(args.replays))
+        archive = Path(args.archive_dir or tmp)
+        archive.mkdir(parents=True, exist_ok=True)
+        if args.stage in ("all", "restore"):
+            save = run(args.workload, "save", archive)
+            load = run(args.workload, "load", archive)
+            (archive / "bench-save.json").write_text(json.dumps(save))
+            (archive / "bench-load.json").write_text(json.dumps(load))
+            print(
+                json.dumps(
+                    {
+                        k: load[k]
+                        for k in (
+                            "restore_seconds",
+                            "restore_stages",
+                            "groups",
+                            "all_bit_exact_vs_save_native",
+                        )
+                    },
+                    indent=1,
+                )
+            )
+            print(
+                json.dumps(
+                    {
+                        k: save[k]
+                        for k in (
+                            "capture_seconds",
+                            "archive_bytes",
+                            "binary_bytes",
+                            "param_bytes",
+                            "graph_bytes",
+                        )
+                    },
+                    indent=1,
+                )
+            )
+            if args.stage == "restore":
+                return 0
+        save = json.loads((archive / "bench-save.json").read_text())
+        load = json.loads((archive / "bench-load.json").read_text())
+        load["replay_bench"] = run(
+            args.workload, "load", archive, "--bench-replays", str(args.replays)
+        )["replay_bench"]
     device = save["device_name"].replace(" ", "-")
     date = dt.date.today().isoformat()
     bench = load["replay_bench"]
