@@ -54,6 +54,20 @@ def run(workload: str, mode: str, archive: Path, *extra: str) -> dict:
     return result
 
 
+def _nvidia_driver() -> str:
+    out = subprocess.run(
+        ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return (
+        out.stdout.strip().splitlines()[0]
+        if out.returncode == 0 and out.stdout.strip()
+        else "unknown"
+    )
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--workload", default="decode_vllm_sizes")
@@ -126,7 +140,8 @@ def main() -> int:
         "benchmark": "restore",
         "workload": args.workload,
         "device": save["device_name"],
-        "driver_version": save["driver_version"],
+        "driver_version": _nvidia_driver(),
+        "cuda_driver_api_version": save["driver_version"],
         "torch": save["torch"],
         "commit": os.environ.get("KILN_COMMIT", "unknown"),
         "date": date,

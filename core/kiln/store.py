@@ -230,15 +230,15 @@ def load(
     *,
     verify: bool = True,
     dedicated: bool = True,
-    threads: int = 4,
+    threads: int | None = None,
 ) -> RestoredSet:
     """Restore every graph of an archive into this process.
 
     The process must have made the same allocations as the SAVE process up to the capture
     window (checked; AllocationDriftError names the first difference). Returns once every
     graph is replayable, with tensors aliasing their inputs and outputs; with `dedicated`,
-    `threads` background threads go on building each graph its own executable (see
-    RestoredSet.finish)."""
+    background threads (`threads`, default one per core up to 16) go on building each graph
+    its own executable (see RestoredSet.finish)."""
     import torch
 
     timings: dict[str, float] = {}
@@ -288,8 +288,9 @@ def load(
         # Decode and group every graph, then build in the background: one template per
         # topology group first (every graph is replayable once those exist), then each
         # graph's own executable.
+        workers = threads or min(16, os.cpu_count() or 1)
         graph_set = n.GraphSet(
-            [reader.section(g.section) for g in manifest.graphs], restored.kernels, dev, threads
+            [reader.section(g.section) for g in manifest.graphs], restored.kernels, dev, workers
         )
         restored.graph_set = graph_set
         _check_groups(manifest, graph_set)
