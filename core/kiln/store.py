@@ -237,7 +237,7 @@ def load(
     The process must have made the same allocations as the SAVE process up to the capture
     window (checked; AllocationDriftError names the first difference). Returns once every
     graph is replayable, with tensors aliasing their inputs and outputs; with `dedicated`,
-    background threads (`threads`, default one per core up to 16) go on building each graph
+    background threads (`threads`, default 4) go on building each graph
     its own executable (see RestoredSet.finish)."""
     import torch
 
@@ -288,7 +288,9 @@ def load(
         # Decode and group every graph, then build in the background: one template per
         # topology group first (every graph is replayable once those exist), then each
         # graph's own executable.
-        workers = threads or min(16, os.cpu_count() or 1)
+        workers = threads or min(
+            4, os.cpu_count() or 1
+        )  # more contend in the driver (H100: slower)
         graph_set = n.GraphSet(
             [reader.section(g.section) for g in manifest.graphs], restored.kernels, dev, workers
         )

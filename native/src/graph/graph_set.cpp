@@ -104,11 +104,10 @@ void GraphSet::run_task(size_t task) {
   bool is_group = task < groups_.size();
   size_t index = is_group ? task : task - groups_.size();
   if (!is_group) {
-    // A member's own executable is needed only after its template exists; wait for it so
-    // that templates never queue behind dedicated builds.
+    // Own executables only after every template exists: until then all threads work on
+    // making every graph replayable (builds contend inside the driver).
     std::unique_lock<std::mutex> lk(mu_);
-    Group& g = *groups_[members_[index]->group];
-    cv_.wait(lk, [&] { return g.done || stop_.load(); });
+    cv_.wait(lk, [&] { return templates_done_ == groups_.size() || stop_.load(); });
   }
   try {
     CUcontext current = nullptr;
@@ -131,6 +130,7 @@ void GraphSet::run_task(size_t task) {
       g.current = static_cast<long>(g.tmpl);
       g.error = error;
       g.done = true;
+      ++templates_done_;
     } else {
       Member& m = *members_[index];
       m.dedicated_error = error;

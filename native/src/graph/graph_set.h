@@ -95,6 +95,7 @@ class GraphSet {
   std::vector<std::thread> workers_;
   std::atomic<size_t> next_task_{0};
   size_t task_count_ = 0;
+  size_t templates_done_ = 0;  // guarded by mu_
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> switches_{0};
 };
