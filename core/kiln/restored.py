@@ -93,6 +93,11 @@ class RestoredSet(Mapping[str, RestoredGraph]):
             raise KilnError("this restored set was closed")
         return self._graph_set
 
+    @property
+    def started(self) -> bool:
+        """Whether graphs are being (or have been) built."""
+        return self._graph_set is not None
+
     @graph_set.setter
     def graph_set(self, value: Any) -> None:
         self._graph_set = value
@@ -106,6 +111,14 @@ class RestoredSet(Mapping[str, RestoredGraph]):
 
     def add(self, graph: RestoredGraph) -> None:
         self._graphs[graph.name] = graph
+
+    def wait_replayable(self) -> None:
+        """Block until every graph can replay (its group's template is built and uploaded);
+        raises the first background error."""
+        import torch
+
+        self.graph_set.wait_all(False)
+        self.graph_set.upload_templates(torch.cuda.current_stream(self.device).cuda_stream)
 
     def finish(self) -> None:
         """Block until every graph has its own executable (built in the background, so

@@ -112,21 +112,17 @@ def _check_groups(manifest: Manifest, graph_set: Any) -> None:
         )
 
 
-def save(
-    path: str | os.PathLike[str],
-    session: CaptureSession,
-    *,
-    recipe: Mapping[str, Any] | None = None,
-) -> SaveReport:
-    """Write every graph of a finished session, its kernel binaries and context to `path`.
-
-    `recipe` (a JSON object with a string "kind") records how to re-run the SAVE program, so
-    that `kiln verify --gpu` can restore the archive in a fresh process."""
-    t0 = time.perf_counter()
+def archive_sections(
+    session: Any, *, recipe: Mapping[str, Any] | None = None
+) -> tuple[dict[str, Any], dict[str, int]]:
+    """The sections describing a finished capture session (binaries, graphs, manifest; not
+    the fingerprint), and counts for a report. `session` is a CaptureSession or anything
+    with its `region`, `window` and `graphs` (name, desc, input_specs, output_specs,
+    trajectory_span)."""
     if session.window is None:
-        raise KilnError("save() needs a CaptureSession that has been exited")
+        raise KilnError("the capture session has not ended")
     if not session.graphs:
-        raise KilnError("save(): the session captured no graphs")
+        raise KilnError("the capture session captured no graphs")
     n = native()
     region = session.region
     traj = region.trajectory()[: session.window[1]]
@@ -172,8 +168,30 @@ def save(
         recipe=recipe,
         groups=_topology_groups(session),
     )
-    sections[FINGERPRINT] = dump_json(environment_fingerprint(region.config))
     sections[MANIFEST] = dump_json(manifest.to_json())
+    stats = {
+        "graphs": len(graphs),
+        "binaries": len(binaries),
+        "binary_bytes": sum(b.size for b in binaries),
+        "graph_bytes": graph_bytes,
+    }
+    return sections, stats
+
+
+def save(
+    path: str | os.PathLike[str],
+    session: CaptureSession,
+    *,
+    recipe: Mapping[str, Any] | None = None,
+) -> SaveReport:
+    """Write every graph of a finished session, its kernel binaries and context to `path`.
+
+    `recipe` (a JSON object with a string "kind") records how to re-run the SAVE program, so
+    that `kiln verify --gpu` can restore the archive in a fresh process."""
+    t0 = time.perf_counter()
+    sections, stats = archive_sections(session, recipe=recipe)
+    region = session.region
+    sections[FINGERPRINT] = dump_json(environment_fingerprint(region.config))
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     with archive_lock(target):
@@ -181,10 +199,10 @@ def save(
     return SaveReport(
         target,
         written,
-        len(graphs),
-        len(binaries),
-        sum(b.size for b in binaries),
-        graph_bytes,
+        stats["graphs"],
+        stats["binaries"],
+        stats["binary_bytes"],
+        stats["graph_bytes"],
         time.perf_counter() - t0,
     )
 
@@ -224,6 +242,72 @@ def _app_copies(binaries: list[BinaryEntry]) -> list[int]:
     return out
 
 
+def materialize_window(manifest: Manifest, region: Region, restored: RestoredSet) -> None:
+    """Check that this process allocated what SAVE had allocated before the capture window,
+    then re-create the window's allocations at their recorded addresses."""
+    n = native()
+    dev = region.device
+    w0, w1 = manifest.window
+    drift = n.region_compare_prefix(dev, manifest.trajectory[:w0])
+    if drift is not None:
+        raise AllocationDriftError(_drift_message(drift, w0))
+    base = region.config.base
+    for i in range(w0, w1):
+        off, size, _kind = manifest.trajectory[i]
+        addr = n.region_allocate(dev, size)
+        restored.own_allocation(addr)
+        if addr != base + off:
+            raise AllocationDriftError(
+                f"capture-window allocation #{i} landed at offset 0x{addr - base:x}, SAVE had 0x{off:x}"
+            )
+
+
+def load_kernels(reader: Any, manifest: Manifest, restored: RestoredSet) -> None:
+    """Load the archive's kernel binaries (or find this process's own copies of them)."""
+    sources = [reader.section(b.section) for b in manifest.binaries]
+    restored.kernels = native().make_kernel_table(sources, _app_copies(manifest.binaries))
+
+
+def start_graphs(
+    reader: Any, manifest: Manifest, restored: RestoredSet, *, dedicated: bool, threads: int | None
+) -> None:
+    """Decode and group every graph, then build in the background: one template per
+    topology group first (every graph is replayable once those exist), then each graph's
+    own executable. Returns at once; RestoredSet.wait_replayable waits for the templates."""
+    # More threads contend inside the driver (16 were slower than 4 on the H100).
+    workers = threads or min(4, os.cpu_count() or 1)
+    graph_set = native().GraphSet(
+        [reader.section(g.section) for g in manifest.graphs],
+        restored.kernels,
+        restored.device,
+        workers,
+    )
+    restored.graph_set = graph_set
+    _check_groups(manifest, graph_set)
+    graph_set.start(dedicated)
+    for i, g in enumerate(manifest.graphs):
+        restored.add(RestoredGraph(g.name, i, restored, g.inputs, g.outputs))
+
+
+def open_archive(
+    path: str | os.PathLike[str], device: int, *, verify: bool = True
+) -> tuple[Any, Manifest]:
+    """The reader and the validated manifest of a kiln archive (fingerprint not checked)."""
+    reader = ArchiveReader(path, verify=verify)
+    try:
+        manifest = Manifest.from_json(
+            load_json(reader.section(MANIFEST), MANIFEST), set(reader.names)
+        )
+        if manifest.device != device:
+            raise RestoreError(
+                f"archive was saved on device {manifest.device}, this process uses {device}"
+            )
+    except BaseException:
+        reader.close()
+        raise
+    return reader, manifest
+
+
 def load(
     path: str | os.PathLike[str],
     region: Region,
@@ -237,10 +321,8 @@ def load(
     The process must have made the same allocations as the SAVE process up to the capture
     window (checked; AllocationDriftError names the first difference). Returns once every
     graph is replayable, with tensors aliasing their inputs and outputs; with `dedicated`,
-    background threads (`threads`, default 4) go on building each graph
-    its own executable (see RestoredSet.finish)."""
-    import torch
-
+    background threads (`threads`, default 4) go on building each graph its own executable
+    (see RestoredSet.finish)."""
     timings: dict[str, float] = {}
     t = t0 = time.perf_counter()
 
@@ -250,58 +332,20 @@ def load(
         timings[name] = now - t
         t = now
 
-    n = native()
-    dev = region.device
-    reader = ArchiveReader(path, verify=verify)
-    restored = RestoredSet(reader, dev)
+    reader, manifest = open_archive(path, region.device, verify=verify)
+    restored = RestoredSet(reader, region.device)
     try:
         stage("open")
         fingerprint = load_json(reader.section(FINGERPRINT), FINGERPRINT)
         compare_fingerprints(fingerprint, environment_fingerprint(region.config))
-        manifest = Manifest.from_json(
-            load_json(reader.section(MANIFEST), MANIFEST), set(reader.names)
-        )
-        if manifest.device != dev:
-            raise RestoreError(f"archive was saved on device {manifest.device}, region is on {dev}")
-        stage("manifest")
-
-        w0, w1 = manifest.window
-        drift = n.region_compare_prefix(dev, manifest.trajectory[:w0])
-        if drift is not None:
-            raise AllocationDriftError(_drift_message(drift, w0))
-        base = region.config.base
-        for i in range(w0, w1):
-            off, size, kind = manifest.trajectory[i]
-            addr = n.region_allocate(dev, size)
-            restored.own_allocation(addr)
-            if addr != base + off:
-                raise AllocationDriftError(
-                    f"capture-window allocation #{i} landed at offset 0x{addr - base:x}, "
-                    f"SAVE had 0x{off:x}"
-                )
+        stage("fingerprint")
+        materialize_window(manifest, region, restored)
         stage("materialize")
-
-        sources = [reader.section(b.section) for b in manifest.binaries]
-        restored.kernels = n.make_kernel_table(sources, _app_copies(manifest.binaries))
+        load_kernels(reader, manifest, restored)
         stage("binaries")
-
-        # Decode and group every graph, then build in the background: one template per
-        # topology group first (every graph is replayable once those exist), then each
-        # graph's own executable.
-        workers = threads or min(
-            4, os.cpu_count() or 1
-        )  # more contend in the driver (H100: slower)
-        graph_set = n.GraphSet(
-            [reader.section(g.section) for g in manifest.graphs], restored.kernels, dev, workers
-        )
-        restored.graph_set = graph_set
-        _check_groups(manifest, graph_set)
-        graph_set.start(dedicated)
+        start_graphs(reader, manifest, restored, dedicated=dedicated, threads=threads)
         stage("decode")
-        graph_set.wait_all(False)
-        graph_set.upload_templates(torch.cuda.current_stream(dev).cuda_stream)
-        for i, g in enumerate(manifest.graphs):
-            restored.add(RestoredGraph(g.name, i, restored, g.inputs, g.outputs))
+        restored.wait_replayable()
         stage("templates")
     except BaseException:
         restored.close()

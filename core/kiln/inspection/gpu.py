@@ -56,6 +56,15 @@ def verify_on_gpu(path: Path, manifest: Manifest | None, problems: Problems) -> 
     if manifest is None:
         report["skipped"] = "the manifest could not be read"
         return report
+    recipe = manifest.recipe or {}
+    if recipe.get("kind") == "command":
+        if not cpu_ok:
+            report["skipped"] = "the archive failed the CPU checks; it is not restored"
+        if reason is not None or not cpu_ok:
+            return report
+        report.update(_verify_command(path, recipe.get("argv"), problems))
+        report["ran"] = True
+        return report
     workload = _workload(manifest, problems)
     if not cpu_ok:
         report["skipped"] = "the archive failed the CPU checks; it is not restored"
@@ -73,6 +82,61 @@ def verify_on_gpu(path: Path, manifest: Manifest | None, problems: Problems) -> 
     report.update(_judge(workload, outcome, problems))
     report["ran"] = True
     return report
+
+
+def _verify_command(path: Path, argv: object, problems: Problems) -> dict[str, Any]:
+    """Re-run the command that saved the archive under `kiln run --mode load --policy strict`;
+    it must exit 0 and report every graph restored (programs like
+    kiln.workloads.lifecycle_demo compare their outputs with SAVE's and exit 1 otherwise)."""
+    if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
+        problems.add(f"the archive's command recipe has no usable argv ({argv!r})")
+        return {}
+    command = [
+        sys.executable,
+        "-m",
+        "kiln.cli",
+        "run",
+        "--mode",
+        "load",
+        "--policy",
+        "strict",
+        "--archive",
+        str(path.parent),
+        "--",
+        *argv,
+    ]
+    try:
+        proc = subprocess.run(
+            command,
+            env=restore_env(),
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        problems.add(f"GPU verification: the command did not finish within {TIMEOUT_S} s")
+        return {"command": argv}
+    except OSError as e:
+        problems.add(f"GPU verification: the command could not be started: {e}")
+        return {"command": argv}
+    summary: dict[str, Any] = {"command": argv, "exit_status": proc.returncode}
+    report_path = path.parent / "startup-report.json"
+    try:
+        startup = json.loads(report_path.read_text())
+    except (OSError, ValueError):
+        startup = {}
+    summary["outcome"] = startup.get("outcome")
+    summary["graphs_restored"] = startup.get("graphs_restored")
+    if proc.returncode != 0:
+        tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
+        problems.add(f"GPU verification: the command exited with status {proc.returncode}: {tail}")
+    elif startup.get("outcome") != "restored":
+        problems.add(
+            f"GPU verification: the startup report says {startup.get('outcome')!r}, not 'restored'"
+            + (f" ({startup.get('fallback_reason')})" if startup.get("fallback_reason") else "")
+        )
+    return summary
 
 
 def _workload(manifest: Manifest, problems: Problems) -> str | None:

@@ -77,7 +77,7 @@ class CoreDefaults:
             runtime.abort_graph(key)
             raise
         try:
-            runtime.end_graph(key)
+            runtime.end_graph(key, result)
         except KilnError as err:
             # The engine holds a valid native graph; the fallback policy can keep it.
             raise GraphNotRecorded(key, err, result) from err

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from kiln.config import CONFIG_ENV, ENVIRONMENT_VARIABLES, Config
@@ -23,6 +23,7 @@ LAUNCH_FINGERPRINT = "KILN_LAUNCH_FINGERPRINT"  # JSON object of the launcher's 
 LAUNCH_TIME = "KILN_LAUNCH_TIME"  # wall-clock seconds when `kiln run` started
 FALLBACK_REASON = "KILN_FALLBACK_REASON"  # set with KILN_ENABLE=0 when the launcher fell back
 ENV_PINS = "KILN_ENV_PINS"  # comma-separated names of the variables adapters pinned
+COMMAND = "KILN_COMMAND"  # JSON list: the command `kiln run` launched (the archive's recipe)
 PRELOAD = "LD_PRELOAD"
 
 _LAUNCH_OWNED = (
@@ -35,6 +36,7 @@ _LAUNCH_OWNED = (
     LAUNCH_TIME,
     FALLBACK_REASON,
     ENV_PINS,
+    COMMAND,
     CONFIG_ENV,
 )
 
@@ -63,6 +65,7 @@ def kiln_environment(
     launch_time: float,
     preload: Path,
     env_pins: Mapping[str, Pin],
+    command: Sequence[str] = (),
 ) -> dict[str, str]:
     """The engine's environment for a SAVE or LOAD start."""
     env = _clean(base)
@@ -81,6 +84,8 @@ def kiln_environment(
     )
     if env_pins:
         env[ENV_PINS] = ",".join(sorted(env_pins))
+    if command:
+        env[COMMAND] = json.dumps(list(command))
     if auto:
         env[AUTO] = "1"
     return env

@@ -115,6 +115,7 @@ def plan_launch(
         launch_time=launch_time,
         preload=preload,
         env_pins=env_pins,
+        command=command,
     )
     return LaunchPlan(command, config.mode.value, mode, reason, archive_dir, fields, env, environ)
 

@@ -53,8 +53,10 @@ class Runtime(Protocol):
         """SAVE: the engine is about to capture graph ``key``; start recording it."""
         ...
 
-    def end_graph(self, key: str) -> None:
-        """SAVE: the engine's capture of ``key`` returned; walk, audit and record the graph."""
+    def end_graph(self, key: str, result: object) -> None:
+        """SAVE: the engine's capture of ``key`` returned ``result``; record the graph it
+        captured (walked and audited) and, as its outputs, the CUDA tensors ``result`` holds
+        (a tensor, or a tuple or list of them)."""
         ...
 
     def abort_graph(self, key: str) -> None:

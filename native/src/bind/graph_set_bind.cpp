@@ -6,6 +6,7 @@
 
 #include <memory>
 
+#include "graph/capture_recorder.h"
 #include "graph/graph_set.h"
 #include "graph/topology.h"
 
@@ -49,6 +50,12 @@ void bind_graph_set(nb::module_& m) {
   }, "desc"_a, "Bytes equal for graphs that one instantiated template can serve.");
   m.def("differing_nodes", &differing_nodes, "a"_a, "b"_a,
         "Nodes whose updatable parameters differ between two graphs of one topology.");
+
+  m.def("capture_recorder_arm", [](int device) { CaptureRecorder::instance().arm(device); }, "device"_a,
+        "Record (walk and audit) every graph whose stream capture ends from now on.");
+  m.def("capture_recorder_disarm", [] { CaptureRecorder::instance().disarm(); });
+  m.def("capture_recorder_take", [] { return CaptureRecorder::instance().take(); },
+        "Disarm; the graphs recorded since arming, or the first error met recording them.");
 
   nb::class_<GraphSet>(m, "GraphSet")
       .def("__init__",
