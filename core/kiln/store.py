@@ -295,17 +295,21 @@ def open_archive(
     """The reader and the validated manifest of a kiln archive (fingerprint not checked)."""
     reader = ArchiveReader(path, verify=verify)
     try:
-        manifest = Manifest.from_json(
-            load_json(reader.section(MANIFEST), MANIFEST), set(reader.names)
-        )
-        if manifest.device != device:
-            raise RestoreError(
-                f"archive was saved on device {manifest.device}, this process uses {device}"
-            )
+        manifest = manifest_of(reader, device)
     except BaseException:
         reader.close()
         raise
     return reader, manifest
+
+
+def manifest_of(reader: Any, device: int) -> Manifest:
+    """The validated manifest of an open archive, which must have been saved on `device`."""
+    manifest = Manifest.from_json(load_json(reader.section(MANIFEST), MANIFEST), set(reader.names))
+    if manifest.device != device:
+        raise RestoreError(
+            f"archive was saved on device {manifest.device}, this process uses {device}"
+        )
+    return manifest
 
 
 def load(
