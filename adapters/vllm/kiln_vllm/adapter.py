@@ -1,0 +1,87 @@
+"""Launcher-side hooks: run by `kiln run` before vLLM is imported (importing vLLM takes
+~16 s, so nothing here does)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+from collections.abc import Sequence
+
+from kiln.hooks import hookimpl
+from kiln.lifecycle import Pin
+from kiln.lifecycle.launch import LaunchContext
+from kiln.plugins import AdapterSpec
+
+ENGINE = "vllm"
+SUPPORTED = ">=0.24,<0.25"
+
+# Environment every vLLM process must see for a restore to be valid (docs/vllm/seams.md).
+ENV_PINS = (
+    Pin(
+        "VLLM_USE_V2_MODEL_RUNNER",
+        "1",
+        "kiln attaches to the V2 model runner; vLLM silently falls back to V1 for some models",
+    ),
+    Pin(
+        "VLLM_USE_AOT_COMPILE",
+        "1",
+        "LOAD needs the compiled model from the AOT cache SAVE wrote (PIECEWISE replay runs it)",
+    ),
+    Pin("VLLM_DISABLE_COMPILE_CACHE", "0", "a disabled compile cache recompiles at every start"),
+    Pin(
+        "VLLM_USE_BREAKABLE_CUDAGRAPH",
+        "0",
+        "breakable graphs are captured in parts kiln does not key",
+    ),
+    Pin("VLLM_BATCH_INVARIANT", "0", "batch-invariant mode changes the captured kernels"),
+)
+
+
+def runs_vllm(command: Sequence[str]) -> bool:
+    """Whether a `kiln run` command starts vLLM: the `vllm` CLI, `python -m vllm...`, or a
+    Python script that imports vllm."""
+    if not command:
+        return False
+    if os.path.basename(command[0]) == "vllm":
+        return True
+    for i, arg in enumerate(command[:-1]):
+        if arg == "-m" and command[i + 1].split(".")[0] == "vllm":
+            return True
+    scripts = [a for a in command[1:] if a.endswith(".py") and os.path.isfile(a)]
+    for script in scripts[:1]:
+        try:
+            with open(script, encoding="utf-8", errors="replace") as f:
+                text = f.read(1 << 20)
+        except OSError:
+            return False
+        return "import vllm" in text or "from vllm" in text
+    return False
+
+
+def installed_version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+class VllmAdapter:
+    kiln_adapter = AdapterSpec(
+        engine=ENGINE,
+        engine_versions=SUPPORTED,
+        engine_distribution="vllm",
+        summary="vLLM 0.24, V2 model runner (launcher seams and seam contract so far)",
+    )
+
+    @hookimpl
+    def kiln_launch_fingerprint(self, launch: LaunchContext) -> dict[str, str] | None:
+        if not runs_vllm(launch.command):
+            return None
+        return {
+            "vllm.version": installed_version("vllm") or "not installed",
+            "vllm.torch_version": installed_version("torch") or "not installed",
+        }
+
+    @hookimpl
+    def kiln_child_env(self, launch: LaunchContext) -> Sequence[Pin] | None:
+        return ENV_PINS if runs_vllm(launch.command) else None
