@@ -57,7 +57,7 @@ def _check_window_references(session: CaptureSession, traj: list[tuple[int, int,
     assert session.window is not None
     w0, w1 = session.window
     base = session.region.config.base
-    captured: set[int] = set()
+    captured = set()
     for g in session.graphs:
         captured.update(range(*g.trajectory_span))
     for g in session.graphs:
