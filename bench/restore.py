@@ -23,32 +23,11 @@ from pathlib import Path
 
 
 def run(workload: str, mode: str, archive: Path, *extra: str) -> dict:
-    from kiln._paths import preload_library
+    from kiln.workloads.fresh import run_workload
 
-    env = dict(os.environ, LD_PRELOAD=str(preload_library()), KILN_ENABLE="1")
-    out = archive / f"{mode}.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kiln.workloads.run",
-            "--workload",
-            workload,
-            "--mode",
-            mode,
-            "--archive",
-            str(archive),
-            "--out",
-            str(out),
-            *extra,
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    if not out.exists():
+    result, proc = run_workload(workload, mode, archive, *extra, timeout=3600)
+    if result is None:
         raise SystemExit(f"{mode} wrote no result:\n{proc.stderr[-4000:]}")
-    result = json.loads(out.read_text())
     if not result.get("ok"):
         raise SystemExit(f"{mode} failed: {result}")
     return result

@@ -3,61 +3,29 @@ compare outputs bit for bit. Without a GPU it says so and exits successfully."""
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-
-def _gpu_missing() -> str | None:
-    if shutil.which("nvidia-smi") is None:
-        return "no NVIDIA driver on this machine (nvidia-smi not found)"
-    try:
-        import torch
-    except ImportError:
-        return "PyTorch is not installed"
-    if not torch.cuda.is_available():
-        return "PyTorch sees no CUDA device"
-    return None
+from kiln._gpu import gpu_unavailable_reason
 
 
 def main(argv: list[str] | None = None) -> int:
     workload = (argv or ["matmul"])[0] if argv else "matmul"
-    reason = _gpu_missing()
+    reason = gpu_unavailable_reason()
     if reason:
         print(
             f"kiln demo: no GPU here ({reason}); nothing to save or restore. "
             "Run it on a machine with an NVIDIA GPU."
         )
         return 0
-    from kiln._paths import preload_library
+    from kiln.workloads.fresh import run_workload
 
-    env = dict(os.environ, LD_PRELOAD=str(preload_library()), KILN_ENABLE="1")
     with tempfile.TemporaryDirectory() as tmp:
         results = {}
         for mode in ("save", "load"):
-            out = Path(tmp) / f"{mode}.json"
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "kiln.workloads.run",
-                    "--workload",
-                    workload,
-                    "--mode",
-                    mode,
-                    "--archive",
-                    tmp,
-                    "--out",
-                    str(out),
-                ],
-                env=env,
-                check=False,
-            )
-            results[mode] = json.loads(out.read_text()) if out.exists() else {"ok": False}
+            result, _proc = run_workload(workload, mode, Path(tmp))
+            results[mode] = result or {"ok": False}
             if not results[mode].get("ok"):
                 print(f"kiln demo: {mode} failed: {results[mode]}")
                 return 1

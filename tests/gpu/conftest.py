@@ -4,29 +4,17 @@ proven inside the capturing process would prove nothing."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from kiln._gpu import gpu_unavailable_reason
+from kiln.workloads import fresh
+from kiln.workloads.fresh import interposer_env
 
-
-def _gpu_reason() -> str | None:
-    if shutil.which("nvidia-smi") is None:
-        return "no NVIDIA driver on this machine (nvidia-smi not found)"
-    try:
-        import torch
-    except ImportError:
-        return "torch is not installed"
-    if not torch.cuda.is_available():
-        return "torch sees no CUDA device"
-    return None
-
-
-_REASON = _gpu_reason()
+_REASON = gpu_unavailable_reason()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -39,16 +27,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def kiln_env(enable: bool = True, **extra: str) -> dict[str, str]:
-    from kiln._paths import preload_library
-
-    env = dict(os.environ)
-    env["LD_PRELOAD"] = str(preload_library())
-    if enable:
-        env["KILN_ENABLE"] = "1"
-    else:
-        env.pop("KILN_ENABLE", None)
-    env.update(extra)
-    return env
+    return {**interposer_env(enable=enable), **extra}
 
 
 def run_module(
@@ -71,28 +50,11 @@ def run_workload(
     inject: str = "none",
     env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    out = archive / f"{mode}-{inject}.json"
-    proc = run_module(
-        "kiln.workloads.run",
-        [
-            "--workload",
-            workload,
-            "--mode",
-            mode,
-            "--archive",
-            str(archive),
-            "--inject",
-            inject,
-            "--out",
-            str(out),
-        ],
-        env or kiln_env(),
-    )
-    if not out.exists():
+    result, proc = fresh.run_workload(workload, mode, archive, inject=inject, env=env)
+    if result is None:
         raise AssertionError(
             f"{mode} process wrote no result (rc {proc.returncode}):\n{proc.stderr[-4000:]}"
         )
-    result = json.loads(out.read_text())
     if not result.get("ok"):
         result["stderr_tail"] = proc.stderr[-3000:]
     print(json.dumps(result, indent=1, default=str)[:20000])  # shown in full for failing tests

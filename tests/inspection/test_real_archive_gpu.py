@@ -5,29 +5,19 @@ a fresh process once the archive carries a workload recipe."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from kiln._gpu import gpu_unavailable_reason
 from kiln.archive import ArchiveReader, dump_json, load_json, write_archive
 from kiln.inspection import describe_archive, verify_archive
 
 pytestmark = pytest.mark.gpu
 
 
-def _gpu_reason() -> str | None:
-    if shutil.which("nvidia-smi") is None:
-        return "no NVIDIA driver on this machine (nvidia-smi not found)"
-    try:
-        import torch
-    except ImportError:
-        return "torch is not installed"
-    return None if torch.cuda.is_available() else "torch sees no CUDA device"
-
-
-_REASON = _gpu_reason()
+_REASON = gpu_unavailable_reason()
 if _REASON is not None:
     pytestmark = [pytest.mark.gpu, pytest.mark.skip(reason=f"needs a GPU: {_REASON}")]
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kiln import _gpu
 from kiln.inspection import gpu, verify_archive
 
 from tests.inspection.archives import flip, good_parts, section_span, write
@@ -275,8 +276,8 @@ def test_without_the_interposer_installed(
 
 
 def test_gpu_reason_checks_the_driver(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gpu.shutil, "which", lambda name: None)
+    monkeypatch.setattr(_gpu.shutil, "which", lambda name: None)
     assert gpu.gpu_unavailable_reason() == "no NVIDIA driver on this machine (nvidia-smi not found)"
-    monkeypatch.setattr(gpu.shutil, "which", lambda name: "/usr/bin/" + name)
-    monkeypatch.setattr(gpu.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(_gpu.shutil, "which", lambda name: "/usr/bin/" + name)
+    monkeypatch.setattr(_gpu.importlib.util, "find_spec", lambda name: None)
     assert gpu.gpu_unavailable_reason() == "torch is not installed"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from kiln.lifecycle.environment import COMMAND
 from kiln.native_runtime import _tensors, recipe_from_environment
 

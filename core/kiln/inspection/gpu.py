@@ -9,38 +9,21 @@ Recipes of kind ``workload`` name a workload of :mod:`kiln.workloads`, re-run wi
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Final
 
+from kiln._gpu import gpu_unavailable_reason
 from kiln._paths import package_dir, preload_library
-from kiln.errors import KilnError
 from kiln.inspection.problems import Problems
 from kiln.manifest import Manifest
-from kiln.native import native
 
 TIMEOUT_S: Final = 900
 REFERENCE: Final = "reference.pt"
-
-
-def gpu_unavailable_reason() -> str | None:
-    """Why this machine cannot restore an archive (None when it looks able to)."""
-    if shutil.which("nvidia-smi") is None:
-        return "no NVIDIA driver on this machine (nvidia-smi not found)"
-    if importlib.util.find_spec("torch") is None:
-        return "torch is not installed"
-    try:
-        if not native().driver_available():
-            return "the CUDA driver library libcuda.so.1 cannot be loaded"
-    except KilnError as e:
-        return str(e)
-    return None
 
 
 def verify_on_gpu(path: Path, manifest: Manifest | None, problems: Problems) -> dict[str, Any]:
@@ -84,6 +67,23 @@ def verify_on_gpu(path: Path, manifest: Manifest | None, problems: Problems) -> 
     return report
 
 
+def _run(command: list[str]) -> subprocess.CompletedProcess[str] | str:
+    """The finished process, or why it did not finish."""
+    try:
+        return subprocess.run(
+            command,
+            env=restore_env(),
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return f"did not finish within {TIMEOUT_S} s"
+    except OSError as e:
+        return f"could not be started: {e}"
+
+
 def _verify_command(path: Path, argv: object, problems: Problems) -> dict[str, Any]:
     """Re-run the command that saved the archive under `kiln run --mode load --policy strict`;
     it must exit 0 and report every graph restored (programs like
@@ -105,20 +105,9 @@ def _verify_command(path: Path, argv: object, problems: Problems) -> dict[str, A
         "--",
         *argv,
     ]
-    try:
-        proc = subprocess.run(
-            command,
-            env=restore_env(),
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT_S,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        problems.add(f"GPU verification: the command did not finish within {TIMEOUT_S} s")
-        return {"command": argv}
-    except OSError as e:
-        problems.add(f"GPU verification: the command could not be started: {e}")
+    proc = _run(command)
+    if isinstance(proc, str):
+        problems.add(f"GPU verification: the command {proc}")
         return {"command": argv}
     summary: dict[str, Any] = {"command": argv, "exit_status": proc.returncode}
     report_path = path.parent / "startup-report.json"
@@ -164,7 +153,7 @@ def _workload(manifest: Manifest, problems: Problems) -> str | None:
 def restore_env() -> dict[str, str]:
     """This process's environment with the interposer enabled, importing this kiln."""
     env = dict(os.environ)
-    env["LD_PRELOAD"] = str(preload_library())
+    env["LD_PRELOAD"] = str(preload_library())  # the library checked to exist
     env["KILN_ENABLE"] = "1"
     here = str(package_dir().parent)
     paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
@@ -200,19 +189,9 @@ def run_restore(path: Path, reference: Path, workload: str) -> dict[str, Any]:
             "--out",
             str(out),
         ]
-        try:
-            proc = subprocess.run(
-                command,
-                env=restore_env(),
-                capture_output=True,
-                text=True,
-                timeout=TIMEOUT_S,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            return {"error": f"the restore process did not finish within {TIMEOUT_S} s"}
-        except OSError as e:
-            return {"error": f"the restore process could not be started: {e}"}
+        proc = _run(command)
+        if isinstance(proc, str):
+            return {"error": f"the restore process {proc}"}
         if not out.is_file():
             tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
             return {
