@@ -28,6 +28,27 @@ def _flatten(out: Any, what: str) -> list[Any]:
     raise NonPersistableGraph(f"{what} must return a tensor or a tuple/list of tensors")
 
 
+def warm_up(fn: Callable[..., Any], inputs: Sequence[Any], times: int, device: int) -> None:
+    """Call `fn` `times` on a side stream, as engines do before capture: lazy initialisation
+    (module loads, handles, autotuning) happens here, not in the graph. Then release what
+    it allocated: kernels' unused parameter slots can hold stale host-stack copies of such
+    pointers, which the pointer audit would (rightly, it cannot tell) refuse. cuBLAS
+    workspaces are cached per stream by PyTorch, outside empty_cache's reach."""
+    import torch
+
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):
+        for _ in range(times):
+            fn(*inputs)
+    torch.cuda.current_stream(device).wait_stream(side)
+    torch.cuda.synchronize(device)
+    clear = getattr(torch._C, "_cuda_clearCublasWorkspaces", None)
+    if clear is not None:
+        clear()
+    torch.cuda.empty_cache()
+
+
 @dataclass
 class CapturedGraph:
     """A graph captured in this process: replayable natively, describable for an archive."""
@@ -97,26 +118,11 @@ class CaptureSession:
                     "region is open"
                 )
 
-        # Warmup triggers lazy initialisation (module loads, handles, autotuning). Its
-        # allocations bypass the region: LOAD skips warmup, and anything the graph would
-        # read from them is caught by the pointer audit.
+        # Warmup allocations bypass the region: LOAD skips warmup, and anything the graph
+        # would read from them is caught by the pointer audit.
         if warmup:
             with self.region.suspended():
-                side = torch.cuda.Stream(dev)
-                side.wait_stream(torch.cuda.current_stream(dev))
-                with torch.cuda.stream(side):
-                    for _ in range(warmup):
-                        fn(*inputs)
-                torch.cuda.current_stream(dev).wait_stream(side)
-                torch.cuda.synchronize(dev)
-                # Nothing the warmup allocated may outlive it: kernels' unused parameter
-                # slots can hold stale host-stack copies of such pointers, which the audit
-                # would (rightly, it cannot tell) refuse. cuBLAS workspaces are cached per
-                # stream by PyTorch, outside empty_cache's reach.
-                clear = getattr(torch._C, "_cuda_clearCublasWorkspaces", None)
-                if clear is not None:
-                    clear()
-                torch.cuda.empty_cache()
+                warm_up(fn, inputs, warmup, dev)
 
         before = self.region.trajectory_length()
         g = torch.cuda.CUDAGraph(keep_graph=True)

@@ -28,24 +28,14 @@ REFERENCE = "demo-reference.pt"
 def _capture(driver: Any, wl: Any, g: Any, pool: list[Any]) -> Any:
     import torch
 
+    from kiln.capture import warm_up
     from kiln.lifecycle.types import WarmupPhase
 
-    def warm() -> None:
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(wl.warmup):
-                g.fn(*g.inputs)
-        torch.cuda.current_stream().wait_stream(side)
-        torch.cuda.synchronize()
-        # Warmup buffers die here; stale copies of their addresses must not reach the graph.
-        clear = getattr(torch._C, "_cuda_clearCublasWorkspaces", None)
-        if clear is not None:
-            clear()
-        torch.cuda.empty_cache()
-
     def capture() -> tuple[Any, ...]:
-        driver.warmup(WarmupPhase(f"warmup/{g.name}", skippable_on_load=True), warm)
+        driver.warmup(
+            WarmupPhase(f"warmup/{g.name}", skippable_on_load=True),
+            lambda: warm_up(g.fn, g.inputs, wl.warmup, torch.cuda.current_device()),
+        )
         cg = torch.cuda.CUDAGraph()
         with torch.cuda.graph(cg, pool=pool[0] if pool else None):
             out = _outputs(g.fn(*g.inputs))
