@@ -22,6 +22,15 @@ def matmul_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
+def run_script(script: str) -> dict:
+    """Run `script` in a fresh process under the interposer; the JSON its last line prints."""
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=kiln_env(), capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def test_extra_allocation_before_load_is_reported_as_drift(matmul_archive: Path) -> None:
     r = run_workload("matmul", "load", matmul_archive, inject="drift")
     assert not r["ok"]
@@ -56,11 +65,7 @@ try:
 except Exception as e:
     print(json.dumps({"error_class": type(e).__name__, "error": str(e)}))
 """
-    proc = subprocess.run(
-        [sys.executable, "-c", script], env=kiln_env(), capture_output=True, text=True, timeout=300
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    r = run_script(script)
     assert r["error_class"] == "RegionBaseNotHonoured", r
     assert "did not honour the region base" in r["error"]
 
@@ -96,9 +101,5 @@ try:
 except Exception as e:
     print(json.dumps({"error_class": type(e).__name__, "error": str(e)}))
 """
-    proc = subprocess.run(
-        [sys.executable, "-c", script], env=kiln_env(), capture_output=True, text=True, timeout=300
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    r = run_script(script)
     assert r["error_class"] == "RngStateError", r
