@@ -67,7 +67,6 @@ class NativeRuntime:
         self._reader: Any = None
         self._manifest: Any = None
         self._restored: RestoredSet | None = None
-        self._abandoned = False
 
     # --- device -----------------------------------------------------------------------
     def fingerprint(self, device: int) -> Mapping[str, FingerprintValue]:
@@ -89,8 +88,7 @@ class NativeRuntime:
             return
         if archive is None:
             raise RestoreError("LOAD needs an open archive")
-        for name in archive.names:  # the driver verified its own sections only
-            archive.verify_section(name)
+        archive.verify()  # the driver verified its own sections only; this hashes in parallel
         self._reader = archive
         self._manifest = store.manifest_of(archive, device)
         self._restored = RestoredSet(_BorrowedReader(archive), device)
@@ -181,7 +179,6 @@ class NativeRuntime:
         return int(self._region.info()["bytes_backed"])
 
     def abandon(self) -> None:
-        self._abandoned = True
         native().capture_recorder_disarm()
         if self._region is not None:
             self._region.close()

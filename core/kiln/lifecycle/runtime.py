@@ -27,6 +27,10 @@ class SectionSource(Protocol):
 
     def verify_section(self, name: str) -> None: ...
 
+    def verify(self) -> None:
+        """Verify every section's checksum (hashed on several threads)."""
+        ...
+
 
 class Runtime(Protocol):
     def fingerprint(self, device: int) -> Mapping[str, FingerprintValue]:
