@@ -3,6 +3,7 @@ replayable graphs in a fresh process."""
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import os
 import time
@@ -42,35 +43,37 @@ class SaveReport:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-def _window_owner(traj: list[tuple[int, int, int]], base: int, addr: int) -> int | None:
-    """Index of the trajectory entry whose range holds addr (None if none)."""
-    for i, (off, size, _kind) in enumerate(traj):
-        if base + off <= addr < base + off + size:
-            return i
-    return None
-
-
-def _check_window_references(session: CaptureSession, traj: list[tuple[int, int, int]]) -> None:
+def _check_window_references(session: Any, traj: list[tuple[int, int, int]]) -> None:
     """Memory allocated inside the window but outside any capture holds whatever the SAVE
     process put there; LOAD re-creates it empty. A graph reading it would silently compute
     garbage, so unless it is a declared input (rewritten by the caller), refuse."""
     assert session.window is not None
     w0, w1 = session.window
     base = session.region.config.base
-    captured = set()
+    captured: set[int] = set()
     for g in session.graphs:
         captured.update(range(*g.trajectory_span))
+    # Usually none: then no pointer needs looking at (graphs hold ~10^4 pointers each).
+    ranges = sorted(
+        (base + off, base + off + size)
+        for i, (off, size, _kind) in enumerate(traj)
+        if w0 <= i < w1 and i not in captured
+    )
+    if not ranges:
+        return
+    starts = [start for start, _end in ranges]
     for g in session.graphs:
-        for addr in g.desc.region_pointers():
-            i = _window_owner(traj, base, addr)
-            if i is not None and w0 <= i < w1 and i not in captured:
-                if any(s.address <= addr < s.address + max(s.nbytes, 1) for s in g.input_specs):
-                    continue
-                raise NonPersistableGraph(
-                    f"graph {g.name!r} reads memory at 0x{addr:x}, allocated inside the capture "
-                    "session but outside a capture; allocate it before the session (LOAD would "
-                    "re-create it without its contents)"
-                )
+        for addr in sorted(set(g.desc.region_pointers())):
+            k = bisect.bisect_right(starts, addr) - 1
+            if k < 0 or addr >= ranges[k][1]:
+                continue
+            if any(s.address <= addr < s.address + max(s.nbytes, 1) for s in g.input_specs):
+                continue
+            raise NonPersistableGraph(
+                f"graph {g.name!r} reads memory at 0x{addr:x}, allocated inside the capture "
+                "session but outside a capture; allocate it before the session (LOAD would "
+                "re-create it without its contents)"
+            )
 
 
 def _topology_groups(session: CaptureSession) -> list[GroupEntry]:
