@@ -6,7 +6,7 @@ import copy
 import struct
 
 import pytest
-from kiln.errors import ArchiveCorrupt
+from kiln.errors import ArchiveCorrupt, KilnError
 
 from ._fuzz import run_child
 
@@ -110,7 +110,7 @@ def test_dict_round_trip_is_exact():
 def test_blob_round_trip_preserves_everything():
     d = synthetic_graph()
     blob = encode(d)
-    assert isinstance(blob, bytes) and blob[:4] == b"KGR1"
+    assert isinstance(blob, bytes) and blob[:4] == b"KGR2"
     g = native.decode_graph(blob)
     assert _normalise(g.to_dict()) == _normalise(d)
     # Encoding is deterministic and re-encoding the decoded graph gives the same bytes.
@@ -156,7 +156,7 @@ def test_encode_with_incomplete_mapping_is_refused():
 def test_empty_graph_round_trips():
     d = {"nodes": [], "edges": [], "event_count": 0}
     blob = encode(d)
-    assert len(blob) == 16
+    assert len(blob) == 20  # magic, node, edge, event and kernel-shape counts
     assert native.decode_graph(blob).to_dict() == {"nodes": [], "edges": [], "event_count": 0}
 
 
@@ -181,7 +181,7 @@ def _with(mutate) -> bytes:
 def test_bad_magic():
     blob = encode(synthetic_graph())
     with pytest.raises(ArchiveCorrupt, match="magic"):
-        native.decode_graph(b"KGR2" + blob[4:])
+        native.decode_graph(b"KGR1" + blob[4:])  # the old layout is not read
 
 
 def test_trailing_bytes():
@@ -206,17 +206,32 @@ def test_edge_out_of_range_or_self_loop(edge):
         native.decode_graph(blob)
 
 
-def test_region_pointer_disagreeing_with_argument_bytes():
-    blob = _with(lambda d: d["nodes"][0]["kernel"].update(region_pointers=[(0, ADDR_A + 8)]))
-    with pytest.raises(ArchiveCorrupt, match="disagrees"):
-        native.decode_graph(blob)
+def test_region_pointer_disagreeing_with_argument_bytes_is_refused_at_encode():
+    # Blobs store region pointers by offset (the address is the argument word), so a
+    # description whose two disagree cannot be written.
+    with pytest.raises(KilnError, match="disagrees"):
+        _with(lambda d: d["nodes"][0]["kernel"].update(region_pointers=[(0, ADDR_A + 8)]))
+
+
+def test_kernels_of_one_shape_are_stored_once():
+    d = synthetic_graph()
+    one = len(encode(d))
+    d["nodes"].append(copy.deepcopy(d["nodes"][0]))  # same kernel, same launch shape
+    per_node = len(encode(d)) - one
+    name = len(d["nodes"][0]["kernel"]["entry"])
+    assert per_node < 1 + 4 + 28 + 4 + len(_args()) + 4 + 2 * 4 + name
 
 
 @pytest.mark.parametrize("offset", [17, 24, 2**32 - 1])
 def test_region_pointer_outside_arguments(offset):
-    blob = _with(lambda d: d["nodes"][0]["kernel"].update(region_pointers=[(offset, ADDR_A)]))
+    with pytest.raises(KilnError, match="disagrees"):  # refused when written
+        _with(lambda d: d["nodes"][0]["kernel"].update(region_pointers=[(offset, ADDR_A)]))
+    # ... and when a blob says so: the kernel's pointer offsets are (count 2, 0, 16).
+    blob = bytearray(encode(synthetic_graph()))
+    at = bytes(blob).index(struct.pack("<III", 2, 0, 16))
+    struct.pack_into("<I", blob, at + 8, offset)
     with pytest.raises(ArchiveCorrupt, match="outside"):
-        native.decode_graph(blob)
+        native.decode_graph(bytes(blob))
 
 
 @pytest.mark.parametrize("param", [(16, 9), (25, 0), (2**32 - 1, 2), (8, 2**32 - 4)])
@@ -256,8 +271,8 @@ def test_more_events_than_nodes():
 @pytest.mark.parametrize("type_byte", [3, 4, 8, 255])
 def test_unknown_node_type(type_byte):
     blob = bytearray(encode({"nodes": [{"type": "empty"}], "edges": [], "event_count": 0}))
-    assert blob[16] == 5  # the empty node's type byte
-    blob[16] = type_byte
+    assert blob[20] == 5  # the empty node's type byte
+    blob[20] = type_byte
     with pytest.raises(ArchiveCorrupt, match="unknown type"):
         native.decode_graph(bytes(blob))
 
@@ -282,7 +297,8 @@ def test_huge_argument_length_is_refused_before_allocating():
         )
     )
     name_len = len("_Z6kernelPfiS_")
-    at = 16 + 1 + 4 + 4 + name_len + 12 + 12 + 4 + 1
+    shape = 4 + 4 + name_len + 1 + 4 + 3 * 8 + 4 + 2 * 68 + 4 + 2 * 8
+    at = 20 + shape + 1 + 4 + 12 + 12 + 4
     assert struct.unpack_from("<I", blob, at)[0] == len(_args())
     struct.pack_into("<I", blob, at, 2**32 - 1)
     with pytest.raises(ArchiveCorrupt):
@@ -299,7 +315,7 @@ def test_non_utf8_entry_name_is_archive_corrupt_or_readable():
             }
         )
     )
-    at = 16 + 1 + 4 + 4  # type, binary, name length
+    at = 20 + 4 + 4  # header, shape's binary and name length
     assert blob[at : at + 3] == b"_Z6"
     blob[at] = 0xDF
     try:
@@ -318,7 +334,7 @@ def test_error_message_with_non_utf8_entry_name_is_archive_corrupt():
     blob = bytearray(
         encode({"nodes": [{"type": "kernel", "kernel": k}], "edges": [], "event_count": 0})
     )
-    at = 16 + 1 + 4 + 4
+    at = 20 + 4 + 4
     blob[at + 3] = 0xFF
     with pytest.raises(ArchiveCorrupt):
         native.decode_graph(bytes(blob))
@@ -330,7 +346,7 @@ def test_error_message_with_non_utf8_entry_name_is_archive_corrupt():
 FUZZ = """
 import random, struct, sys
 import kiln._native as n
-from kiln.errors import ArchiveCorrupt
+from kiln.errors import ArchiveCorrupt, KilnError
 
 blob = bytes.fromhex(sys.argv[1]) if len(sys.argv) > 1 else bytes.fromhex({blob!r})
 rng = random.Random({seed})

@@ -1,6 +1,6 @@
 """A graph captured on an H100 (the 2-layer Llama-shaped decode step at batch 1: cuBLAS
 nvjet, cuDNN attention, PyTorch elementwise and index kernels; 152 nodes), described by
-kiln's walk and stored as JSON: the blob codec must round-trip it exactly."""
+kiln's walk and stored as JSON: the blob codec must round-trip it exactly and compactly."""
 
 from __future__ import annotations
 
@@ -34,3 +34,11 @@ def test_a_real_graph_round_trips_exactly() -> None:
     assert back.to_dict() == g.to_dict()
     assert native.topology_signature(back) == native.topology_signature(g)
     assert g.node_count == 152 and g.kernel_count == 151
+
+
+def test_a_real_graph_blob_stays_close_to_its_parameter_bytes() -> None:
+    # Regression: the first blob layout repeated each kernel's name, parameter layout and
+    # 64-byte launch attributes on every node (2.3x the parameter bytes); archives must stay
+    # within 1.5x of binaries plus parameters.
+    g = real_graph()
+    assert len(g.encode()) <= 1.45 * g.param_bytes

@@ -1,14 +1,19 @@
 #include "graph/blob.h"
 
 #include <cstring>
+#include <map>
 #include <string>
+#include <tuple>
 
 #include "common/error.h"
 
 namespace kiln {
 namespace {
 
-constexpr char kMagic[4] = {'K', 'G', 'R', '1'};
+// KGR2: what kernel nodes of one function share (name, parameter layout, launch and function
+// attributes) is stored once per distinct kernel "shape", which halved the blobs of KGR1
+// (no longer read: an old blob fails as a bad magic number).
+constexpr char kMagic[4] = {'K', 'G', 'R', '2'};
 constexpr uint32_t kMaxArgBytes = 1u << 20;
 constexpr uint32_t kMaxNameBytes = 1u << 16;
 
@@ -81,63 +86,65 @@ class Reader {
   size_t at_ = 0;
 };
 
-void encode_kernel(Writer& w, const KernelNode& k) {
+// What kernel nodes of one function launched the same way share (KGR2 stores it once).
+struct KernelShape {
+  uint32_t binary;
+  std::string entry;
+  bool extra_buffer;
+  std::vector<ParamSlot> params;
+  std::vector<LaunchAttribute> attributes;
+  std::vector<FunctionAttribute> function_attributes;
+};
+
+std::string shape_key(const KernelNode& k) {
+  std::string key;
+  auto add = [&key](const void* p, size_t n) { key.append(static_cast<const char*>(p), n); };
+  add(&k.binary, sizeof k.binary);
+  uint32_t len = static_cast<uint32_t>(k.entry.size());
+  add(&len, sizeof len);
+  key += k.entry;
+  key += k.extra_buffer ? '\1' : '\0';
+  uint32_t counts[3] = {static_cast<uint32_t>(k.params.size()), static_cast<uint32_t>(k.attributes.size()),
+                        static_cast<uint32_t>(k.function_attributes.size())};
+  add(counts, sizeof counts);
+  for (const ParamSlot& p : k.params) add(&p, sizeof p);
+  for (const LaunchAttribute& a : k.attributes) add(&a.id, sizeof a.id), add(a.value, sizeof a.value);
+  for (const FunctionAttribute& f : k.function_attributes) add(&f, sizeof f);
+  return key;
+}
+
+void encode_shape(Writer& w, const KernelNode& k) {
   w.put<uint32_t>(k.binary);
   w.str(k.entry);
-  for (uint32_t v : k.grid) w.put(v);
-  for (uint32_t v : k.block) w.put(v);
-  w.put<uint32_t>(k.shared_mem);
   w.put<uint8_t>(k.extra_buffer ? 1 : 0);
-  w.blob(k.args);
   w.put<uint32_t>(static_cast<uint32_t>(k.params.size()));
   for (const ParamSlot& s : k.params) w.put(s.offset), w.put(s.size);
-  w.put<uint32_t>(static_cast<uint32_t>(k.region_pointers.size()));
-  for (const RegionPointer& r : k.region_pointers) w.put(r.arg_offset), w.put(r.address);
   w.put<uint32_t>(static_cast<uint32_t>(k.attributes.size()));
   for (const LaunchAttribute& a : k.attributes) w.put(a.id), w.bytes(a.value, sizeof a.value);
   w.put<uint32_t>(static_cast<uint32_t>(k.function_attributes.size()));
   for (const FunctionAttribute& f : k.function_attributes) w.put(f.attribute), w.put(f.value);
 }
 
-KernelNode decode_kernel(Reader& r) {
-  KernelNode k;
-  k.binary = r.get<uint32_t>("kernel binary");
-  k.entry = r.str("kernel entry name");
-  if (k.entry.empty()) throw Error(ErrorKind::corrupt, "graph blob: kernel with an empty entry name");
+void check_entry(const std::string& entry) {
+  if (entry.empty()) throw Error(ErrorKind::corrupt, "graph blob: kernel with an empty entry name");
   // Entry names are C identifiers (mangled): anything else is corruption, and must not reach
   // error messages or Python strings undecoded.
-  for (char ch : k.entry)
+  for (char ch : entry)
     if (static_cast<unsigned char>(ch) < 0x21 || static_cast<unsigned char>(ch) > 0x7e)
       throw Error(ErrorKind::corrupt, "graph blob: kernel entry name has a non-printable or non-ASCII byte");
-  for (uint32_t& v : k.grid) v = r.get<uint32_t>("grid");
-  for (uint32_t& v : k.block) v = r.get<uint32_t>("block");
-  k.shared_mem = r.get<uint32_t>("shared memory");
+}
+
+KernelShape decode_shape(Reader& r) {
+  KernelShape k;
+  k.binary = r.get<uint32_t>("kernel binary");
+  k.entry = r.str("kernel entry name");
+  check_entry(k.entry);
   uint8_t extra = r.get<uint8_t>("argument mode");
   if (extra > 1) throw Error(ErrorKind::corrupt, "graph blob: bad kernel argument mode");
   k.extra_buffer = extra == 1;
-  k.args = r.blob(kMaxArgBytes, "kernel arguments");
   uint32_t np = r.count(8, "parameter");
-  for (uint32_t i = 0; i < np; ++i) {
-    ParamSlot s{r.get<uint32_t>("parameter offset"), r.get<uint32_t>("parameter size")};
-    if (s.offset > k.args.size() || s.size > k.args.size() - s.offset)
-      throw Error(ErrorKind::corrupt, format("graph blob: kernel %s parameter %u lies outside its arguments",
-                                             k.entry.c_str(), i));
-    k.params.push_back(s);
-  }
+  for (uint32_t i = 0; i < np; ++i) k.params.push_back({r.get<uint32_t>("parameter offset"), r.get<uint32_t>("parameter size")});
   if (k.extra_buffer && np) throw Error(ErrorKind::corrupt, "graph blob: extra-buffer kernel with a parameter layout");
-  uint32_t nr = r.count(12, "region pointer");
-  for (uint32_t i = 0; i < nr; ++i) {
-    RegionPointer p{r.get<uint32_t>("pointer offset"), r.get<uint64_t>("pointer address")};
-    if (k.args.size() < 8 || p.arg_offset > k.args.size() - 8)
-      throw Error(ErrorKind::corrupt, format("graph blob: kernel %s region pointer %u lies outside its arguments",
-                                             k.entry.c_str(), i));
-    uint64_t stored;
-    std::memcpy(&stored, k.args.data() + p.arg_offset, 8);
-    if (stored != p.address)
-      throw Error(ErrorKind::corrupt, format("graph blob: kernel %s region pointer %u disagrees with its argument bytes",
-                                             k.entry.c_str(), i));
-    k.region_pointers.push_back(p);
-  }
   uint32_t na = r.count(68, "launch attribute");
   for (uint32_t i = 0; i < na; ++i) {
     LaunchAttribute a;
@@ -151,18 +158,84 @@ KernelNode decode_kernel(Reader& r) {
   return k;
 }
 
+void encode_kernel(Writer& w, const KernelNode& k, uint32_t shape) {
+  w.put<uint32_t>(shape);
+  for (uint32_t v : k.grid) w.put(v);
+  for (uint32_t v : k.block) w.put(v);
+  w.put<uint32_t>(k.shared_mem);
+  w.blob(k.args);
+  // Region pointers by offset only: the address is the argument word itself.
+  w.put<uint32_t>(static_cast<uint32_t>(k.region_pointers.size()));
+  for (const RegionPointer& p : k.region_pointers) {
+    uint64_t word = 0;
+    if (k.args.size() >= 8 && p.arg_offset <= k.args.size() - 8) std::memcpy(&word, k.args.data() + p.arg_offset, 8);
+    if (word != p.address)
+      throw Error(ErrorKind::generic, format("kernel %s: region pointer at argument byte %u disagrees with the "
+                                             "argument bytes", k.entry.c_str(), p.arg_offset));
+    w.put(p.arg_offset);
+  }
+}
+
+KernelNode decode_kernel(Reader& r, const std::vector<KernelShape>& shapes) {
+  uint32_t index = r.get<uint32_t>("kernel shape");
+  if (index >= shapes.size())
+    throw Error(ErrorKind::corrupt, format("graph blob: kernel shape %u of %zu", index, shapes.size()));
+  const KernelShape& shape = shapes[index];
+  KernelNode k;
+  k.binary = shape.binary;
+  k.entry = shape.entry;
+  k.extra_buffer = shape.extra_buffer;
+  k.attributes = shape.attributes;
+  k.function_attributes = shape.function_attributes;
+  for (uint32_t& v : k.grid) v = r.get<uint32_t>("grid");
+  for (uint32_t& v : k.block) v = r.get<uint32_t>("block");
+  k.shared_mem = r.get<uint32_t>("shared memory");
+  k.args = r.blob(kMaxArgBytes, "kernel arguments");
+  for (size_t i = 0; i < shape.params.size(); ++i) {
+    const ParamSlot& s = shape.params[i];
+    if (s.offset > k.args.size() || s.size > k.args.size() - s.offset)
+      throw Error(ErrorKind::corrupt, format("graph blob: kernel %s parameter %zu lies outside its arguments",
+                                             k.entry.c_str(), i));
+  }
+  k.params = shape.params;
+  uint32_t nr = r.count(4, "region pointer");
+  k.region_pointers.reserve(nr);
+  for (uint32_t i = 0; i < nr; ++i) {
+    uint32_t offset = r.get<uint32_t>("pointer offset");
+    if (k.args.size() < 8 || offset > k.args.size() - 8)
+      throw Error(ErrorKind::corrupt, format("graph blob: kernel %s region pointer %u lies outside its arguments",
+                                             k.entry.c_str(), i));
+    uint64_t address;
+    std::memcpy(&address, k.args.data() + offset, 8);
+    k.region_pointers.push_back({offset, address});
+  }
+  return k;
+}
+
 }  // namespace
 
 std::vector<uint8_t> encode_graph(const GraphDesc& desc) {
+  std::map<std::string, uint32_t> index;
+  std::vector<const KernelNode*> shapes;
+  std::vector<uint32_t> shape_of(desc.nodes.size(), 0);
+  for (size_t i = 0; i < desc.nodes.size(); ++i) {
+    if (desc.nodes[i].type != NodeType::kernel) continue;
+    auto [it, fresh] = index.emplace(shape_key(desc.nodes[i].kernel), static_cast<uint32_t>(shapes.size()));
+    if (fresh) shapes.push_back(&desc.nodes[i].kernel);
+    shape_of[i] = it->second;
+  }
   Writer w;
   w.bytes(kMagic, sizeof kMagic);
   w.put<uint32_t>(static_cast<uint32_t>(desc.nodes.size()));
   w.put<uint32_t>(static_cast<uint32_t>(desc.edges.size()));
   w.put<uint32_t>(desc.event_count);
-  for (const Node& n : desc.nodes) {
+  w.put<uint32_t>(static_cast<uint32_t>(shapes.size()));
+  for (const KernelNode* k : shapes) encode_shape(w, *k);
+  for (size_t i = 0; i < desc.nodes.size(); ++i) {
+    const Node& n = desc.nodes[i];
     w.put<uint8_t>(static_cast<uint8_t>(n.type));
     switch (n.type) {
-      case NodeType::kernel: encode_kernel(w, n.kernel); break;
+      case NodeType::kernel: encode_kernel(w, n.kernel, shape_of[i]); break;
       case NodeType::memset: w.put(n.memset); break;
       case NodeType::memcpy: w.put(n.memcpy); break;
       case NodeType::event_record:
@@ -183,6 +256,10 @@ GraphDesc decode_graph(const uint8_t* data, size_t size) {
   uint32_t n_nodes = r.get<uint32_t>("node count");
   uint32_t n_edges = r.get<uint32_t>("edge count");
   desc.event_count = r.get<uint32_t>("event count");
+  uint32_t n_shapes = r.count(21, "kernel shape");
+  std::vector<KernelShape> shapes;
+  shapes.reserve(n_shapes);
+  for (uint32_t i = 0; i < n_shapes; ++i) shapes.push_back(decode_shape(r));
   if (n_nodes > r.remaining()) throw Error(ErrorKind::corrupt, "graph blob: node count exceeds the data left");
   if (n_edges > r.remaining() / 11) throw Error(ErrorKind::corrupt, "graph blob: edge count exceeds the data left");
   if (desc.event_count > n_nodes) throw Error(ErrorKind::corrupt, "graph blob: more events than nodes");
@@ -191,7 +268,10 @@ GraphDesc decode_graph(const uint8_t* data, size_t size) {
     Node& n = desc.nodes[i];
     uint8_t t = r.get<uint8_t>("node type");
     switch (t) {
-      case static_cast<uint8_t>(NodeType::kernel): n.type = NodeType::kernel; n.kernel = decode_kernel(r); break;
+      case static_cast<uint8_t>(NodeType::kernel):
+        n.type = NodeType::kernel;
+        n.kernel = decode_kernel(r, shapes);
+        break;
       case static_cast<uint8_t>(NodeType::memset): n.type = NodeType::memset; n.memset = r.get<MemsetNode>("memset"); break;
       case static_cast<uint8_t>(NodeType::memcpy): n.type = NodeType::memcpy; n.memcpy = r.get<MemcpyNode>("memcpy"); break;
       case static_cast<uint8_t>(NodeType::empty): n.type = NodeType::empty; break;
