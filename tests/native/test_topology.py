@@ -120,3 +120,38 @@ def test_param_bytes_counts_arguments_and_memory_operands() -> None:
     desc = native.GraphDesc.from_dict(d)
     args = sum(len(n["kernel"]["args"]) for n in d["nodes"] if n["type"] == "kernel")
     assert desc.param_bytes > args  # plus the memset and memcpy operands
+
+
+def difference(a: dict, b: dict) -> str:
+    return native.topology_difference(native.GraphDesc.from_dict(a), native.GraphDesc.from_dict(b))
+
+
+def test_difference_is_empty_when_a_template_can_be_shared() -> None:
+    a = synthetic_graph()
+    b = copy.deepcopy(a)
+    kernel(b).update(grid=(7, 1, 1))
+    assert difference(a, b) == ""
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (lambda d: d["nodes"].append({"type": "empty"}), "7 nodes against 8"),
+        (
+            lambda d: kernel(d)["attributes"].__setitem__(0, (1, bytes(64))),
+            "launch attribute 1 differs",
+        ),
+        (lambda d: kernel(d)["attributes"].pop(), "which are set"),
+        (lambda d: d["edges"].__setitem__(0, (0, 1, 1, 0, 1)), "edges differ"),
+        (
+            lambda d: d["nodes"].__setitem__(3, {"type": "event_record", "event": 0}),
+            "is a empty node",
+        ),
+    ],
+    ids=["node-count", "attribute-value", "attribute-set", "edge-type", "node-type"],
+)
+def test_difference_names_what_splits_two_graphs(change, words: str) -> None:
+    a = synthetic_graph()
+    b = copy.deepcopy(a)
+    change(b)
+    assert words in difference(a, b)

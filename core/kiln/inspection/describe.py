@@ -28,9 +28,11 @@ def describe_archive(path: str | os.PathLike[str]) -> dict[str, Any]:
         graphs: list[dict[str, Any]] = []
         uses: Counter[tuple[str, int]] = Counter()
         graphs_using: dict[str, set[str]] = {}
+        descs: dict[str, Any] = {}
         for entry in manifest.graphs:
             with reader.section(entry.section) as view:
                 desc = n.decode_graph(view)
+            descs[entry.name] = desc
             for slot, name in desc.kernels():
                 uses[name, slot] += 1
                 graphs_using.setdefault(name, set()).add(entry.name)
@@ -69,7 +71,7 @@ def describe_archive(path: str | os.PathLike[str]) -> dict[str, Any]:
                 for slot, b in enumerate(manifest.binaries)
             ],
             "sizes": _sizes(reader, manifest),
-            **_groups(raw),
+            **_groups(raw, descs),
         }
         if manifest.recipe is not None:
             description["recipe"] = dict(manifest.recipe)
@@ -151,8 +153,17 @@ def _sizes(reader: ArchiveReader, manifest: Manifest) -> dict[str, int]:
     }
 
 
-def _groups(raw_manifest: Mapping[str, Any]) -> dict[str, Any]:
+def _groups(raw_manifest: Mapping[str, Any], descs: Mapping[str, Any]) -> dict[str, Any]:
     """The manifest's topology groups of graphs, where it records them (``{}`` otherwise:
-    then every graph stands alone)."""
+    then every graph stands alone), each with what keeps its template from sharing the
+    first group's (``split_from_first``)."""
     groups = raw_manifest.get("groups")
-    return {} if groups is None else {"groups": groups}
+    if groups is None:
+        return {}
+    out = [dict(g) for g in groups]
+    first = descs.get(str(groups[0].get("template"))) if groups else None
+    for group in out:
+        mine = descs.get(str(group.get("template")))
+        if first is not None and mine is not None:
+            group["split_from_first"] = native().topology_difference(first, mine)
+    return {"groups": out}

@@ -48,6 +48,8 @@ void bind_graph_set(nb::module_& m) {
     std::string s = topology_signature(d);
     return nb::bytes(s.data(), s.size());
   }, "desc"_a, "Bytes equal for graphs that one instantiated template can serve.");
+  m.def("topology_difference", &topology_difference, "a"_a, "b"_a,
+        "Why two graphs cannot share a template, in words; empty when they can.");
   m.def("differing_nodes", &differing_nodes, "a"_a, "b"_a,
         "Nodes whose updatable parameters differ between two graphs of one topology.");
 

@@ -4,6 +4,8 @@
 #include <cstring>
 #include <tuple>
 
+#include "common/error.h"
+
 namespace kiln {
 namespace {
 
@@ -63,6 +65,54 @@ std::string topology_signature(const GraphDesc& desc) {
   w.put(static_cast<uint64_t>(edges.size()));
   for (const Edge& e : edges) w.put(e.from), w.put(e.to), w.put(e.from_port), w.put(e.to_port), w.put(e.type);
   return w.take();
+}
+
+namespace {
+
+const char* type_word(NodeType t) {
+  switch (t) {
+    case NodeType::kernel: return "kernel";
+    case NodeType::memcpy: return "memcpy";
+    case NodeType::memset: return "memset";
+    case NodeType::empty: return "empty";
+    case NodeType::event_wait: return "event wait";
+    case NodeType::event_record: return "event record";
+  }
+  return "unknown";
+}
+
+std::string edge_summary(const GraphDesc& d) {
+  size_t programmatic = 0;
+  for (const Edge& e : d.edges) programmatic += e.type != 0 || e.from_port != 0 || e.to_port != 0;
+  return format("%zu edges, %zu programmatic", d.edges.size(), programmatic);
+}
+
+}  // namespace
+
+std::string topology_difference(const GraphDesc& a, const GraphDesc& b) {
+  if (topology_signature(a) == topology_signature(b)) return "";
+  if (a.nodes.size() != b.nodes.size()) return format("%zu nodes against %zu", a.nodes.size(), b.nodes.size());
+  if (a.event_count != b.event_count) return format("%u events against %u", a.event_count, b.event_count);
+  for (size_t i = 0; i < a.nodes.size(); ++i) {
+    const Node &x = a.nodes[i], &y = b.nodes[i];
+    if (x.type != y.type) return format("node %zu is a %s node against a %s node", i, type_word(x.type), type_word(y.type));
+    GraphDesc one, other;
+    one.nodes = {x}, other.nodes = {y};
+    if (topology_signature(one) == topology_signature(other)) continue;
+    if (x.type == NodeType::kernel) {
+      const auto &p = x.kernel.attributes, &q = y.kernel.attributes;
+      for (size_t k = 0; k < std::max(p.size(), q.size()); ++k) {
+        if (k >= p.size() || k >= q.size() || p[k].id != q[k].id)
+          return format("node %zu (%s against %s): launch attributes differ in which are set", i, x.kernel.entry.c_str(),
+                        y.kernel.entry.c_str());
+        if (std::memcmp(p[k].value, q[k].value, sizeof p[k].value) != 0)
+          return format("node %zu (%s against %s): launch attribute %u differs", i, x.kernel.entry.c_str(),
+                        y.kernel.entry.c_str(), p[k].id);
+      }
+    }
+    return format("node %zu (%s): its shape or operands differ", i, type_word(x.type));
+  }
+  return format("edges differ (%s against %s)", edge_summary(a).c_str(), edge_summary(b).c_str());
 }
 
 bool node_params_differ(const Node& a, const Node& b) {

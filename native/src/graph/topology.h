@@ -18,6 +18,10 @@ namespace kiln {
 // not 1-D), event slots.
 std::string topology_signature(const GraphDesc& desc);
 
+// Why two graphs cannot share a template: the first thing their signatures disagree on, in
+// words ("" when they can). For `kiln inspect`, to see what splits a graph set into groups.
+std::string topology_difference(const GraphDesc& a, const GraphDesc& b);
+
 // True when an exec update is needed to turn node `a` into node `b` (same signature).
 bool node_params_differ(const Node& a, const Node& b);
 
