@@ -145,8 +145,14 @@ class Manifest:
         except (KeyError, TypeError, ValueError) as e:
             raise ArchiveCorrupt(f"manifest is malformed: {e!r}") from e
         return cls(
-            device, traj, (window[0], window[1]), binaries, graphs, recipe=recipe, groups=groups
-        )  # type: ignore[arg-type]
+            device,
+            traj,  # type: ignore[arg-type]  # three ints each, checked above
+            (window[0], window[1]),
+            binaries,
+            graphs,
+            recipe=recipe,
+            groups=groups,
+        )
 
 
 def _groups_from_json(raw: Any, graph_names: set[str]) -> list[GroupEntry]:

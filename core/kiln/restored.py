@@ -93,14 +93,14 @@ class RestoredSet(Mapping[str, RestoredGraph]):
             raise KilnError("this restored set was closed")
         return self._graph_set
 
+    @graph_set.setter
+    def graph_set(self, value: Any) -> None:
+        self._graph_set = value
+
     @property
     def started(self) -> bool:
         """Whether graphs are being (or have been) built."""
         return self._graph_set is not None
-
-    @graph_set.setter
-    def graph_set(self, value: Any) -> None:
-        self._graph_set = value
 
     @property
     def group_count(self) -> int:

@@ -89,22 +89,22 @@ def run_save(args: argparse.Namespace) -> dict[str, Any]:
     reference = {}
     specs = {g.name: g for g in wl.graphs}
     native_eq_eager = {}
-    for g in session.graphs:
+    for cg in session.graphs:
         wl.refill(SEED)
-        g.replay()
+        cg.replay()
         torch.cuda.synchronize()
-        graph_out = [t.detach().clone() for t in g.outputs]
+        graph_out = [t.detach().clone() for t in cg.outputs]
         wl.refill(SEED)
-        g.replay()
+        cg.replay()
         torch.cuda.synchronize()
-        again = [t.detach().clone() for t in g.outputs]
+        again = [t.detach().clone() for t in cg.outputs]
         wl.refill(SEED)
-        eager_out = [t.clone() for t in _outputs(specs[g.name].fn(*specs[g.name].inputs))]
-        native_eq_eager[g.name] = _compare(graph_out, eager_out)["bit_exact"]
-        reference[g.name] = {
+        eager_out = [t.clone() for t in _outputs(specs[cg.name].fn(*specs[cg.name].inputs))]
+        native_eq_eager[cg.name] = _compare(graph_out, eager_out)["bit_exact"]
+        reference[cg.name] = {
             "graph": [t.cpu() for t in graph_out],
             "eager": [t.cpu() for t in eager_out],
-            "native_eq_eager": native_eq_eager[g.name],
+            "native_eq_eager": native_eq_eager[cg.name],
             "native_replay_deterministic": _compare(graph_out, again)["bit_exact"],
         }
     torch.save(reference, Path(args.archive) / "reference.pt")
