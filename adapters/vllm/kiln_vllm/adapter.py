@@ -1,14 +1,16 @@
-"""Launcher-side hooks: run by `kiln run` before vLLM is imported (importing vLLM takes
-~16 s, so nothing here does)."""
+"""kiln's hooks for vLLM. Launcher-side hooks run in `kiln run` before vLLM is imported
+(importing vLLM takes ~16 s, so nothing here does); the fingerprint hook runs in the worker,
+which binds its VllmConfig first (`KilnWorker`)."""
 
 from __future__ import annotations
 
 import importlib.metadata
 import os
 from collections.abc import Sequence
+from typing import Any
 
 from kiln.hooks import hookimpl
-from kiln.lifecycle import Pin
+from kiln.lifecycle import KilnContext, Pin
 from kiln.lifecycle.launch import LaunchContext
 from kiln.plugins import AdapterSpec
 
@@ -70,8 +72,25 @@ class VllmAdapter:
         engine=ENGINE,
         engine_versions=SUPPORTED,
         engine_distribution="vllm",
-        summary="vLLM 0.24, V2 model runner (launcher seams and seam contract so far)",
+        summary="vLLM 0.24, V2 model runner: FULL graphs restored, PIECEWISE captured natively",
     )
+
+    def __init__(self) -> None:
+        self._config: Any = None
+
+    def bind_config(self, vllm_config: Any) -> None:
+        """The worker's VllmConfig, read by the fingerprint hook when the GPU is bound."""
+        self._config = vllm_config
+
+    @hookimpl
+    def kiln_fingerprint(self, ctx: KilnContext) -> dict[str, Any] | None:
+        if self._config is None:
+            return None
+        from kiln_vllm.fingerprint import config_fingerprint
+
+        return config_fingerprint(
+            self._config, vllm_version=installed_version("vllm") or "not installed"
+        )
 
     @hookimpl
     def kiln_launch_fingerprint(self, launch: LaunchContext) -> dict[str, str] | None:

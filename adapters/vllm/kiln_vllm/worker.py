@@ -1,0 +1,186 @@
+"""`KilnWorker`: vLLM 0.24's GPU worker with kiln's lifecycle at each startup stage.
+
+Selected through vLLM's own extension point, `worker_cls` (`LLM(..., worker_cls=...)`,
+`vllm serve --worker-cls ...`; under `kiln run` the general plugin sets it). Each override
+calls vLLM's method and tells kiln's driver where startup stands; outside `kiln run` the
+driver passes everything through, so the worker behaves exactly like vLLM's.
+
+Stages (docs/vllm/seams.md §6):
+- init_device: bind the GPU and open the deterministic region before vLLM allocates.
+- load_model: weights are in the region.
+- determine_available_memory: SAVE profiles with the region suspended and records the KV
+  bytes; LOAD reuses them and only runs the profiling forward (suspended) for its side
+  effect, the compiled model.
+- initialize_from_config: KV cache allocated; kiln's capture loop is installed.
+- compile_or_warm_up_model: graphs captured (SAVE) or restored (LOAD, FULL graphs), vLLM's
+  `warmup_kernels` skipped at LOAD (a skippable warmup phase), region closed, ready.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import importlib.metadata
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import torch
+from kiln import lifecycle
+from kiln.lifecycle import WarmupPhase
+from vllm.v1.worker import gpu_worker
+from vllm.v1.worker.gpu_worker import Worker
+
+from kiln_vllm.graphs import kiln_manager_class
+
+T = TypeVar("T")
+
+STAGE_TIMES = "KILN_VLLM_STAGE_TIMES"  # a path ({rank} is replaced): per-stage seconds, JSON
+
+# vLLM's kernel_warmup (FlashInfer autotune) runs before capture and allocates in the
+# region, so LOAD runs it too.
+KERNEL_WARMUP = WarmupPhase("vllm/kernel_warmup", skippable_on_load=False)
+# The V2 runner's dummy steps that JIT its Triton kernels: after capture, nothing restored
+# depends on them, so SAVE runs them suspended and LOAD skips them.
+WARMUP_KERNELS = WarmupPhase("vllm/warmup_kernels", skippable_on_load=True)
+
+
+class KilnWorker(Worker):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        from kiln_vllm import plugin
+
+        plugin.bind_config(self.vllm_config)
+        self.kiln = lifecycle.start(
+            "vllm",
+            adapter=plugin,
+            rank=self.rank,
+            world_size=self.parallel_config.world_size,
+        )
+        self.kiln_times: dict[str, float] = {}
+
+    def init_device(self) -> None:
+        with self._timed("init_device"):
+            # vLLM offsets local_rank by the data-parallel rank inside init_device; kiln
+            # binds the same ordinal first (DP > 1 is refused by the fingerprint's layout).
+            self.kiln.device_bound(self.local_rank)
+            super().init_device()
+
+    def load_model(self, *, load_dummy_weights: bool = False) -> None:
+        with self._timed("load_model"):
+            super().load_model(load_dummy_weights=load_dummy_weights)
+            self.kiln.weights_loaded()
+
+    @torch.inference_mode()
+    def determine_available_memory(self) -> int:
+        with self._timed("determine_available_memory"):
+
+            def measure() -> dict[str, int]:
+                with self.kiln.suspended():
+                    return {
+                        "kv_cache_bytes": int(super(KilnWorker, self).determine_available_memory())
+                    }
+
+            measured: list[bool] = []
+
+            def measure_once() -> dict[str, int]:
+                measured.append(True)
+                return measure()
+
+            kv = self.kiln.kv_capacity(measure_once)
+            if not measured:
+                # LOAD: the bytes are SAVE's; the profiling forward still builds the compiled
+                # model (and its graph wrappers), as it did at SAVE: same place, suspended.
+                with self.kiln.suspended():
+                    gc.collect()
+                    torch.accelerator.empty_cache()
+                    self.model_runner.profile_run()
+                    gc.collect()
+                    torch.accelerator.empty_cache()
+            return int(kv["kv_cache_bytes"])
+
+    def initialize_from_config(self, kv_cache_config: Any) -> None:
+        with self._timed("initialize_from_config"):
+            super().initialize_from_config(kv_cache_config)
+            manager = getattr(self.model_runner, "cudagraph_manager", None)
+            if manager is not None:
+                manager.__class__ = kiln_manager_class(type(manager))
+                manager._kiln_driver = self.kiln
+
+    def compile_or_warm_up_model(self) -> Any:
+        with self._timed("compile_or_warm_up_model"):
+            runner = self.model_runner
+            capture_model = runner.capture_model
+
+            def timed_capture() -> int:
+                with self._timed("capture_model"):
+                    return int(capture_model())
+
+            runner.capture_model = timed_capture
+            try:
+                with (
+                    _module_global(gpu_worker, "kernel_warmup", self._phase(KERNEL_WARMUP)),
+                    _module_global(gpu_worker, "warmup_kernels", self._phase(WARMUP_KERNELS)),
+                ):
+                    result = super().compile_or_warm_up_model()
+            finally:
+                del runner.capture_model  # the instance attribute; the method shows again
+            # Closed after vLLM's last warmup (warmups run only while the region exists).
+            self.kiln.region_close()
+        self.kiln.ready()
+        self._write_times()
+        return result
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _phase(self, phase: WarmupPhase) -> Callable[[Callable[..., T]], Callable[..., T | None]]:
+        driver = self.kiln
+
+        def wrap(original: Callable[..., T]) -> Callable[..., T | None]:
+            def run(*args: Any, **kwargs: Any) -> T | None:
+                with self._timed(phase.name.split("/")[-1]):
+                    return driver.warmup(phase, lambda: original(*args, **kwargs))
+
+            return run
+
+        return wrap
+
+    @contextlib.contextmanager
+    def _timed(self, stage: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.kiln_times[stage] = time.perf_counter() - t0
+
+    def _write_times(self) -> None:
+        path = os.environ.get(STAGE_TIMES)
+        if not path:
+            return
+        record = {"rank": self.rank, "mode": self.kiln.mode.value, "stages": self.kiln_times}
+        with open(path.replace("{rank}", str(self.rank)), "w") as f:
+            json.dump(record, f, indent=1)
+
+
+@contextlib.contextmanager
+def _module_global(
+    module: Any, name: str, wrap: Callable[[Callable[..., Any]], Callable[..., Any]]
+) -> Iterator[None]:
+    """Replace `module.name` (a function vLLM calls through its module global) by
+    `wrap(original)` for the duration: the only way to time and skip a warmup vLLM calls
+    from inside `compile_or_warm_up_model` without re-implementing that method."""
+    original = getattr(module, name)
+    setattr(module, name, wrap(original))
+    try:
+        yield
+    finally:
+        setattr(module, name, original)
+
+
+def vllm_version() -> str:
+    try:
+        return importlib.metadata.version("vllm")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"

@@ -1,0 +1,219 @@
+"""vLLM cold start, natively and through kiln (issue 5), each start a fresh process.
+
+    python3 bench/vllm_cold_start.py --model ../shared/models/qwen3-8b --out-dir $OUT
+
+runs, one after the other: a native start (`LLM()`), a kiln SAVE start
+(`kiln run --mode save -- ...`) and a kiln LOAD start (`kiln run --mode load --policy
+strict -- ...`). Each process times `import vllm`, `LLM()` and the worker's startup stages,
+then serves the same requests from token ids: one first request (1 token out), one
+64-token request, and 16 prompts x 64 tokens greedy (twice: first and steady). The parent
+compares the greedy tokens of the three modes and writes
+`vllm-<device>-<date>-<model>.json` with everything.
+
+The native start uses kiln's worker class with kiln off: vLLM's own code path, with each
+stage timed (the worker only wraps vLLM's methods).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import glob
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+PROMPTS = 16
+OUT_TOKENS = 64
+WORKER_CLS = "kiln_vllm.worker.KilnWorker"
+
+
+def prompt_ids(i: int, vocab: int = 32000) -> list[int]:
+    """A deterministic prompt of 16 to 47 token ids."""
+    return [100 + (i * 7919 + j * 104729) % (vocab - 100) for j in range(16 + (i * 5) % 32)]
+
+
+def child(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
+    from vllm import LLM, SamplingParams  # ~16 s
+    from vllm.inputs import TokensPrompt
+
+    t_import = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    llm = LLM(
+        model=args.model,
+        load_format="dummy",
+        skip_tokenizer_init=True,
+        max_model_len=args.max_model_len,
+        seed=0,
+        worker_cls=WORKER_CLS,
+        enable_prefix_caching=False,
+    )
+    t_llm = time.perf_counter() - t1
+
+    def run(prompts: list[list[int]], max_tokens: int) -> tuple[float, list[list[int]]]:
+        params = SamplingParams(
+            temperature=0.0, max_tokens=max_tokens, ignore_eos=True, detokenize=False
+        )
+        start = time.perf_counter()
+        outs = llm.generate(
+            [TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False
+        )
+        took = time.perf_counter() - start
+        return took, [list(o.outputs[0].token_ids) for o in outs]
+
+    first, _ = run([prompt_ids(0)], 1)
+    one_64, _ = run([prompt_ids(1)], OUT_TOKENS)
+    batch = [prompt_ids(i) for i in range(PROMPTS)]
+    batch_first, tokens = run(batch, OUT_TOKENS)
+    batch_steady, tokens_again = run(batch, OUT_TOKENS)
+    stage_file = os.environ.get("KILN_VLLM_STAGE_TIMES", "")
+    stages: Any = None
+    if stage_file and os.path.exists(stage_file.replace("{rank}", "0")):
+        stages = json.loads(Path(stage_file.replace("{rank}", "0")).read_text())
+    result = {
+        "mode": args.mode,
+        "import_vllm_s": t_import,
+        "llm_init_s": t_llm,
+        "worker_stages": stages,
+        "first_request_1_token_s": first,
+        "request_64_tokens_s": one_64,
+        "inter_token_s": (one_64 - first) / (OUT_TOKENS - 1),
+        "batch_16x64_first_s": batch_first,
+        "batch_16x64_steady_s": batch_steady,
+        "decode_tokens_per_s_steady": PROMPTS * OUT_TOKENS / batch_steady,
+        "tokens": tokens,
+        "tokens_repeat_identical": tokens == tokens_again,
+        "process_s": time.perf_counter() - t0,
+    }
+    Path(args.out).write_text(json.dumps(result))
+    return 0
+
+
+def launch(mode: str, args: argparse.Namespace, archive: Path, work: Path) -> dict[str, Any]:
+    out = work / f"{mode}.json"
+    stage_times = work / f"{mode}-stages-{{rank}}.json"
+    me = [sys.executable, os.path.abspath(__file__), "--child", "--mode", mode]
+    me += ["--model", args.model, "--max-model-len", str(args.max_model_len), "--out", str(out)]
+    if mode.startswith("native"):  # "native-cold": a first start that fills the compile cache
+        cmd = me
+    else:
+        kiln = [sys.executable, "-c", "import sys, kiln.cli; sys.exit(kiln.cli.main())"]
+        cmd = [*kiln, "run", "--mode", mode]
+        cmd += ["--archive", str(archive), "--policy", "strict", "--", *me]
+    # The same vLLM settings in every mode (kiln run pins these too); FlashInfer is not
+    # installed on the bench machine.
+    env = dict(
+        os.environ,
+        KILN_VLLM_STAGE_TIMES=str(stage_times),
+        VLLM_USE_V2_MODEL_RUNNER="1",
+        VLLM_USE_FLASHINFER_SAMPLER="0",
+    )
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(
+            cmd, check=False, env=env, capture_output=True, text=True, timeout=args.timeout
+        )
+        stdout, stderr, rc = proc.stdout, proc.stderr, proc.returncode
+    except subprocess.TimeoutExpired as err:
+        stdout, stderr, rc = _text(err.stdout), _text(err.stderr), -1
+    wall = time.perf_counter() - t0
+    (work / f"{mode}.log").write_text(stdout + "\n--- stderr ---\n" + stderr)
+    if rc != 0 or not out.exists():
+        return {"mode": mode, "ok": False, "returncode": rc, "log_tail": (stdout + stderr)[-6000:]}
+    result: dict[str, Any] = json.loads(out.read_text())
+    result["ok"] = True
+    result["launch_wall_s"] = wall
+    if not mode.startswith("native"):
+        reports = glob.glob(str(archive / "**" / "startup-report.json"), recursive=True)
+        if reports:
+            result["kiln_report"] = json.loads(Path(reports[0]).read_text())
+    return result
+
+
+def _text(data: bytes | str | None) -> str:
+    if data is None:
+        return ""
+    return data if isinstance(data, str) else data.decode(errors="replace")
+
+
+def device_facts() -> dict[str, str]:
+    q = ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"]
+    try:
+        name, driver = subprocess.check_output(q, text=True).splitlines()[0].split(", ")
+    except (OSError, subprocess.CalledProcessError, ValueError):
+        return {"device_name": "unknown", "driver": "unknown"}
+    return {"device_name": name, "driver": driver}
+
+
+def parent(args: argparse.Namespace) -> int:
+    work = Path(args.work_dir or tempfile.mkdtemp(prefix="kiln-vllm-"))
+    work.mkdir(parents=True, exist_ok=True)
+    archive = work / "archive"
+    modes: dict[str, dict[str, Any]] = {}
+    for mode in args.modes.split(","):
+        modes[mode] = launch(mode, args, archive, work)
+        summary = {k: v for k, v in modes[mode].items() if k not in ("tokens", "kiln_report")}
+        print(json.dumps(summary, indent=1, default=str)[:4000], flush=True)
+    ok = {m: r for m, r in modes.items() if r.get("ok")}
+    reference = ok.get("native", next(iter(ok.values()), {})).get("tokens")
+    comparison = {m: r.get("tokens") == reference for m, r in ok.items()}
+    ratios: dict[str, float] = {}
+    if "native" in ok:
+        base = ok["native"]
+        for m, r in ok.items():
+            if m == "native":
+                continue
+            ratios[f"{m}_llm_init_over_native"] = r["llm_init_s"] / base["llm_init_s"]
+            ratios[f"{m}_decode_throughput_over_native"] = (
+                r["decode_tokens_per_s_steady"] / base["decode_tokens_per_s_steady"]
+            )
+            ratios[f"{m}_first_request_over_native"] = (
+                r["first_request_1_token_s"] / base["first_request_1_token_s"]
+            )
+    facts = device_facts()
+    model = Path(args.model).name
+    date = datetime.date.today().isoformat()
+    record = {
+        "benchmark": "vllm_cold_start",
+        **facts,
+        "commit": os.environ.get("KILN_COMMIT", "unknown"),
+        "date": date,
+        "model": model,
+        "max_model_len": args.max_model_len,
+        "requests": {"prompts": PROMPTS, "out_tokens": OUT_TOKENS, "greedy": True},
+        "native_worker": f"{WORKER_CLS} with kiln off (vLLM's code path, stages timed)",
+        "tokens_identical_to_native": comparison,
+        "ratios": ratios,
+        "modes": {m: {k: v for k, v in r.items() if k != "tokens"} for m, r in modes.items()},
+    }
+    name = f"vllm-{facts['device_name'].replace(' ', '-')}-{date}-{model}.json"
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / name).write_text(json.dumps(record, indent=1, default=str))
+    print(json.dumps({"tokens_identical_to_native": comparison, "ratios": ratios}, indent=1))
+    return 0 if all(r.get("ok") for r in modes.values()) and all(comparison.values()) else 1
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True, help="model directory (dummy weights)")
+    p.add_argument("--max-model-len", type=int, default=2048)
+    p.add_argument("--modes", default="native,save,load")
+    p.add_argument("--out-dir", default="bench/results")
+    p.add_argument("--work-dir", help="archive, logs and per-mode results (default: a temp dir)")
+    p.add_argument("--timeout", type=int, default=420)
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--mode", help=argparse.SUPPRESS)
+    p.add_argument("--out", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    return child(args) if args.child else parent(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

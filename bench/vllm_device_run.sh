@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# One call on the lent GPU machine, after the vLLM bundle was staged (see
+# ../shared/device/README.md): install it, build kiln and kiln-vllm there, run
+# bench/vllm_cold_start.py for each model given; results and a log archive land in $OUT.
+#   usage: bash bench/vllm_device_run.sh MODES MODEL_DIR...   (MODES: e.g. native-cold,native,save,load)
+set -uo pipefail
+export PYTHONUNBUFFERED=1
+OUT=${OUT:-/tmp/kiln-out}
+mkdir -p "$OUT"
+modes=$1; shift
+if ! python3 -c "import vllm" 2>/dev/null; then
+  bash /root/kiln-stage/install.sh > "$OUT/install.log" 2>&1 || { tail -30 "$OUT/install.log"; exit 1; }
+fi
+export PYTHONPATH=/opt/kiln-site
+python3 -m pip install -q --no-build-isolation --no-deps . ./adapters/vllm > "$OUT/build.log" 2>&1 \
+  || { tail -50 "$OUT/build.log"; exit 1; }
+rc=0
+for model in "$@"; do
+  name=$(basename "$model")
+  python3 bench/vllm_cold_start.py --model "$model" --modes "$modes" --out-dir "$OUT" \
+    --work-dir "/tmp/kiln-vllm-$name" 2>&1 | tail -60 || rc=1
+  tar czf "$OUT/logs-$name.tgz" -C "/tmp/kiln-vllm-$name" --exclude=archive . 2>/dev/null
+done
+exit $rc
