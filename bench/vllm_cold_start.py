@@ -77,7 +77,7 @@ def child(args: argparse.Namespace) -> int:
     if stage_file and os.path.exists(stage_file.replace("{rank}", "0")):
         stages = json.loads(Path(stage_file.replace("{rank}", "0")).read_text())
     result = {
-        "mode": args.mode,
+        "mode": os.environ.get("KILN_BENCH_MODE"),
         "import_vllm_s": t_import,
         "llm_init_s": t_llm,
         "worker_stages": stages,
@@ -91,15 +91,17 @@ def child(args: argparse.Namespace) -> int:
         "tokens_repeat_identical": tokens == tokens_again,
         "process_s": time.perf_counter() - t0,
     }
-    Path(args.out).write_text(json.dumps(result))
+    Path(os.environ["KILN_BENCH_OUT"]).write_text(json.dumps(result))
     return 0
 
 
 def launch(mode: str, args: argparse.Namespace, archive: Path, work: Path) -> dict[str, Any]:
     out = work / f"{mode}.json"
     stage_times = work / f"{mode}-stages-{{rank}}.json"
-    me = [sys.executable, os.path.abspath(__file__), "--child", "--mode", mode]
-    me += ["--model", args.model, "--max-model-len", str(args.max_model_len), "--out", str(out)]
+    # SAVE and LOAD must run the same command (it is part of the fingerprint): what differs
+    # between modes travels in the environment.
+    me = [sys.executable, os.path.abspath(__file__), "--child"]
+    me += ["--model", args.model, "--max-model-len", str(args.max_model_len)]
     if mode.startswith("native"):  # "native-cold": a first start that fills the compile cache
         cmd = me
     else:
@@ -111,6 +113,8 @@ def launch(mode: str, args: argparse.Namespace, archive: Path, work: Path) -> di
     env = dict(
         os.environ,
         KILN_VLLM_STAGE_TIMES=str(stage_times),
+        KILN_BENCH_MODE=mode,
+        KILN_BENCH_OUT=str(out),
         VLLM_USE_V2_MODEL_RUNNER="1",
         VLLM_USE_FLASHINFER_SAMPLER="0",
     )
@@ -209,8 +213,6 @@ def main() -> int:
     p.add_argument("--work-dir", help="archive, logs and per-mode results (default: a temp dir)")
     p.add_argument("--timeout", type=int, default=420)
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--mode", help=argparse.SUPPRESS)
-    p.add_argument("--out", help=argparse.SUPPRESS)
     args = p.parse_args()
     return child(args) if args.child else parent(args)
 
