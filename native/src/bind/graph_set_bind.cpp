@@ -6,6 +6,8 @@
 
 #include <memory>
 
+#include "bind/buffer_views.h"
+#include "bind/timings.h"
 #include "graph/capture_recorder.h"
 #include "graph/graph_set.h"
 #include "graph/topology.h"
@@ -14,34 +16,6 @@ namespace nb = nanobind;
 using namespace nb::literals;
 
 namespace kiln {
-namespace {
-
-// Read-only views of Python buffers, released when this goes out of scope.
-class BufferViews {
- public:
-  explicit BufferViews(const std::vector<nb::object>& objects) {
-    for (const nb::object& o : objects) {
-      views_.emplace_back();
-      if (PyObject_GetBuffer(o.ptr(), &views_.back(), PyBUF_SIMPLE) != 0) {
-        views_.pop_back();
-        throw nb::python_error();
-      }
-    }
-  }
-  ~BufferViews() {
-    for (Py_buffer& v : views_) PyBuffer_Release(&v);
-  }
-  std::vector<BlobView> blobs() const {
-    std::vector<BlobView> out;
-    for (const Py_buffer& v : views_) out.push_back({static_cast<const uint8_t*>(v.buf), static_cast<size_t>(v.len)});
-    return out;
-  }
-
- private:
-  std::vector<Py_buffer> views_;
-};
-
-}  // namespace
 
 void bind_graph_set(nb::module_& m) {
   m.def("topology_signature", [](const GraphDesc& d) {
@@ -81,6 +55,9 @@ void bind_graph_set(nb::module_& m) {
       .def("upload_templates",
            [](GraphSet& s, uintptr_t stream) { s.upload_templates(reinterpret_cast<CUstream>(stream)); }, "stream"_a,
            nb::call_guard<nb::gil_scoped_release>())
+      .def("timings", [](const GraphSet& s) { return timings_dict(s.timings()); },
+           "{category: {sum, wall, count}} seconds: decode, updates, templates.* and dedicated.* (task, kernels, "
+           "check, build, instantiate); templates.all runs from start() to the last template.")
       .def("__len__", &GraphSet::size)
       .def_prop_ro("group_count", &GraphSet::group_count)
       .def("group_of", &GraphSet::group_of, "index"_a)

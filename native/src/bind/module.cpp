@@ -8,17 +8,23 @@
 #include <nanobind/stl/unique_ptr.h>
 #include <nanobind/stl/vector.h>
 
+#include "bind/buffer_views.h"
+#include "bind/timings.h"
+#include "binaries/loader.h"
 #include "binaries/registry.h"
+#include "common/context.h"
 #include "common/driver.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "graph/blob.h"
 #include "graph/build.h"
+#include "graph/kernels.h"
 #include "graph/walk.h"
 #include "interposer/hook_table.h"
 #include "interposer/state.h"
 #include "region/registry.h"
 #include "testing/fake_driver.h"
+#include "testing/fake_graphs.h"
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -243,35 +249,50 @@ NB_MODULE(_native, m) {
   }, "graph"_a, "device"_a, "Describe a captured CUgraph (its raw handle), auditing every address.");
 
   nb::class_<KernelTable>(m, "KernelTable")
-      .def("__len__", &KernelTable::size);
-  m.def("make_kernel_table", [](const std::vector<nb::object>& sources, const std::vector<int>& app_binaries) {
-    // sources[i]: a buffer with the binary's bytes (kept alive by the caller as long as the
-    // table), used unless app_binaries[i] >= 0 names this process's own loaded copy.
+      .def("__len__", &KernelTable::size)
+      .def("wait_loaded", [](KernelTable& t) { t.binaries().wait_all(); }, nb::call_guard<nb::gil_scoped_release>(),
+           "Block until every binary is loaded; raises the lowest slot's failure.")
+      .def_prop_ro("loader_threads", [](KernelTable& t) { return t.binaries().threads(); })
+      .def("timings", [](const KernelTable& t) { return timings_dict(t.timings()); },
+           "{category: {sum, wall, count}} seconds: binaries.load (each image), binaries.all (start to last "
+           "image), kernels.resolve (each function's lookup and attributes).");
+  m.def("make_kernel_table", [](const std::vector<nb::object>& sources, const std::vector<int>& app_binaries,
+                                int device, unsigned threads) {
+    // sources[i]: a buffer with the binary's bytes, used unless app_binaries[i] >= 0 names
+    // this process's own loaded copy. The table keeps views of the buffers until it is gone.
     if (sources.size() != app_binaries.size()) throw nb::value_error("sources and app_binaries differ in length");
-    std::vector<BinarySource> slots;
-    auto table_owner = std::make_unique<KernelTable>(std::vector<BinarySource>{});
-    try {
-      for (size_t i = 0; i < sources.size(); ++i) {
-        BinarySource s;
-        if (app_binaries[i] >= 0) {
-          auto h = BinaryRegistry::instance().loaded_handle(static_cast<uint32_t>(app_binaries[i]));
-          if (!h) throw Error(ErrorKind::restore, format("binary #%d is not loaded in this process", app_binaries[i]));
-          s.library = h->library, s.module = h->module;
-        } else {
-          Buffer b(sources[i]);
-          nb::gil_scoped_release release;
-          s.library = load_library(b.data(), b.size());
-          s.owned = true;
-        }
-        slots.push_back(s);
+    auto views = std::make_shared<BufferViews>(sources);
+    std::vector<BinarySource> slots(sources.size());
+    for (size_t i = 0; i < sources.size(); ++i) {
+      BinarySource& s = slots[i];
+      if (app_binaries[i] >= 0) {
+        auto h = BinaryRegistry::instance().loaded_handle(static_cast<uint32_t>(app_binaries[i]));
+        if (!h) throw Error(ErrorKind::restore, format("binary #%d is not loaded in this process", app_binaries[i]));
+        s.library = h->library, s.module = h->module;
+      } else {
+        // Checked here, before any thread starts: a corrupt archive fails at once.
+        ImageView v = validate_image(views->data(i), views->length(i));
+        s.image = v.data, s.size = v.size;
       }
-    } catch (...) {
-      for (const BinarySource& s : slots)
-        if (s.owned) driver().cuLibraryUnload(s.library);
-      throw;
     }
-    return std::make_unique<KernelTable>(std::move(slots));
-  }, "sources"_a, "app_binaries"_a);
+    std::unique_ptr<KernelTable> table;
+    {
+      nb::gil_scoped_release release;
+      CUcontext ctx = nullptr;
+      if (device >= 0) {
+        ctx = primary_context(device);
+      } else {
+        check(driver().cuCtxGetCurrent(&ctx), "cuCtxGetCurrent");
+      }
+      auto loader = std::make_unique<BinaryLoader>(std::move(slots), ctx, views);
+      loader->start(threads);  // 0: every binary now, on this thread
+      table = std::make_unique<KernelTable>(std::move(loader));
+    }
+    return table;
+  }, "sources"_a, "app_binaries"_a, "device"_a = -1, "threads"_a = 0,
+        "Kernels for an archive's graphs. threads > 0 loads the binaries on that many background threads "
+        "(bound to device's primary context) and returns at once; failures surface where a binary is needed "
+        "or at wait_loaded. device < 0: use the calling thread's current context.");
 
   nb::class_<BuiltGraph>(m, "BuiltGraph")
       .def("launch", [](const BuiltGraph& g, uintptr_t stream) { g.launch(reinterpret_cast<CUstream>(stream)); },
@@ -297,10 +318,11 @@ NB_MODULE(_native, m) {
   // --- testing ---------------------------------------------------------------------------
   nb::module_ t = m.def_submodule("testing", "A stand-in driver for CPU tests of the region logic.");
   t.def("install_fake_driver", [](uint64_t granularity, bool honour_base, int fail_create_after, int fail_map_after,
-                                  uint64_t device_memory) {
-    testing::install_fake_driver({granularity, honour_base, fail_create_after, fail_map_after, device_memory});
+                                  uint64_t device_memory, bool strict_context) {
+    testing::install_fake_driver(
+        {granularity, honour_base, fail_create_after, fail_map_after, device_memory, strict_context});
   }, "granularity"_a = 2u << 20, "honour_base"_a = true, "fail_create_after"_a = -1, "fail_map_after"_a = -1,
-        "device_memory"_a = 1ull << 40);
+        "device_memory"_a = 1ull << 40, "strict_context"_a = false);
   t.def("uninstall_fake_driver", &testing::uninstall_fake_driver);
   t.def("fake_driver_stats", [] {
     auto s = testing::fake_driver_stats();
@@ -312,4 +334,25 @@ NB_MODULE(_native, m) {
     d["create_calls"] = s.create_calls;
     return d;
   });
+  t.def("fake_graph_stats", [] {
+    auto s = testing::fake_graph_stats();
+    nb::dict d;
+    d["live_libraries"] = s.live_libraries;
+    d["live_graphs"] = s.live_graphs;
+    d["live_execs"] = s.live_execs;
+    d["live_events"] = s.live_events;
+    d["library_loads"] = s.library_loads;
+    d["max_concurrent_loads"] = s.max_concurrent_loads;
+    d["loader_threads"] = s.loader_threads;
+    d["attribute_sets"] = s.attribute_sets;
+    d["context_errors"] = s.context_errors;
+    d["instantiations"] = s.instantiations;
+    return d;
+  });
+  t.def("fake_launches", [] {
+    nb::list out;
+    for (const std::string& r : testing::fake_launches()) out.append(nb::str(r.c_str()));
+    return out;
+  }, "What each cuGraphLaunch would have run, in launch order (see testing/fake_graphs.h).");
+  t.def("clear_fake_launches", &testing::clear_fake_launches);
 }

@@ -127,9 +127,13 @@ void BuiltGraph::launch(CUstream stream) const { check(driver().cuGraphLaunch(ex
 void BuiltGraph::upload(CUstream stream) const { check(driver().cuGraphUpload(exec_, stream), "cuGraphUpload"); }
 
 std::unique_ptr<BuiltGraph> build_graph(const GraphDesc& desc, KernelTable& kernels, int device, bool keep_topology,
-                                        bool prepared) {
+                                        bool prepared, BuildTimes* times) {
+  BuildTimes local;
+  BuildTimes& t = times ? *times : local;
+  t.begin = SteadyClock::now();
   check_backed(desc, device);
   if (!prepared) kernels.prepare(desc);
+  t.checked = SteadyClock::now();
   const DriverTable& drv = driver();
   CUcontext ctx = nullptr;
   check(drv.cuCtxGetCurrent(&ctx), "cuCtxGetCurrent");
@@ -196,11 +200,13 @@ std::unique_ptr<BuiltGraph> build_graph(const GraphDesc& desc, KernelTable& kern
     from.push_back(nodes[e.from]), to.push_back(nodes[e.to]), data.push_back(d);
   }
   flush();
+  t.described = SteadyClock::now();
 
   CUgraphExec exec = nullptr;
   unsigned long long flags = priorities ? CUDA_GRAPH_INSTANTIATE_FLAG_USE_NODE_PRIORITY : 0;
   CUresult r = drv.cuGraphInstantiateWithFlags(&exec, graph.g, flags);
   if (r != CUDA_SUCCESS) throw Error(ErrorKind::restore, describe_result("cuGraphInstantiateWithFlags", r), r);
+  t.instantiated = SteadyClock::now();
   event_guard.keep = true;
   if (!keep_topology) return std::make_unique<BuiltGraph>(exec, std::move(events), desc.nodes.size());
   CUgraph kept = graph.g;

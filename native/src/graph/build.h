@@ -6,6 +6,7 @@
 #include <memory>
 #include <vector>
 
+#include "common/timeline.h"
 #include "graph/desc.h"
 #include "graph/kernels.h"
 
@@ -51,10 +52,19 @@ class BuiltGraph {
   std::vector<CUgraphNode> handles_;  // node i of the description, in graph_
 };
 
+// When each step of one build_graph ended, for reports of where restore time goes.
+struct BuildTimes {
+  SteadyClock::time_point begin;     // call
+  SteadyClock::time_point checked;   // every operand found backed
+  SteadyClock::time_point described; // CUgraph built from the description: nodes, edges
+  SteadyClock::time_point instantiated;
+};
+
 // Every region pointer and memory operand must be backed in this process (checked first,
-// Error(unmapped_range)). Kernels come from `kernels`, prepared here unless `prepared` says
-// the caller did it already (KernelTable::prepare is not thread-safe; lookups are).
+// Error(unmapped_range)). Kernels come from `kernels`, resolved here unless `prepared` says
+// the caller did it already (KernelTable::require).
 std::unique_ptr<BuiltGraph> build_graph(const GraphDesc& desc, KernelTable& kernels, int device,
-                                        bool keep_topology = false, bool prepared = false);
+                                        bool keep_topology = false, bool prepared = false,
+                                        BuildTimes* times = nullptr);
 
 }  // namespace kiln

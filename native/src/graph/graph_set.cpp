@@ -4,6 +4,7 @@
 #include <map>
 #include <string>
 
+#include "common/context.h"
 #include "common/driver.h"
 #include "common/error.h"
 #include "common/log.h"
@@ -49,6 +50,7 @@ GraphSet::GraphSet(const std::vector<BlobView>& blobs, KernelTable& kernels, int
   members_.resize(blobs.size());
   std::vector<std::string> signatures(blobs.size());
   parallel_for(blobs.size(), threads_, [&](size_t i) {
+    TimedSpan span(timeline_, "decode");
     auto m = std::make_unique<Member>();
     m->desc = decode_graph(blobs[i].data, blobs[i].size);
     signatures[i] = topology_signature(m->desc);
@@ -64,14 +66,21 @@ GraphSet::GraphSet(const std::vector<BlobView>& blobs, KernelTable& kernels, int
     members_[i]->group = it->second;
     groups_[it->second]->members.push_back(i);
   }
+  // What switching a template to each member will update.
   parallel_for(members_.size(), threads_, [&](size_t i) {
+    TimedSpan span(timeline_, "updates");
     Member& m = *members_[i];
     m.diff = differing_nodes(members_[groups_[m.group]->tmpl]->desc, m.desc);
   });
   for (auto& g : groups_)
     for (size_t i : g->members) g->varying = merged(g->varying, members_[i]->diff);
-  for (auto& m : members_) kernels_.prepare(m->desc);  // not thread-safe: here, once
-  check(driver().cuCtxGetCurrent(&ctx_), "cuCtxGetCurrent");
+  // Every graph's kernels at once, so that each function attribute is set once, at its
+  // maximum, before any graph uses the function.
+  std::vector<const GraphDesc*> descs;
+  for (auto& m : members_) descs.push_back(&m->desc);
+  kernels_.plan(descs);
+  ctx_ = kernels_.context();
+  if (!ctx_) check(driver().cuCtxGetCurrent(&ctx_), "cuCtxGetCurrent");
   if (!ctx_) throw Error(ErrorKind::restore, "no CUDA context is current on the restoring thread");
   KILN_INFO("graph set: %zu graphs in %zu topology groups", members_.size(), groups_.size());
 }
@@ -86,16 +95,50 @@ GraphSet::~GraphSet() {
 void GraphSet::start(bool dedicated) {
   if (!workers_.empty()) throw Error(ErrorKind::restore, "graph set: background builds already started");
   task_count_ = groups_.size() + (dedicated ? members_.size() : 0);
+  started_ = SteadyClock::now();
   unsigned n = static_cast<unsigned>(std::min<size_t>(threads_, task_count_));
   for (unsigned t = 0; t < n; ++t) workers_.emplace_back([this] { worker(); });
 }
 
 void GraphSet::worker() {
   // The threads kiln starts have no current context: bind the one LOAD runs in (the
-  // primary context PyTorch uses).
-  // (a failure here is reported by each task, which checks the context again).
+  // primary context PyTorch uses). A failure here is reported by each task, which binds
+  // again before any driver call.
   driver().cuCtxSetCurrent(ctx_);
   for (size_t task; !stop_.load() && (task = next_task_.fetch_add(1)) < task_count_;) run_task(task);
+}
+
+void GraphSet::record(const char* phase, const BuildTimes& t) {
+  std::string p = phase;
+  timeline_.add(p + ".check", t.begin, t.checked);
+  timeline_.add(p + ".build", t.checked, t.described);
+  timeline_.add(p + ".instantiate", t.described, t.instantiated);
+}
+
+std::unique_ptr<BuiltGraph> GraphSet::build_template(Group& g) {
+  TimedSpan task(timeline_, "templates.task");
+  {
+    TimedSpan span(timeline_, "templates.kernels");
+    kernels_.require(members_[g.tmpl]->desc);  // waits only for the binaries it launches
+  }
+  BuildTimes t;
+  auto built = build_graph(members_[g.tmpl]->desc, kernels_, device_, /*keep_topology=*/true, /*prepared=*/true, &t);
+  record("templates", t);
+  // Switching to any member launches that member's kernels: resolved before the group
+  // counts as replayable, so a failure surfaces at wait, not at the first switch.
+  TimedSpan span(timeline_, "templates.member_kernels");
+  for (size_t i : g.members)
+    if (i != g.tmpl) kernels_.require(members_[i]->desc);
+  return built;
+}
+
+std::unique_ptr<BuiltGraph> GraphSet::build_dedicated(Member& m) {
+  TimedSpan task(timeline_, "dedicated.task");
+  kernels_.require(m.desc);  // done by its template's task already; rethrows what failed there
+  BuildTimes t;
+  auto built = build_graph(m.desc, kernels_, device_, false, true, &t);
+  record("dedicated", t);
+  return built;
 }
 
 void GraphSet::run_task(size_t task) {
@@ -110,15 +153,8 @@ void GraphSet::run_task(size_t task) {
     cv_.wait(lk, [&] { return templates_done_ == groups_.size() || stop_.load(); });
   }
   try {
-    CUcontext current = nullptr;
-    check(driver().cuCtxGetCurrent(&current), "cuCtxGetCurrent");
-    if (current != ctx_) check(driver().cuCtxSetCurrent(ctx_), "cuCtxSetCurrent");
-    if (is_group) {
-      Group& g = *groups_[index];
-      built = build_graph(members_[g.tmpl]->desc, kernels_, device_, /*keep_topology=*/true, /*prepared=*/true);
-    } else {
-      built = build_graph(members_[index]->desc, kernels_, device_, false, true);
-    }
+    bind_context(ctx_);
+    built = is_group ? build_template(*groups_[index]) : build_dedicated(*members_[index]);
   } catch (...) {
     error = std::current_exception();
   }
@@ -130,7 +166,7 @@ void GraphSet::run_task(size_t task) {
       g.current = static_cast<long>(g.tmpl);
       g.error = error;
       g.done = true;
-      ++templates_done_;
+      if (++templates_done_ == groups_.size()) timeline_.add("templates.all", started_, SteadyClock::now());
     } else {
       Member& m = *members_[index];
       m.dedicated_error = error;
@@ -160,6 +196,7 @@ void GraphSet::wait(size_t i, bool dedicated) {
 
 void GraphSet::wait_all(bool dedicated) {
   for (size_t i = 0; i < members_.size(); ++i) wait(i, dedicated);
+  kernels_.binaries().wait_all();  // a binary no graph needed yet still must not fail silently
 }
 
 void GraphSet::upload_templates(CUstream stream) {

@@ -3,7 +3,8 @@
 // ordered: updates apply to later launches only) when another member replays. Background
 // threads instantiate the templates first (making every graph replayable) and then a
 // dedicated executable per graph, swapped in atomically so steady state runs without
-// per-switch updates.
+// per-switch updates. Decoding needs no kernel binary, so it runs while the KernelTable's
+// pool still loads them; each template then waits only for the kernels it launches.
 #pragma once
 
 #include <cuda.h>
@@ -11,11 +12,14 @@
 #include <atomic>
 #include <condition_variable>
 #include <exception>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
+#include "common/timeline.h"
 #include "graph/build.h"
 #include "graph/desc.h"
 #include "graph/kernels.h"
@@ -29,8 +33,9 @@ struct BlobView {
 
 class GraphSet {
  public:
-  // Decodes the blobs (in parallel), groups the graphs and prepares their kernels. The
-  // blobs' memory must outlive the set only during construction; `kernels` must outlive it.
+  // Decodes the blobs (in parallel), groups the graphs and plans their kernels (CPU only:
+  // kernels are resolved by the background builds that need them). The blobs' memory must
+  // outlive the set only during construction; `kernels` must outlive it.
   GraphSet(const std::vector<BlobView>& blobs, KernelTable& kernels, int device, unsigned threads);
   ~GraphSet();
   GraphSet(const GraphSet&) = delete;
@@ -41,6 +46,7 @@ class GraphSet {
   // Blocks until graph `i` is replayable (through its template, or its own executable when
   // `dedicated`); rethrows the error of the background build it waited for.
   void wait(size_t i, bool dedicated);
+  // As wait for every graph; then every binary loaded (rethrows the lowest slot's failure).
   void wait_all(bool dedicated);
 
   // Replays graph i on `stream`: its own executable when built, else its group's template.
@@ -57,6 +63,9 @@ class GraphSet {
   bool has_dedicated(size_t i) const { return members_.at(i)->dedicated.load(std::memory_order_acquire) != nullptr; }
   uint64_t switches() const { return switches_.load(); }
   const GraphDesc& desc(size_t i) const { return members_.at(i)->desc; }
+  // Seconds per category (see graph_set.cpp): decoding, update preparation, and per phase
+  // (templates, dedicated) the kernels, checks, graph building and instantiation.
+  std::map<std::string, TimeTotal> timings() const { return timeline_.totals(); }
 
  private:
   struct Member {
@@ -81,6 +90,9 @@ class GraphSet {
 
   void worker();
   void run_task(size_t task);
+  std::unique_ptr<BuiltGraph> build_template(Group& g);
+  std::unique_ptr<BuiltGraph> build_dedicated(Member& m);
+  void record(const char* phase, const BuildTimes& t);
   void switch_to(Group& g, size_t target);
 
   std::vector<std::unique_ptr<Member>> members_;
@@ -98,6 +110,8 @@ class GraphSet {
   size_t templates_done_ = 0;  // guarded by mu_
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> switches_{0};
+  SteadyClock::time_point started_;
+  Timeline timeline_;
 };
 
 }  // namespace kiln

@@ -1,46 +1,72 @@
-// LOAD side: the kernel functions an archive's graphs launch, resolved once per
-// (binary slot, entry name) from the binaries loaded for the archive (or the copies the
-// application already loaded), with function attributes applied once at their maximum.
+// LOAD side: the kernel functions an archive's graphs launch, resolved once per (binary
+// slot, entry name) from the binaries loaded for the archive (or the copies the
+// application already loaded). Function attributes are planned over every graph first and
+// then set once, at their maximum, before any graph uses the function: raising one later,
+// while another thread instantiates a graph with it, would race.
 #pragma once
 
 #include <cuda.h>
 
+#include <deque>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "binaries/loader.h"
+#include "common/once_cells.h"
+#include "common/timeline.h"
 #include "graph/desc.h"
 
 namespace kiln {
 
-struct BinarySource {
-  CUlibrary library = nullptr;  // loaded from the archive by kiln, or the app's own
-  CUmodule module = nullptr;    // the app's own module
-  bool owned = false;           // kiln loaded it and unloads it
-};
-
 class KernelTable {
  public:
-  explicit KernelTable(std::vector<BinarySource> slots) : slots_(std::move(slots)) {}
-  ~KernelTable();
+  explicit KernelTable(std::unique_ptr<BinaryLoader> binaries);
   KernelTable(const KernelTable&) = delete;
   KernelTable& operator=(const KernelTable&) = delete;
 
-  // Resolves every kernel of `desc` and raises function attributes to what it needs.
+  // Registers the kernels of `descs` with each function attribute at its maximum over them
+  // (and over earlier plans). CPU only. Throws Error(corrupt) for a slot the archive lacks.
+  void plan(const std::vector<const GraphDesc*>& descs);
+  // Resolves the kernels `desc` launches (loading their binaries here if nobody has started
+  // them) and applies their planned attributes; rethrows the failure of a binary or lookup
+  // it depends on. Thread-safe; every kernel of `desc` must have been planned.
+  void require(const GraphDesc& desc);
+  // plan + require, for callers restoring one graph at a time.
   void prepare(const GraphDesc& desc);
+  // A kernel resolved by require; thread-safe.
   CUfunction function(uint32_t slot, const std::string& entry) const;
-  size_t size() const { return functions_.size(); }
+
+  size_t size() const;  // kernels resolved so far
+  CUcontext context() const { return binaries_->context(); }
+  BinaryLoader& binaries() { return *binaries_; }
+  // "kernels.resolve": each function's lookup and attribute setting (binary loading not
+  // included), plus the binary loader's categories.
+  std::map<std::string, TimeTotal> timings() const;
 
  private:
-  CUfunction resolve(uint32_t slot, const std::string& entry);
+  struct Kernel {
+    uint32_t slot = 0;
+    std::string entry;
+    CUfunction function = nullptr;          // set once its cell is done
+    std::map<int32_t, int32_t> wanted;      // attribute -> planned value; guarded by attr_mu_
+    std::map<int32_t, int32_t> applied;     // guarded by attr_mu_
+  };
 
-  std::vector<BinarySource> slots_;
-  std::map<std::pair<uint32_t, std::string>, CUfunction> functions_;
-  std::map<std::pair<CUfunction, int32_t>, int32_t> applied_;  // attribute values set so far
+  size_t index_of(uint32_t slot, const std::string& entry) const;  // caller holds mu_
+  void resolve(Kernel& k);
+  void apply_attributes(Kernel& k);
+
+  std::unique_ptr<BinaryLoader> binaries_;
+  mutable std::mutex mu_;  // index_ and kernels_ (the container; each Kernel's cell guards its function)
+  std::map<std::pair<uint32_t, std::string>, size_t> index_;
+  std::deque<Kernel> kernels_;  // stable addresses while others are appended
+  OnceCells cells_;             // one per kernel: resolved once, whoever needs it first
+  std::mutex attr_mu_;
+  Timeline timeline_;
 };
-
-// Loads an image held in memory that outlives the library (an archive's mmap).
-CUlibrary load_library(const uint8_t* data, size_t size);
 
 }  // namespace kiln

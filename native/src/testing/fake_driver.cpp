@@ -1,5 +1,7 @@
 #include "testing/fake_driver.h"
 
+#include "testing/fake_graphs.h"
+
 #include <map>
 #include <mutex>
 
@@ -135,6 +137,7 @@ void install_fake_driver(const FakeDriverConfig& config) {
     s.table.cuInit = init;
     s.table.cuDeviceGet = device_get;
     s.table.cuCtxGetCurrent = ctx_get_current;
+    install_fake_graph_calls(s.table, config.strict_context);
   }
   install_driver_for_testing(&s.table);
 }

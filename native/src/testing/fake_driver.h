@@ -1,5 +1,6 @@
 // A stand-in for the driver's virtual-memory API, for CPU tests of the region logic: it
-// tracks reservations, physical handles and mappings, and injects faults on request.
+// tracks reservations, physical handles and mappings, and injects faults on request. The
+// module and graph calls LOAD uses come from testing/fake_graphs.*.
 #pragma once
 
 #include <cstdint>
@@ -14,6 +15,7 @@ struct FakeDriverConfig {
   int fail_create_after = -1;  // cuMemCreate fails once this many succeeded (-1: never)
   int fail_map_after = -1;
   uint64_t device_memory = 1ull << 40;  // cuMemCreate fails with OUT_OF_MEMORY past this
+  bool strict_context = false;          // see install_fake_graph_calls
 };
 
 struct FakeDriverStats {

@@ -1,0 +1,108 @@
+#include "binaries/loader.h"
+
+#include "binaries/image.h"
+#include "common/context.h"
+#include "common/driver.h"
+#include "common/error.h"
+#include "common/log.h"
+
+namespace kiln {
+
+CUlibrary load_library(const uint8_t* data, size_t size, uint32_t slot) {
+  ImageView v = validate_image(data, size);  // the driver would read past a lying header
+  CUlibrary lib = nullptr;
+  CUresult r = driver().cuLibraryLoadData(&lib, data, nullptr, nullptr, 0, nullptr, nullptr, 0);
+  if (r != CUDA_SUCCESS)
+    throw Error(ErrorKind::restore,
+                format("archive binary %u (%s, %zu bytes): %s", slot, image_kind_name(v.kind), v.size,
+                       describe_result("cuLibraryLoadData", r).c_str()),
+                r);
+  return lib;
+}
+
+BinaryLoader::BinaryLoader(std::vector<BinarySource> slots, CUcontext ctx, std::shared_ptr<void> keep_alive)
+    : slots_(std::move(slots)),
+      ctx_(ctx),
+      keep_alive_(std::move(keep_alive)),
+      cells_(slots_.size()),
+      started_(SteadyClock::now()) {
+  // Slots holding the application's own handles need no loading.
+  for (uint32_t i = 0; i < slots_.size(); ++i) {
+    if (slots_[i].image)
+      ++to_load_;
+    else
+      cells_.run(i, [] {});
+  }
+}
+
+BinaryLoader::~BinaryLoader() {
+  stop_.store(true);
+  for (std::thread& t : workers_) t.join();
+  const DriverTable* drv = nullptr;
+  try {
+    drv = &driver();
+  } catch (const Error&) {
+  }
+  if (drv)
+    for (const BinarySource& s : slots_)
+      if (s.owned && s.library) drv->cuLibraryUnload(s.library);
+  keep_alive_.reset();  // the images only now: the driver may read them until unloaded
+}
+
+void BinaryLoader::start(unsigned threads) {
+  started_ = SteadyClock::now();
+  if (threads == 0) {
+    wait_all();
+    return;
+  }
+  unsigned n = static_cast<unsigned>(std::min<size_t>(threads, slots_.size()));
+  for (unsigned t = 0; t < n; ++t) workers_.emplace_back([this] { worker(); });
+}
+
+void BinaryLoader::load(uint32_t slot) {
+  BinarySource& s = slots_[slot];
+  auto t0 = SteadyClock::now();
+  s.library = load_library(s.image, s.size, slot);
+  s.owned = true;
+  auto t1 = SteadyClock::now();
+  timeline_.add("binaries.load", t0, t1);
+  if (finished_.fetch_add(1) + 1 == to_load_) timeline_.add("binaries.all", started_, t1);
+}
+
+void BinaryLoader::worker() {
+  // Threads kiln starts have no current context; a failure to bind is reported by every
+  // slot this thread takes (where it is needed), not swallowed.
+  std::exception_ptr bind_error;
+  try {
+    bind_context(ctx_);
+  } catch (...) {
+    bind_error = std::current_exception();
+  }
+  for (size_t i; !stop_.load() && cells_.claim(&i);) {
+    std::exception_ptr error = bind_error;
+    if (!error) {
+      try {
+        load(static_cast<uint32_t>(i));
+      } catch (...) {
+        error = std::current_exception();
+      }
+    }
+    cells_.finish(i, error);
+  }
+}
+
+const BinarySource& BinaryLoader::get(uint32_t slot) {
+  if (slot >= slots_.size())
+    throw Error(ErrorKind::corrupt, format("binary slot %u of %zu", slot, slots_.size()));
+  cells_.run(slot, [&] {
+    bind_context(ctx_);
+    load(slot);
+  });
+  return slots_[slot];
+}
+
+void BinaryLoader::wait_all() {
+  for (uint32_t i = 0; i < slots_.size(); ++i) get(i);
+}
+
+}  // namespace kiln

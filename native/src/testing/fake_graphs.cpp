@@ -1,0 +1,506 @@
+#include "testing/fake_graphs.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <thread>
+
+namespace kiln::testing {
+namespace {
+
+struct Function {
+  std::string name;  // "library:entry"
+  std::vector<uint32_t> sizes;
+  std::map<int, int> attributes;
+};
+
+struct Library;
+struct Kernel {
+  Library* library;
+  std::string entry;
+  Function* function = nullptr;  // created on first cuKernelGetFunction
+};
+
+struct Library {
+  std::string name;
+  std::map<std::string, std::vector<uint32_t>> entries;
+  std::map<std::string, std::unique_ptr<Kernel>> kernels;
+};
+
+struct Graph;
+struct Node {
+  Graph* graph;
+  size_t index;
+  std::string digest;
+};
+
+struct Graph {
+  std::vector<std::unique_ptr<Node>> nodes;
+  std::vector<std::string> edges;
+  std::map<CUevent, size_t> events;  // by first use, so records do not depend on handles
+};
+
+struct Exec {
+  std::vector<std::string> nodes;
+  std::vector<std::string> edges;
+  std::map<const Node*, size_t> index;
+  unsigned long long flags;
+};
+
+struct State {
+  std::mutex mu;
+  bool strict = false;
+  // Owned forever (handles stay unique for the process); liveness tracked separately.
+  std::vector<std::unique_ptr<Library>> libraries;
+  std::vector<std::unique_ptr<Function>> functions;
+  std::set<const void*> live_libraries, live_functions, live_graphs, live_execs, live_events;
+  std::map<const Graph*, std::unique_ptr<Graph>> graphs;
+  std::map<const Exec*, std::unique_ptr<Exec>> execs;
+  std::vector<std::string> launches;
+  std::set<std::thread::id> loader_threads;
+  int64_t loads = 0, loading = 0, max_loading = 0, attribute_sets = 0, context_errors = 0, instantiations = 0;
+  uint64_t next_event = 1;
+};
+
+State& st() {
+  static State* s = new State();
+  return *s;
+}
+
+const CUcontext kPrimary = reinterpret_cast<CUcontext>(0x1);
+thread_local CUcontext tl_current = nullptr;
+
+bool no_context() {
+  if (!st().strict || tl_current) return false;
+  std::lock_guard<std::mutex> l(st().mu);
+  ++st().context_errors;
+  return true;
+}
+
+std::string hex(const uint8_t* p, size_t n) {
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  for (size_t i = 0; i < n; ++i) out += digits[p[i] >> 4], out += digits[p[i] & 15];
+  return out;
+}
+
+std::vector<uint32_t> parse_sizes(const std::string& text) {
+  std::vector<uint32_t> out;
+  std::stringstream in(text);
+  for (std::string item; std::getline(in, item, ',');)
+    if (!item.empty()) out.push_back(static_cast<uint32_t>(std::stoul(item)));
+  return out;
+}
+
+// Under st().mu.
+CUresult kernel_digest(const CUDA_KERNEL_NODE_PARAMS* p, std::string* out) {
+  State& s = st();
+  if (!p || !s.live_functions.count(p->func)) return CUDA_ERROR_INVALID_HANDLE;
+  auto* f = reinterpret_cast<Function*>(p->func);
+  int max_shared = f->attributes[CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES];
+  if (p->sharedMemBytes > static_cast<unsigned>(max_shared)) return CUDA_ERROR_INVALID_VALUE;
+  std::string args;
+  if (p->extra) {
+    const uint8_t* buffer = nullptr;
+    size_t size = 0;
+    for (void** e = p->extra; *e != CU_LAUNCH_PARAM_END; e += 2) {
+      if (e[0] == CU_LAUNCH_PARAM_BUFFER_POINTER) buffer = static_cast<const uint8_t*>(e[1]);
+      else if (e[0] == CU_LAUNCH_PARAM_BUFFER_SIZE) size = *static_cast<size_t*>(e[1]);
+      else return CUDA_ERROR_INVALID_VALUE;
+    }
+    args = "x" + hex(buffer, size);
+  } else {
+    if (!f->sizes.empty() && !p->kernelParams) return CUDA_ERROR_INVALID_VALUE;
+    for (size_t i = 0; i < f->sizes.size(); ++i)
+      args += hex(static_cast<const uint8_t*>(p->kernelParams[i]), f->sizes[i]) + ".";
+  }
+  std::ostringstream d;
+  d << "kernel " << f->name << " grid " << p->gridDimX << "," << p->gridDimY << "," << p->gridDimZ << " block "
+    << p->blockDimX << "," << p->blockDimY << "," << p->blockDimZ << " shared " << p->sharedMemBytes << " args "
+    << args;
+  *out = d.str();
+  return CUDA_SUCCESS;
+}
+
+std::string memset_digest(const CUDA_MEMSET_NODE_PARAMS* p) {
+  std::ostringstream d;
+  d << "memset " << p->dst << " " << p->pitch << " " << p->value << " " << p->elementSize << " " << p->width << " "
+    << p->height;
+  return d.str();
+}
+
+std::string memcpy_digest(const CUDA_MEMCPY3D* p) {
+  std::ostringstream d;
+  d << "memcpy " << p->srcDevice << " " << p->srcXInBytes << " " << p->srcY << " " << p->srcZ << " " << p->srcPitch
+    << " " << p->srcHeight << " " << p->dstDevice << " " << p->dstXInBytes << " " << p->dstY << " " << p->dstZ << " "
+    << p->dstPitch << " " << p->dstHeight << " " << p->WidthInBytes << " " << p->Height << " " << p->Depth;
+  return d.str();
+}
+
+// Under st().mu: a new node of a live graph.
+CUresult add_node(CUgraphNode* out, CUgraph graph, size_t deps, std::string digest) {
+  State& s = st();
+  if (!s.live_graphs.count(graph) || deps != 0) return CUDA_ERROR_INVALID_VALUE;
+  Graph* g = s.graphs.at(reinterpret_cast<Graph*>(graph)).get();
+  g->nodes.push_back(std::make_unique<Node>(Node{g, g->nodes.size(), std::move(digest)}));
+  *out = reinterpret_cast<CUgraphNode>(g->nodes.back().get());
+  return CUDA_SUCCESS;
+}
+
+std::string event_digest(Graph* g, const char* what, CUevent e) {
+  auto [it, fresh] = g->events.emplace(e, g->events.size());
+  return std::string(what) + " " + std::to_string(it->second);
+}
+
+// Under st().mu: the exec and the index of `node` in it.
+Exec* exec_node(CUgraphExec exec, CUgraphNode node, size_t* index) {
+  State& s = st();
+  if (!s.live_execs.count(exec)) return nullptr;
+  Exec* x = s.execs.at(reinterpret_cast<Exec*>(exec)).get();
+  auto it = x->index.find(reinterpret_cast<Node*>(node));
+  if (it == x->index.end()) return nullptr;
+  *index = it->second;
+  return x;
+}
+
+CUresult library_load(CUlibrary* out, const void* code, CUjit_option*, void**, unsigned, CUlibraryOption*, void**,
+                      unsigned) {
+  if (no_context()) return CUDA_ERROR_INVALID_CONTEXT;
+  std::string text(static_cast<const char*>(code));
+  auto lib = std::make_unique<Library>();
+  int delay_ms = 0;
+  bool fail = false;
+  std::stringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    std::stringstream words(line);
+    std::string tag, key, a, b;
+    words >> tag >> key >> a >> b;
+    if (tag != "//fake") continue;
+    if (key == "name") lib->name = a;
+    if (key == "entry") lib->entries[a] = parse_sizes(b);
+    if (key == "delay-ms") delay_ms = std::stoi(a);
+    if (key == "fail-load") fail = true;
+  }
+  State& s = st();
+  {
+    std::lock_guard<std::mutex> l(s.mu);
+    ++s.loads;
+    s.max_loading = std::max(s.max_loading, ++s.loading);
+    s.loader_threads.insert(std::this_thread::get_id());
+  }
+  if (delay_ms) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+  std::lock_guard<std::mutex> l(s.mu);
+  --s.loading;
+  if (fail) return CUDA_ERROR_INVALID_IMAGE;
+  *out = reinterpret_cast<CUlibrary>(lib.get());
+  s.live_libraries.insert(lib.get());
+  s.libraries.push_back(std::move(lib));
+  return CUDA_SUCCESS;
+}
+
+CUresult library_unload(CUlibrary lib) {
+  std::lock_guard<std::mutex> l(st().mu);
+  return st().live_libraries.erase(lib) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+}
+
+CUresult library_get_kernel(CUkernel* out, CUlibrary library, const char* name) {
+  std::lock_guard<std::mutex> l(st().mu);
+  if (!st().live_libraries.count(library)) return CUDA_ERROR_INVALID_HANDLE;
+  auto* lib = reinterpret_cast<Library*>(library);
+  if (!lib->entries.count(name)) return CUDA_ERROR_NOT_FOUND;
+  auto& k = lib->kernels[name];
+  if (!k) k = std::make_unique<Kernel>(Kernel{lib, name});
+  *out = reinterpret_cast<CUkernel>(k.get());
+  return CUDA_SUCCESS;
+}
+
+CUresult kernel_get_function(CUfunction* out, CUkernel kernel) {
+  if (no_context()) return CUDA_ERROR_INVALID_CONTEXT;
+  std::lock_guard<std::mutex> l(st().mu);
+  auto* k = reinterpret_cast<Kernel*>(kernel);
+  if (!k->function) {
+    auto f = std::make_unique<Function>();
+    f->name = k->library->name + ":" + k->entry;
+    f->sizes = k->library->entries.at(k->entry);
+    k->function = f.get();
+    st().live_functions.insert(f.get());
+    st().functions.push_back(std::move(f));
+  }
+  *out = reinterpret_cast<CUfunction>(k->function);
+  return CUDA_SUCCESS;
+}
+
+CUresult func_get_attribute(int* value, CUfunction_attribute attr, CUfunction f) {
+  if (no_context()) return CUDA_ERROR_INVALID_CONTEXT;
+  std::lock_guard<std::mutex> l(st().mu);
+  if (!st().live_functions.count(f)) return CUDA_ERROR_INVALID_HANDLE;
+  *value = reinterpret_cast<Function*>(f)->attributes[attr];
+  return CUDA_SUCCESS;
+}
+
+CUresult func_set_attribute(CUfunction f, CUfunction_attribute attr, int value) {
+  if (no_context()) return CUDA_ERROR_INVALID_CONTEXT;
+  std::lock_guard<std::mutex> l(st().mu);
+  if (!st().live_functions.count(f)) return CUDA_ERROR_INVALID_HANDLE;
+  reinterpret_cast<Function*>(f)->attributes[attr] = value;
+  ++st().attribute_sets;
+  return CUDA_SUCCESS;
+}
+
+CUresult graph_create(CUgraph* out, unsigned int) {
+  std::lock_guard<std::mutex> l(st().mu);
+  auto g = std::make_unique<Graph>();
+  *out = reinterpret_cast<CUgraph>(g.get());
+  st().live_graphs.insert(g.get());
+  st().graphs[g.get()] = std::move(g);
+  return CUDA_SUCCESS;
+}
+
+CUresult graph_destroy(CUgraph graph) {
+  std::lock_guard<std::mutex> l(st().mu);
+  if (!st().live_graphs.erase(graph)) return CUDA_ERROR_INVALID_HANDLE;
+  st().graphs.erase(reinterpret_cast<Graph*>(graph));
+  return CUDA_SUCCESS;
+}
+
+CUresult add_kernel(CUgraphNode* out, CUgraph graph, const CUgraphNode*, size_t deps,
+                    const CUDA_KERNEL_NODE_PARAMS* p) {
+  if (no_context()) return CUDA_ERROR_INVALID_CONTEXT;
+  std::lock_guard<std::mutex> l(st().mu);
+  std::string digest;
+  if (CUresult r = kernel_digest(p, &digest)) return r;
+  return add_node(out, graph, deps, digest);
+}
+
+CUresult kernel_set_attribute(CUgraphNode node, CUkernelNodeAttrID id, const CUkernelNodeAttrValue* value) {
+  std::lock_guard<std::mutex> l(st().mu);
+  auto* n = reinterpret_cast<Node*>(node);
+  n->digest += " attr " + std::to_string(id) + "=" + hex(reinterpret_cast<const uint8_t*>(value), sizeof *value);
+  return CUDA_SUCCESS;
+}
+
+CUresult add_memset(CUgraphNode* out, CUgraph graph, const CUgraphNode*, size_t deps,
+                    const CUDA_MEMSET_NODE_PARAMS* p, CUcontext) {
+  std::lock_guard<std::mutex> l(st().mu);
+  return add_node(out, graph, deps, memset_digest(p));
+}
+
+CUresult add_memcpy(CUgraphNode* out, CUgraph graph, const CUgraphNode*, size_t deps, const CUDA_MEMCPY3D* p,
+                    CUcontext) {
+  std::lock_guard<std::mutex> l(st().mu);
+  return add_node(out, graph, deps, memcpy_digest(p));
+}
+
+CUresult add_empty(CUgraphNode* out, CUgraph graph, const CUgraphNode*, size_t deps) {
+  std::lock_guard<std::mutex> l(st().mu);
+  return add_node(out, graph, deps, "empty");
+}
+
+CUresult add_event_record(CUgraphNode* out, CUgraph graph, const CUgraphNode*, size_t deps, CUevent e) {
+  std::lock_guard<std::mutex> l(st().mu);
+  if (!st().live_graphs.count(graph)) return CUDA_ERROR_INVALID_VALUE;
+  return add_node(out, graph, deps, event_digest(reinterpret_cast<Graph*>(graph), "record", e));
+}
+
+CUresult add_event_wait(CUgraphNode* out, CUgraph graph, const CUgraphNode*, size_t deps, CUevent e) {
+  std::lock_guard<std::mutex> l(st().mu);
+  if (!st().live_graphs.count(graph)) return CUDA_ERROR_INVALID_VALUE;
+  return add_node(out, graph, deps, event_digest(reinterpret_cast<Graph*>(graph), "wait", e));
+}
+
+CUresult add_dependencies(CUgraph graph, const CUgraphNode* from, const CUgraphNode* to, const CUgraphEdgeData* data,
+                          size_t n) {
+  std::lock_guard<std::mutex> l(st().mu);
+  if (!st().live_graphs.count(graph)) return CUDA_ERROR_INVALID_VALUE;
+  Graph* g = reinterpret_cast<Graph*>(graph);
+  for (size_t i = 0; i < n; ++i) {
+    auto* a = reinterpret_cast<Node*>(from[i]);
+    auto* b = reinterpret_cast<Node*>(to[i]);
+    if (a->graph != g || b->graph != g) return CUDA_ERROR_INVALID_VALUE;
+    g->edges.push_back(std::to_string(a->index) + ">" + std::to_string(b->index) + " " +
+                       std::to_string(data[i].from_port) + "," + std::to_string(data[i].to_port) + "," +
+                       std::to_string(data[i].type));
+  }
+  return CUDA_SUCCESS;
+}
+
+CUresult instantiate(CUgraphExec* out, CUgraph graph, unsigned long long flags) {
+  if (no_context()) return CUDA_ERROR_INVALID_CONTEXT;
+  std::lock_guard<std::mutex> l(st().mu);
+  State& s = st();
+  if (!s.live_graphs.count(graph)) return CUDA_ERROR_INVALID_VALUE;
+  Graph* g = reinterpret_cast<Graph*>(graph);
+  auto x = std::make_unique<Exec>();
+  for (const auto& n : g->nodes) {
+    x->index[n.get()] = x->nodes.size();
+    x->nodes.push_back(n->digest);
+  }
+  x->edges = g->edges;
+  x->flags = flags;
+  *out = reinterpret_cast<CUgraphExec>(x.get());
+  s.live_execs.insert(x.get());
+  s.execs[x.get()] = std::move(x);
+  ++s.instantiations;
+  return CUDA_SUCCESS;
+}
+
+CUresult exec_destroy(CUgraphExec exec) {
+  std::lock_guard<std::mutex> l(st().mu);
+  if (!st().live_execs.erase(exec)) return CUDA_ERROR_INVALID_HANDLE;
+  st().execs.erase(reinterpret_cast<Exec*>(exec));
+  return CUDA_SUCCESS;
+}
+
+CUresult exec_kernel_set(CUgraphExec exec, CUgraphNode node, const CUDA_KERNEL_NODE_PARAMS* p) {
+  if (no_context()) return CUDA_ERROR_INVALID_CONTEXT;
+  std::lock_guard<std::mutex> l(st().mu);
+  size_t i;
+  Exec* x = exec_node(exec, node, &i);
+  if (!x) return CUDA_ERROR_INVALID_VALUE;
+  std::string digest;
+  if (CUresult r = kernel_digest(p, &digest)) return r;
+  // Launch attributes belong to the topology: kept from the template.
+  std::string& old = x->nodes[i];
+  size_t attrs = old.find(" attr ");
+  x->nodes[i] = digest + (attrs == std::string::npos ? "" : old.substr(attrs));
+  return CUDA_SUCCESS;
+}
+
+CUresult exec_memset_set(CUgraphExec exec, CUgraphNode node, const CUDA_MEMSET_NODE_PARAMS* p, CUcontext) {
+  std::lock_guard<std::mutex> l(st().mu);
+  size_t i;
+  Exec* x = exec_node(exec, node, &i);
+  if (!x) return CUDA_ERROR_INVALID_VALUE;
+  x->nodes[i] = memset_digest(p);
+  return CUDA_SUCCESS;
+}
+
+CUresult exec_memcpy_set(CUgraphExec exec, CUgraphNode node, const CUDA_MEMCPY3D* p, CUcontext) {
+  std::lock_guard<std::mutex> l(st().mu);
+  size_t i;
+  Exec* x = exec_node(exec, node, &i);
+  if (!x) return CUDA_ERROR_INVALID_VALUE;
+  x->nodes[i] = memcpy_digest(p);
+  return CUDA_SUCCESS;
+}
+
+CUresult launch(CUgraphExec exec, CUstream) {
+  if (no_context()) return CUDA_ERROR_INVALID_CONTEXT;
+  std::lock_guard<std::mutex> l(st().mu);
+  if (!st().live_execs.count(exec)) return CUDA_ERROR_INVALID_HANDLE;
+  const Exec* x = st().execs.at(reinterpret_cast<const Exec*>(exec)).get();
+  std::string record;
+  for (const std::string& n : x->nodes) record += n + "\n";
+  for (const std::string& e : x->edges) record += "edge " + e + "\n";
+  record += "flags " + std::to_string(x->flags);
+  st().launches.push_back(std::move(record));
+  return CUDA_SUCCESS;
+}
+
+CUresult upload(CUgraphExec exec, CUstream) {
+  if (no_context()) return CUDA_ERROR_INVALID_CONTEXT;
+  std::lock_guard<std::mutex> l(st().mu);
+  return st().live_execs.count(exec) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+}
+
+CUresult event_create(CUevent* out, unsigned int) {
+  std::lock_guard<std::mutex> l(st().mu);
+  *out = reinterpret_cast<CUevent>(st().next_event++ << 4);
+  st().live_events.insert(*out);
+  return CUDA_SUCCESS;
+}
+
+CUresult event_destroy(CUevent e) {
+  std::lock_guard<std::mutex> l(st().mu);
+  return st().live_events.erase(e) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+}
+
+CUresult ctx_get_current(CUcontext* c) {
+  *c = st().strict ? tl_current : kPrimary;
+  return CUDA_SUCCESS;
+}
+
+CUresult ctx_set_current(CUcontext c) {
+  tl_current = c;
+  return CUDA_SUCCESS;
+}
+
+CUresult primary_retain(CUcontext* c, CUdevice) {
+  *c = kPrimary;
+  return CUDA_SUCCESS;
+}
+
+}  // namespace
+
+void install_fake_graph_calls(DriverTable& t, bool strict_context) {
+  State& s = st();
+  {
+    std::lock_guard<std::mutex> l(s.mu);
+    s.strict = strict_context;
+    // Handles of an earlier install stay owned (a test may still hold them) but not live.
+    s.live_libraries.clear(), s.live_functions.clear(), s.live_graphs.clear();
+    s.live_execs.clear(), s.live_events.clear(), s.launches.clear(), s.loader_threads.clear();
+    s.loads = s.loading = s.max_loading = s.attribute_sets = s.context_errors = s.instantiations = 0;
+  }
+  tl_current = nullptr;
+  t.cuCtxGetCurrent = ctx_get_current;
+  t.cuCtxSetCurrent = ctx_set_current;
+  t.cuDevicePrimaryCtxRetain = primary_retain;
+  t.cuLibraryLoadData = library_load;
+  t.cuLibraryUnload = library_unload;
+  t.cuLibraryGetKernel = library_get_kernel;
+  t.cuKernelGetFunction = kernel_get_function;
+  t.cuFuncGetAttribute = func_get_attribute;
+  t.cuFuncSetAttribute = func_set_attribute;
+  t.cuGraphCreate = graph_create;
+  t.cuGraphDestroy = graph_destroy;
+  t.cuGraphAddKernelNode = add_kernel;
+  t.cuGraphKernelNodeSetAttribute = kernel_set_attribute;
+  t.cuGraphAddMemsetNode = add_memset;
+  t.cuGraphAddMemcpyNode = add_memcpy;
+  t.cuGraphAddEmptyNode = add_empty;
+  t.cuGraphAddEventRecordNode = add_event_record;
+  t.cuGraphAddEventWaitNode = add_event_wait;
+  t.cuGraphAddDependencies = add_dependencies;
+  t.cuGraphInstantiateWithFlags = instantiate;
+  t.cuGraphExecDestroy = exec_destroy;
+  t.cuGraphExecKernelNodeSetParams = exec_kernel_set;
+  t.cuGraphExecMemsetNodeSetParams = exec_memset_set;
+  t.cuGraphExecMemcpyNodeSetParams = exec_memcpy_set;
+  t.cuGraphLaunch = launch;
+  t.cuGraphUpload = upload;
+  t.cuEventCreate = event_create;
+  t.cuEventDestroy = event_destroy;
+}
+
+FakeGraphStats fake_graph_stats() {
+  std::lock_guard<std::mutex> l(st().mu);
+  State& s = st();
+  return {static_cast<int64_t>(s.live_libraries.size()),
+          static_cast<int64_t>(s.live_graphs.size()),
+          static_cast<int64_t>(s.live_execs.size()),
+          static_cast<int64_t>(s.live_events.size()),
+          s.loads,
+          s.max_loading,
+          static_cast<int64_t>(s.loader_threads.size()),
+          s.attribute_sets,
+          s.context_errors,
+          s.instantiations};
+}
+
+std::vector<std::string> fake_launches() {
+  std::lock_guard<std::mutex> l(st().mu);
+  return st().launches;
+}
+
+void clear_fake_launches() {
+  std::lock_guard<std::mutex> l(st().mu);
+  st().launches.clear();
+}
+
+}  // namespace kiln::testing

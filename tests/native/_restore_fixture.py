@@ -1,0 +1,93 @@
+"""A small synthetic archive for CPU tests of LOAD on the fake driver: kernel images in the
+fake's text form (see native/src/testing/fake_graphs.h) and graph blobs in two topology
+groups whose members differ in kernel arguments, grids and shared memory."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import pytest
+
+native = pytest.importorskip("kiln._native", reason="kiln's native extension is not built")
+
+DEV = 0
+GRAN = 2 << 20
+BASE = 0x7F0000000000
+SIZE = 64 * GRAN
+ENTRIES = ("k0", "k1", "k2")
+
+
+def image(slot: int, *, delay_ms: int = 0, fail: bool = False, entries=ENTRIES) -> bytes:
+    lines = [f"//fake name b{slot}"] + [f"//fake entry {e} 8,4" for e in entries]
+    if delay_ms:
+        lines.append(f"//fake delay-ms {delay_ms}")
+    if fail:
+        lines.append("//fake fail-load")
+    return ("\n".join(lines) + "\n").encode() + b"\0"
+
+
+def _kernel(slot: int, entry: str, bs: int, ptr: int, shared: int) -> dict:
+    return {
+        "type": "kernel",
+        "kernel": {
+            "binary": slot,
+            "entry": entry,
+            "grid": (bs, 1, 1),
+            "block": (128, 1, 1),
+            "shared_mem": shared,
+            "extra_buffer": False,
+            "args": struct.pack("<QI4x", ptr, bs),
+            "params": [(0, 8), (8, 4)],
+            "region_pointers": [(0, ptr)],
+            "attributes": [],
+            "function_attributes": [],
+        },
+    }
+
+
+def graph(bs: int, nodes: int, slots: int, buffer: int, shared: int = 0) -> dict:
+    """`nodes` kernels in a chain (their slots and entries fixed by position, so graphs of
+    one node count share a topology), then a memset; arguments depend on `bs`."""
+    ptr = buffer + 256 * bs
+    ns = [
+        _kernel(i % slots, ENTRIES[i % 3], bs, ptr, shared if i == 0 else 0) for i in range(nodes)
+    ]
+    ns.append({"type": "memset", "memset": (ptr, 0, 64, 1, 0, 1)})  # shape: topology
+    return {
+        "nodes": ns,
+        "edges": [(i, i + 1, 0, 0, 0) for i in range(nodes)],
+        "event_count": 0,
+    }
+
+
+@dataclass
+class Archive:
+    images: list[bytes]
+    blobs: list[bytes]
+
+
+def archive(buffer: int, *, slots: int = 6, fail_slot: int = -1, delay_ms: int = 0) -> Archive:
+    """Eight graphs: batch sizes 8..1 (largest first, as engines capture), alternating
+    between two topologies (7 and 4 kernels); the first graph of each group needs more
+    shared memory than the others."""
+    images = [image(s, delay_ms=delay_ms, fail=s == fail_slot) for s in range(slots)]
+    blobs = []
+    for k, bs in enumerate(range(8, 0, -1)):
+        nodes = 7 if k % 2 == 0 else 4
+        shared = 4096 * bs if k < 2 else 1024
+        blobs.append(native.GraphDesc.from_dict(graph(bs, nodes, slots, buffer, shared)).encode())
+    return Archive(images, blobs)
+
+
+def open_fake_region(strict_context: bool = True) -> int:
+    """A fresh fake driver and region; returns a backed buffer for the graphs' operands."""
+    close_fake()
+    native.testing.install_fake_driver(granularity=GRAN, strict_context=strict_context)
+    native.region_open(DEV, BASE, SIZE, 0)
+    return native.region_allocate(DEV, 4 * GRAN)
+
+
+def close_fake() -> None:
+    native.region_close(DEV)
+    native.testing.uninstall_fake_driver()

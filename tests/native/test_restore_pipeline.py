@@ -1,0 +1,152 @@
+"""LOAD's pipeline on the fake driver: binaries load on a pool while the graph blobs decode,
+templates build as soon as their own kernels are resolved, and the outcome (what every
+graph launches, directly or through its template) is the same as a sequential restore."""
+
+from __future__ import annotations
+
+import gc
+import time
+
+import pytest
+
+from ._restore_fixture import DEV, archive, close_fake, native, open_fake_region
+
+
+@pytest.fixture
+def buffer():
+    try:
+        yield open_fake_region(strict_context=True)
+    finally:
+        gc.collect()
+        close_fake()
+
+
+def restore(arc, *, binary_threads: int, graph_threads: int, dedicated: bool = True):
+    kernels = native.make_kernel_table(
+        arc.images, [-1] * len(arc.images), device=DEV, threads=binary_threads
+    )
+    graphs = native.GraphSet(arc.blobs, kernels, DEV, graph_threads)
+    graphs.start(dedicated)
+    return kernels, graphs
+
+
+def launch_records(graphs) -> dict[str, list[str]]:
+    """What each graph launches through its template (switched there from another member,
+    in a fixed order) and through its own executable."""
+    n = len(graphs)
+    native.testing.clear_fake_launches()
+    graphs.wait_all(False)
+    for i in list(range(n)) + list(reversed(range(n))):
+        graphs.launch_template(i, 0)
+    graphs.wait_all(True)
+    for i in range(n):
+        graphs.launch(i, 0)
+    records = native.testing.fake_launches()
+    return {
+        "template": records[:n],
+        "template_reversed": records[n : 2 * n],
+        "own": records[2 * n :],
+    }
+
+
+def test_overlapped_restore_launches_what_a_sequential_one_does(buffer) -> None:
+    arc = archive(buffer, delay_ms=5)
+    runs = []
+    for binary_threads, graph_threads in ((0, 1), (3, 4), (2, 2), (4, 1)):
+        kernels, graphs = restore(arc, binary_threads=binary_threads, graph_threads=graph_threads)
+        assert graphs.group_count == 2
+        runs.append(launch_records(graphs))
+        del graphs, kernels
+        gc.collect()
+    sequential = runs[0]
+    for other in runs[1:]:
+        assert other == sequential
+    # Switching a template to a member launches exactly what its own executable does.
+    assert sequential["template"] == sequential["own"]
+    assert list(reversed(sequential["template_reversed"])) == sequential["own"]
+    # Sanity: every graph launches something of its own, with the kernels by name.
+    assert len(set(sequential["own"])) == len(arc.blobs)
+    assert all("kernel b0:k0 grid" in r for r in sequential["own"])
+
+
+def test_no_driver_call_runs_without_the_primary_context_and_nothing_leaks(buffer) -> None:
+    arc = archive(buffer)
+    kernels, graphs = restore(arc, binary_threads=3, graph_threads=4)
+    launch_records(graphs)
+    stats = native.testing.fake_graph_stats()
+    assert stats["context_errors"] == 0
+    assert stats["library_loads"] == len(arc.images)  # each binary once
+    assert stats["live_libraries"] == len(arc.images)
+    del graphs, kernels
+    gc.collect()
+    stats = native.testing.fake_graph_stats()
+    assert stats["live_libraries"] == 0
+    assert stats["live_execs"] == 0
+    assert stats["live_graphs"] == 0
+    assert stats["live_events"] == 0
+
+
+def test_function_attributes_are_set_once_at_their_maximum_before_any_use(buffer) -> None:
+    # Graph 0 (group 0) and graph 1 (group 1) both launch b0:k0 with the most shared
+    # memory; the fake refuses a node needing more than the function allows.
+    arc = archive(buffer)
+    kernels, graphs = restore(arc, binary_threads=2, graph_threads=4)
+    launch_records(graphs)
+    assert native.testing.fake_graph_stats()["attribute_sets"] == 1
+    assert len(kernels) == len({(i % 6, i % 3) for i in range(7)})  # (slot, entry) by position
+    del graphs, kernels
+
+
+def _wait_loaded_by_pool(kernels, count: int) -> None:
+    deadline = time.monotonic() + 10
+    while kernels.timings().get("binaries.load", {}).get("count", 0) < count:
+        assert time.monotonic() < deadline, "the loader pool did not finish"
+        time.sleep(0.005)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 4])
+def test_binary_loader_thread_count(buffer, threads: int) -> None:
+    arc = archive(buffer, slots=8, delay_ms=20)
+    kernels = native.make_kernel_table(arc.images, [-1] * 8, device=DEV, threads=threads)
+    assert kernels.loader_threads == threads
+    _wait_loaded_by_pool(kernels, 8)
+    stats = native.testing.fake_graph_stats()
+    assert stats["loader_threads"] == threads
+    assert stats["max_concurrent_loads"] <= threads
+    if threads > 1:
+        assert stats["max_concurrent_loads"] > 1
+    kernels.wait_loaded()
+    assert native.testing.fake_graph_stats()["library_loads"] == 8
+    del kernels
+
+
+def test_no_loader_threads_loads_every_binary_before_returning(buffer) -> None:
+    arc = archive(buffer, delay_ms=1)
+    kernels = native.make_kernel_table(arc.images, [-1] * len(arc.images), device=DEV, threads=0)
+    stats = native.testing.fake_graph_stats()
+    assert kernels.loader_threads == 0
+    assert stats["library_loads"] == len(arc.images)
+    assert stats["loader_threads"] == 1 and stats["max_concurrent_loads"] == 1
+    del kernels
+
+
+def test_timings_name_every_step(buffer) -> None:
+    arc = archive(buffer)
+    kernels, graphs = restore(arc, binary_threads=2, graph_threads=2)
+    graphs.wait_all(True)
+    k = kernels.timings()
+    g = graphs.timings()
+    assert k["binaries.load"]["count"] == len(arc.images)
+    assert k["binaries.all"]["count"] == 1
+    assert k["kernels.resolve"]["count"] == len(kernels)
+    assert g["decode"]["count"] == len(arc.blobs)
+    assert g["updates"]["count"] == len(arc.blobs)
+    for step in ("task", "kernels", "check", "build", "instantiate", "member_kernels"):
+        assert g[f"templates.{step}"]["count"] == graphs.group_count, step
+    for step in ("task", "check", "build", "instantiate"):
+        assert g[f"dedicated.{step}"]["count"] == len(arc.blobs), step
+    assert g["templates.all"]["count"] == 1
+    for totals in (k, g):
+        for category, t in totals.items():
+            assert 0 <= t["wall"] <= t["sum"] + 1e-9, category
+    del graphs, kernels
