@@ -4,10 +4,13 @@ engines do) in one process, restore it in a fresh process, and record both times
     python bench/restore.py [--workload decode_vllm_sizes] [--replays 200] [--out-dir bench/results]
 
 Writes bench/results/restore-<device>-<date>.json: capture seconds, restore seconds (archive
-open to every graph replayable), their ratio, the first replay of each graph, steady-state
+open to every graph replayable) with restore_stages (kiln.load's timings: the stages as
+the caller saw them plus the native breakdown, `<category>_sum` / `_wall` / `_count`, see
+RestoredSet.native_timings), their ratio, the first replay of each graph, steady-state
 replay of restored against natively captured graphs (median of interleaved replays, CUDA
 events), topology groups, archive bytes against kernel binary plus parameter bytes, and the
-bit-exactness results. A benchmark, not a test: it asserts nothing.
+bit-exactness results. With --stage restore, restore-stages-<device>-<date>.json holds the
+restore part only. A benchmark, not a test: it asserts nothing.
 """
 
 from __future__ import annotations
@@ -47,6 +50,35 @@ def _nvidia_driver() -> str:
     )
 
 
+def _write_restore_stages(args: argparse.Namespace, save: dict, load: dict) -> None:
+    """The restore stage's own result file: what a device call limited to SAVE and LOAD
+    can report (no replay benchmark)."""
+    device = save["device_name"].replace(" ", "-")
+    date = dt.date.today().isoformat()
+    result = {
+        "benchmark": "restore-stages",
+        "workload": args.workload,
+        "device": save["device_name"],
+        "commit": os.environ.get("KILN_COMMIT", "unknown"),
+        "date": date,
+        "graphs": save["graphs"],
+        "binary_count": save["binary_count"],
+        "binary_bytes": save["binary_bytes"],
+        "capture_seconds": save["capture_seconds"],
+        "restore_seconds": load["restore_seconds"],
+        "ratio_capture_over_restore": save["capture_seconds"] / load["restore_seconds"],
+        "restore_stages": load["restore_stages"],
+        "restore_binary_threads": load.get("restore_binary_threads"),
+        "groups": load["groups"],
+        "dedicated_ready_after_restore_seconds": load["dedicated_wait_seconds"],
+        "bit_exact_vs_save_native": load["all_bit_exact_vs_save_native"],
+    }
+    out = Path(args.out_dir) / f"restore-stages-{device}-{date}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--workload", default="decode_vllm_sizes")
@@ -62,7 +94,15 @@ def main() -> int:
         help="restore: SAVE and LOAD processes only; replay: a further LOAD process timing "
         "replays on the kept archive, then the result file (stages fit separate device calls)",
     )
+    p.add_argument(
+        "--binary-threads",
+        type=int,
+        help="kernel binary loader threads in the LOAD processes (KILN_BINARY_THREADS; "
+        "default: kiln's, 0 loads them before decoding)",
+    )
     args = p.parse_args()
+    if args.binary_threads is not None:
+        os.environ["KILN_BINARY_THREADS"] = str(args.binary_threads)  # inherited by LOAD
     with tempfile.TemporaryDirectory() as tmp:
         archive = Path(args.archive_dir or tmp)
         archive.mkdir(parents=True, exist_ok=True)
@@ -101,6 +141,7 @@ def main() -> int:
                 )
             )
             if args.stage == "restore":
+                _write_restore_stages(args, save, load)
                 return 0
         save = json.loads((archive / "bench-save.json").read_text())
         load = json.loads((archive / "bench-load.json").read_text())

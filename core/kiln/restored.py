@@ -125,6 +125,30 @@ class RestoredSet(Mapping[str, RestoredGraph]):
         replays stop switching templates); raises the first background error."""
         self.graph_set.wait_all(True)
 
+    def native_timings(self) -> dict[str, float]:
+        """Where restore time went, measured on the native threads, flat for reports:
+        `<category>_sum` (seconds summed over threads), `<category>_wall` (seconds during
+        which any thread was in it) and `<category>_count`, categories with "." made "_".
+
+        From the kernel table: binaries_load (each image), binaries_all (loading start to
+        the last image), kernels_resolve (function lookups and attributes). From the graph
+        set: decode, updates (per-member differences from the template), and for templates_*
+        (and dedicated_*): task (whole build), kernels (waiting for or resolving the
+        template's kernels), check (operands backed), build (CUgraph from the description:
+        node adds, edges), instantiate, member_kernels (kernels the members switch to);
+        templates_all runs from the start of the builds to the last template."""
+        out: dict[str, float] = {}
+        sources = [self.kernels, self._graph_set]
+        for source in sources:
+            if source is None:
+                continue
+            for category, t in source.timings().items():
+                key = category.replace(".", "_")
+                out[f"{key}_sum"] = float(t["sum"])
+                out[f"{key}_wall"] = float(t["wall"])
+                out[f"{key}_count"] = float(t["count"])
+        return out
+
     def __getitem__(self, name: str) -> RestoredGraph:
         return self._graphs[name]
 

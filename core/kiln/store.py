@@ -230,17 +230,26 @@ def _drift_message(d: dict[str, Any], recorded: int) -> str:
 
 
 def _app_copies(binaries: list[BinaryEntry]) -> list[int]:
-    """For each archive binary, the id of this process's own loaded copy (or -1)."""
+    """For each archive binary, the id of this process's own loaded copy (or -1). Each
+    candidate of a matching size is hashed at most once."""
     n = native()
-    infos = [n.binary_info(i) for i in range(n.binary_count())]
+    by_size: dict[int, list[int]] = {}
+    for i in range(n.binary_count()):
+        by_size.setdefault(n.binary_info(i)["size"], []).append(i)
+    digests: dict[int, str] = {}
+
+    def digest(i: int) -> str:
+        if i not in digests:
+            digests[i] = hashlib.sha256(n.binary_bytes(i)).hexdigest()
+        return digests[i]
+
     out = []
     for b in binaries:
         found = -1
-        for info in infos:
-            if info["size"] == b.size and n.binary_loaded(info["id"]):
-                if hashlib.sha256(n.binary_bytes(info["id"])).hexdigest() == b.sha256:
-                    found = info["id"]
-                    break
+        for i in by_size.get(b.size, ()):
+            if n.binary_loaded(i) and digest(i) == b.sha256:
+                found = i
+                break
         out.append(found)
     return out
 
@@ -265,18 +274,47 @@ def materialize_window(manifest: Manifest, region: Region, restored: RestoredSet
             )
 
 
-def load_kernels(reader: Any, manifest: Manifest, restored: RestoredSet) -> None:
-    """Load the archive's kernel binaries (or find this process's own copies of them)."""
+BINARY_THREADS_ENV = "KILN_BINARY_THREADS"
+
+
+def binary_thread_count(threads: int | None = None) -> int:
+    """How many background threads load an archive's kernel binaries: `threads`, else
+    $KILN_BINARY_THREADS, else 3 (loading runs beside the graph decode's threads; more
+    would contend inside the driver). 0 loads them all on the calling thread first."""
+    if threads is None:
+        raw = os.environ.get(BINARY_THREADS_ENV, "3")
+        try:
+            threads = int(raw)
+        except ValueError:
+            raise KilnError(f"{BINARY_THREADS_ENV}={raw!r} is not a thread count") from None
+    if threads < 0:
+        raise KilnError(f"binary loader threads must be >= 0, got {threads}")
+    return threads
+
+
+def load_kernels(
+    reader: Any, manifest: Manifest, restored: RestoredSet, *, threads: int | None = None
+) -> None:
+    """Start loading the archive's kernel binaries (or find this process's own copies of
+    them) on background threads bound to the device's primary context, and return: graph
+    blobs decode meanwhile, and each template waits only for the binaries it launches. A
+    failed load is raised where a graph needs the binary, or by wait_replayable."""
     sources = [reader.section(b.section) for b in manifest.binaries]
-    restored.kernels = native().make_kernel_table(sources, _app_copies(manifest.binaries))
+    restored.kernels = native().make_kernel_table(
+        sources,
+        _app_copies(manifest.binaries),
+        device=restored.device,
+        threads=binary_thread_count(threads),
+    )
 
 
 def start_graphs(
     reader: Any, manifest: Manifest, restored: RestoredSet, *, dedicated: bool, threads: int | None
 ) -> None:
-    """Decode and group every graph, then build in the background: one template per
-    topology group first (every graph is replayable once those exist), then each graph's
-    own executable. Returns at once; RestoredSet.wait_replayable waits for the templates."""
+    """Decode and group every graph (while load_kernels' threads load the binaries), then
+    build in the background: one template per topology group first (every graph is
+    replayable once those exist), then each graph's own executable. Returns once decoded;
+    RestoredSet.wait_replayable waits for the templates."""
     # More threads contend inside the driver (16 were slower than 4 on the H100).
     workers = threads or min(4, os.cpu_count() or 1)
     graph_set = native().GraphSet(
@@ -322,6 +360,7 @@ def load(
     verify: bool = True,
     dedicated: bool = True,
     threads: int | None = None,
+    binary_threads: int | None = None,
 ) -> RestoredSet:
     """Restore every graph of an archive into this process.
 
@@ -329,7 +368,15 @@ def load(
     window (checked; AllocationDriftError names the first difference). Returns once every
     graph is replayable, with tensors aliasing their inputs and outputs; with `dedicated`,
     background threads (`threads`, default 4) go on building each graph its own executable
-    (see RestoredSet.finish)."""
+    (see RestoredSet.finish). Kernel binaries load on `binary_threads` threads (see
+    store.binary_thread_count) while the graphs decode.
+
+    `timings` of the result: seconds per stage as the caller saw them (open, fingerprint,
+    materialize, binaries, decode, templates, total; binaries only starts the loading now)
+    and, from the native side, `<category>_sum` (thread-seconds), `<category>_wall` (time
+    during which any thread was in it) and `<category>_count` for binary loading, kernel
+    resolution, decoding, update preparation and each step of the template builds (see
+    RestoredSet.native_timings)."""
     timings: dict[str, float] = {}
     t = t0 = time.perf_counter()
 
@@ -348,7 +395,7 @@ def load(
         stage("fingerprint")
         materialize_window(manifest, region, restored)
         stage("materialize")
-        load_kernels(reader, manifest, restored)
+        load_kernels(reader, manifest, restored, threads=binary_threads)
         stage("binaries")
         start_graphs(reader, manifest, restored, dedicated=dedicated, threads=threads)
         stage("decode")
@@ -358,5 +405,6 @@ def load(
         restored.close()
         raise
     timings["total"] = time.perf_counter() - t0
+    timings.update(restored.native_timings())
     restored.timings = timings
     return restored

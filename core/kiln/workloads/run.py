@@ -199,6 +199,7 @@ def run_load(args: argparse.Namespace) -> dict[str, Any]:
         "workload": args.workload,
         "restore_seconds": restore_s,
         "restore_stages": restored.timings,
+        "restore_binary_threads": restored.kernels.loader_threads,
         "graphs": results,
         "groups": restored.group_count,
         "dedicated_wait_seconds": dedicated_wait,

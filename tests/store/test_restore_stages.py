@@ -1,0 +1,98 @@
+"""store.load_kernels / start_graphs on the fake driver: binaries load in the background
+while the graphs decode, and the restored set reports where the time went, flat, for
+bench/restore.py's restore_stages."""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+from types import SimpleNamespace
+
+import pytest
+from kiln import store
+from kiln.errors import KilnError
+from kiln.restored import RestoredSet
+
+from tests.native._restore_fixture import DEV, archive, close_fake, open_fake_region
+
+
+class _Reader:
+    def __init__(self, sections: dict[str, bytes]) -> None:
+        self.sections = sections
+        self.closed = False
+
+    def section(self, name: str) -> memoryview:
+        return memoryview(self.sections[name])
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def restored():
+    buffer = open_fake_region(strict_context=True)
+    arc = archive(buffer)
+    sections = {f"b{i}": img for i, img in enumerate(arc.images)}
+    sections.update({f"g{i}": blob for i, blob in enumerate(arc.blobs)})
+    manifest = SimpleNamespace(
+        binaries=[
+            SimpleNamespace(section=f"b{i}", size=len(img), sha256=hashlib.sha256(img).hexdigest())
+            for i, img in enumerate(arc.images)
+        ],
+        graphs=[
+            SimpleNamespace(section=f"g{i}", name=f"g{i}", inputs=[], outputs=[])
+            for i in range(len(arc.blobs))
+        ],
+        groups=None,
+    )
+    reader = _Reader(sections)
+    r = RestoredSet(reader, DEV)
+    try:
+        yield r, reader, manifest
+    finally:
+        r.close()
+        gc.collect()
+        close_fake()
+
+
+def test_restore_reports_native_stage_timings(restored) -> None:
+    r, reader, manifest = restored
+    store.load_kernels(reader, manifest, r, threads=2)
+    assert r.kernels.loader_threads == 2
+    store.start_graphs(reader, manifest, r, dedicated=True, threads=2)
+    r.graph_set.wait_all(False)
+    t = r.native_timings()
+    for category in (
+        "binaries_load",
+        "binaries_all",
+        "kernels_resolve",
+        "decode",
+        "updates",
+        "templates_task",
+        "templates_kernels",
+        "templates_check",
+        "templates_build",
+        "templates_instantiate",
+        "templates_member_kernels",
+        "templates_all",
+    ):
+        for suffix in ("sum", "wall", "count"):
+            assert isinstance(t[f"{category}_{suffix}"], float), (category, suffix)
+    assert t["templates_instantiate_count"] == r.group_count == 2
+    assert t["binaries_load_count"] == len(manifest.binaries)
+    r.finish()
+    assert all(r[name].has_own_executable for name in r)
+
+
+def test_binary_thread_count_option(monkeypatch) -> None:
+    monkeypatch.delenv(store.BINARY_THREADS_ENV, raising=False)
+    assert store.binary_thread_count() == 3
+    assert store.binary_thread_count(0) == 0
+    monkeypatch.setenv(store.BINARY_THREADS_ENV, "2")
+    assert store.binary_thread_count() == 2
+    assert store.binary_thread_count(4) == 4  # an explicit argument wins
+    monkeypatch.setenv(store.BINARY_THREADS_ENV, "many")
+    with pytest.raises(KilnError, match="KILN_BINARY_THREADS"):
+        store.binary_thread_count()
+    with pytest.raises(KilnError, match=">= 0"):
+        store.binary_thread_count(-1)
