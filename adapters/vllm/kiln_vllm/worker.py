@@ -13,7 +13,7 @@ Stages (docs/vllm/seams.md §6):
   effect, the compiled model.
 - initialize_from_config: KV cache allocated; kiln's capture loop is installed.
 - compile_or_warm_up_model: graphs captured (SAVE) or restored (LOAD, FULL graphs), vLLM's
-  `warmup_kernels` skipped at LOAD (a skippable warmup phase), region closed, ready.
+  `warmup_kernels` run suspended in both modes, region closed, ready.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from kiln.lifecycle import WarmupPhase
 from vllm.v1.worker import gpu_worker
 from vllm.v1.worker.gpu_worker import Worker
 
+from kiln_vllm.adapter import WARMUP_KERNELS_PHASE
 from kiln_vllm.graphs import kiln_manager_class
 
 T = TypeVar("T")
@@ -42,9 +43,11 @@ STAGE_TIMES = "KILN_VLLM_STAGE_TIMES"  # a path ({rank} is replaced): per-stage 
 # vLLM's kernel_warmup (FlashInfer autotune) runs before capture and allocates in the
 # region, so LOAD runs it too.
 KERNEL_WARMUP = WarmupPhase("vllm/kernel_warmup", skippable_on_load=False)
-# The V2 runner's dummy steps that JIT its Triton kernels: after capture, nothing restored
-# depends on them, so SAVE runs them suspended and LOAD skips them.
-WARMUP_KERNELS = WarmupPhase("vllm/warmup_kernels", skippable_on_load=True)
+# The V2 runner's dummy steps that JIT (or load from Triton's cache) the kernels it runs
+# outside graphs: skipping them moves that cost to the first request, so both modes run
+# them, suspended (kiln_vllm.adapter's warmup policy).
+WARMUP_KERNELS = WarmupPhase(WARMUP_KERNELS_PHASE, skippable_on_load=True)
+COMPILE_TOKENS = 16  # LOAD's first model call: it only needs to load the compiled model
 
 
 class KilnWorker(Worker):
@@ -91,12 +94,17 @@ class KilnWorker(Worker):
 
             kv = self.kiln.kv_capacity(measure_once)
             if not measured:
-                # LOAD: the bytes are SAVE's; the profiling forward still builds the compiled
-                # model (and its graph wrappers), as it did at SAVE: same place, suspended.
+                # LOAD: the bytes are SAVE's. The model's first call still loads the compiled
+                # model (and builds its graph wrappers), as SAVE's profiling forward did: same
+                # place, suspended, but a few tokens instead of max_num_batched_tokens.
+                runner = self.model_runner
                 with self.kiln.suspended():
                     gc.collect()
                     torch.accelerator.empty_cache()
-                    self.model_runner.profile_run()
+                    runner._dummy_run(
+                        min(COMPILE_TOKENS, runner.max_num_tokens), skip_attn=True, is_profile=True
+                    )
+                    torch.accelerator.synchronize()
                     gc.collect()
                     torch.accelerator.empty_cache()
             return int(kv["kv_cache_bytes"])

@@ -75,3 +75,18 @@ def test_fingerprint_changes_with_max_model_len() -> None:
     a = config_fingerprint(vllm_config(), vllm_version="0.24.0")
     b = config_fingerprint(vllm_config(max_model_len=4096), vllm_version="0.24.0")
     assert {k for k in a if a[k] != b[k]} == {"vllm.max_model_len"}
+
+
+@pytest.mark.parametrize("mode", ["save", "load"])
+def test_warmup_kernels_runs_suspended_in_both_modes(mode: str) -> None:
+    # Regression: skipped at LOAD, vLLM's Triton warmup moved to the first request (1.7x
+    # native's first-request latency on qwen3-0.6b).
+    from kiln_vllm.adapter import WARMUP_KERNELS_PHASE, VllmAdapter
+
+    from kiln.lifecycle import WarmupAction, WarmupPhase
+
+    ctx: Any = SimpleNamespace(mode=SimpleNamespace(value=mode))
+    adapter = VllmAdapter()
+    phase = WarmupPhase(WARMUP_KERNELS_PHASE, skippable_on_load=True)
+    assert adapter.kiln_warmup_policy(ctx, phase) is WarmupAction.RUN_SUSPENDED
+    assert adapter.kiln_warmup_policy(ctx, WarmupPhase("other")) is None
