@@ -19,22 +19,26 @@ struct GraphGuard {
 
 void check_backed(const GraphDesc& desc, int device) {
   RegionRegistry::instance().with_device(device, [&](Region* region) {
-    auto need = [&](uint64_t addr, uint64_t len, const std::string& what) {
-      if (!region || !region->is_backed(addr, len ? len : 1))
-        throw Error(ErrorKind::unmapped_range,
-                    format("%s refers to [0x%llx, +%llu), which is not backed by a live allocation in this process's "
-                           "region; the allocations before LOAD differ from SAVE's",
-                           what.c_str(), (unsigned long long)addr, (unsigned long long)len));
+    // `what` names the operand only on failure: formatting it for every pointer of every
+    // node cost more than the checks themselves.
+    auto need = [&](uint64_t addr, uint64_t len, auto&& what) {
+      if (region && region->is_backed(addr, len ? len : 1)) return;
+      throw Error(ErrorKind::unmapped_range,
+                  format("%s refers to [0x%llx, +%llu), which is not backed by a live allocation in this process's "
+                         "region; the allocations before LOAD differ from SAVE's",
+                         what().c_str(), (unsigned long long)addr, (unsigned long long)len));
     };
     for (size_t i = 0; i < desc.nodes.size(); ++i) {
       const Node& n = desc.nodes[i];
       if (n.type == NodeType::kernel) {
         for (const RegionPointer& p : n.kernel.region_pointers)
-          need(p.address, 1, format("kernel %s (graph node %zu) argument byte %u", n.kernel.entry.c_str(), i, p.arg_offset));
+          need(p.address, 1, [&] {
+            return format("kernel %s (graph node %zu) argument byte %u", n.kernel.entry.c_str(), i, p.arg_offset);
+          });
       } else if (n.type == NodeType::memset) {
         const MemsetNode& m = n.memset;
         uint64_t rows = m.height ? m.height : 1;
-        need(m.dst, (rows - 1) * m.pitch + m.width * m.element_size, format("memset node %zu", i));
+        need(m.dst, (rows - 1) * m.pitch + m.width * m.element_size, [&] { return format("memset node %zu", i); });
       } else if (n.type == NodeType::memcpy) {
         const MemcpyNode& c = n.memcpy;
         uint64_t depth = c.depth ? c.depth : 1, height = c.height ? c.height : 1;
@@ -44,8 +48,8 @@ void check_backed(const GraphDesc& desc, int device) {
         uint64_t dst = c.dst + c.dst_x + c.dst_y * c.dst_pitch + c.dst_z * c.dst_pitch * dst_rows;
         uint64_t src_len = (depth - 1) * c.src_pitch * src_rows + (height - 1) * c.src_pitch + c.width;
         uint64_t dst_len = (depth - 1) * c.dst_pitch * dst_rows + (height - 1) * c.dst_pitch + c.width;
-        need(src, src_len, format("memcpy node %zu (source)", i));
-        need(dst, dst_len, format("memcpy node %zu (destination)", i));
+        need(src, src_len, [&] { return format("memcpy node %zu (source)", i); });
+        need(dst, dst_len, [&] { return format("memcpy node %zu (destination)", i); });
       }
     }
     return 0;
