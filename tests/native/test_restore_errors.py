@@ -99,3 +99,19 @@ def test_a_slot_outside_the_archive_is_refused_when_decoding(buffer) -> None:
     with pytest.raises(ArchiveCorrupt, match="binary slot 3 of 3"):
         native.GraphSet(arc.blobs, kernels, DEV, 2)
     del kernels
+
+
+def test_an_operand_outside_the_backed_region_is_named_at_wait(buffer) -> None:
+    from kiln.errors import UnmappedRangeError
+
+    from ._restore_fixture import BASE, GRAN
+
+    arc = archive(BASE + 40 * GRAN)  # inside the region, never allocated
+    kernels = native.make_kernel_table(arc.images, [-1] * len(arc.images), device=DEV, threads=2)
+    graphs = native.GraphSet(arc.blobs, kernels, DEV, 2)
+    graphs.start(False)
+    with pytest.raises(
+        UnmappedRangeError, match=r"kernel k0 \(graph node 0\) argument byte 0 refers"
+    ):
+        graphs.wait(0, False)
+    del graphs, kernels
