@@ -46,7 +46,12 @@ class SaveReport:
 def _check_window_references(session: Any, traj: list[tuple[int, int, int]]) -> None:
     """Memory allocated inside the window but outside any capture holds whatever the SAVE
     process put there; LOAD re-creates it empty. A graph reading it would silently compute
-    garbage, so unless it is a declared input (rewritten by the caller), refuse."""
+    garbage, so unless it is a declared input (rewritten by the caller), refuse.
+
+    Only allocations made before a graph's capture ended count for it: memory allocated
+    later did not exist when the graph was captured, so a pointer there is not a reference
+    to it but a value that happens to equal its address (typically one past the end of the
+    graph's own last allocation, which the bump allocator places right before it)."""
     assert session.window is not None
     w0, w1 = session.window
     base = session.region.config.base
@@ -54,15 +59,18 @@ def _check_window_references(session: Any, traj: list[tuple[int, int, int]]) -> 
     for g in session.graphs:
         captured.update(range(*g.trajectory_span))
     # Usually none: then no pointer needs looking at (graphs hold ~10^4 pointers each).
-    ranges = sorted(
-        (base + off, base + off + size)
+    uncaptured = sorted(
+        (base + off, base + off + size, i)
         for i, (off, size, _kind) in enumerate(traj)
         if w0 <= i < w1 and i not in captured
     )
-    if not ranges:
+    if not uncaptured:
         return
-    starts = [start for start, _end in ranges]
     for g in session.graphs:
+        ranges = [(s, e, i) for s, e, i in uncaptured if i < g.trajectory_span[1]]
+        if not ranges:
+            continue
+        starts = [start for start, _end, _i in ranges]
         for addr in sorted(set(g.desc.region_pointers())):
             k = bisect.bisect_right(starts, addr) - 1
             if k < 0 or addr >= ranges[k][1]:
@@ -71,8 +79,9 @@ def _check_window_references(session: Any, traj: list[tuple[int, int, int]]) -> 
                 continue
             raise NonPersistableGraph(
                 f"graph {g.name!r} reads memory at 0x{addr:x}, allocated inside the capture "
-                "session but outside a capture; allocate it before the session (LOAD would "
-                "re-create it without its contents)"
+                f"session but outside a capture (allocation #{ranges[k][2]}, before the "
+                "graph's capture); allocate it before the session (LOAD would re-create it "
+                "without its contents)"
             )
 
 

@@ -15,23 +15,28 @@ BASE = 0x6000_0000_0000
 TRAJ = [(0, 0x1000, 0), (0x1000, 0x1000, 0), (0x2000, 0x1000, 0), (0x3000, 0x1000, 0)]
 
 
-def session(pointers: list[int], inputs: list[tuple[int, int]] = ()) -> SimpleNamespace:  # type: ignore[assignment]
+def session(
+    pointers: list[int],
+    inputs: list[tuple[int, int]] = (),  # type: ignore[assignment]
+    *,
+    first_pointers: list[int] = (),  # type: ignore[assignment]
+) -> SimpleNamespace:
+    first = SimpleNamespace(
+        name="f",
+        desc=SimpleNamespace(region_pointers=lambda: first_pointers),
+        trajectory_span=(1, 2),
+        input_specs=[],
+    )
     graph = SimpleNamespace(
         name="g",
         desc=SimpleNamespace(region_pointers=lambda: pointers),
-        trajectory_span=(1, 2),
-        input_specs=[SimpleNamespace(address=a, nbytes=n) for a, n in inputs],
-    )
-    other = SimpleNamespace(
-        name="h",
-        desc=SimpleNamespace(region_pointers=list),
         trajectory_span=(3, 4),
-        input_specs=[],
+        input_specs=[SimpleNamespace(address=a, nbytes=n) for a, n in inputs],
     )
     return SimpleNamespace(
         window=(1, 4),
         region=SimpleNamespace(config=SimpleNamespace(base=BASE)),
-        graphs=[graph, other],
+        graphs=[first, graph],
     )
 
 
@@ -48,3 +53,10 @@ def test_memory_allocated_between_captures_is_refused(addr: int) -> None:
 
 def test_a_declared_input_there_is_fine() -> None:
     _check_window_references(session([BASE + 0x2010], inputs=[(BASE + 0x2000, 0x100)]), TRAJ)
+
+
+def test_first_full_graph_pointing_one_past_its_memory_is_fine() -> None:
+    # Regression (vLLM qwen3-8b, FULL graph t512, the first captured): a kernel argument
+    # equal to the end of the graph's last allocation is the start of the next one, made
+    # after the capture. It is not a read of that later allocation.
+    _check_window_references(session([], first_pointers=[BASE + 0x2000]), TRAJ)
