@@ -66,6 +66,10 @@ class Manifest:
     # that `kiln verify --gpu` can restore the archive in a fresh process; optional.
     recipe: Mapping[str, Any] | None = None
     groups: list[GroupEntry] | None = None
+    # Window allocations that SAVE had freed by the time it wrote the archive and that no
+    # graph points into (warmup activations between captures): LOAD only steps over their
+    # addresses instead of backing them all at once.
+    window_unbacked: list[int] | None = None
 
     def __post_init__(self) -> None:
         if self.recipe is not None:
@@ -74,9 +78,11 @@ class Manifest:
     def to_json(self) -> dict[str, Any]:
         recipe = {} if self.recipe is None else {"recipe": dict(self.recipe)}
         groups = {} if self.groups is None else {"groups": [g.to_json() for g in self.groups]}
+        unbacked = {} if self.window_unbacked is None else {"window_unbacked": self.window_unbacked}
         return {
             **recipe,
             **groups,
+            **unbacked,
             "device": self.device,
             "trajectory": [list(t) for t in self.trajectory],
             "window": list(self.window),
@@ -140,6 +146,13 @@ class Manifest:
                 except (TypeError, ValueError) as e:
                     raise fail(f"bad recipe ({e})") from e
             groups = None if d.get("groups") is None else _groups_from_json(d["groups"], names)
+            unbacked = d.get("window_unbacked")
+            if unbacked is not None:
+                unbacked = [int(i) for i in unbacked]
+                if unbacked != sorted(set(unbacked)) or any(
+                    not window[0] <= i < window[1] for i in unbacked
+                ):
+                    raise fail("window_unbacked must list window allocations once, in order")
         except ArchiveCorrupt:
             raise
         except (KeyError, TypeError, ValueError) as e:
@@ -152,6 +165,7 @@ class Manifest:
             graphs,
             recipe=recipe,
             groups=groups,
+            window_unbacked=unbacked,
         )
 
 

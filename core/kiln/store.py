@@ -85,6 +85,30 @@ def _check_window_references(session: Any, traj: list[tuple[int, int, int]]) -> 
             )
 
 
+def _window_unbacked(session: Any, traj: list[tuple[int, int, int]]) -> list[int]:
+    """Window allocations LOAD need not back: freed in this process by now and not pointed
+    into by any graph. vLLM frees each capture's warmup activations before the next capture
+    (torch.cuda.graph empties the cache), so backing every window allocation at once needs
+    far more memory than SAVE ever held (an 8B model's LOAD ran out of memory)."""
+    assert session.window is not None
+    w0, w1 = session.window
+    base = session.region.config.base
+    device = session.region.device
+    n = native()
+    pointers = sorted({p for g in session.graphs for p in g.desc.region_pointers()})
+    unbacked = []
+    for i in range(w0, w1):
+        off, size, _kind = traj[i]
+        start = base + off
+        if n.region_is_backed(device, start, size):
+            continue
+        k = bisect.bisect_left(pointers, start)
+        if k < len(pointers) and pointers[k] < start + size:
+            continue  # a graph points into it: LOAD backs it (its contents never mattered)
+        unbacked.append(i)
+    return unbacked
+
+
 def _topology_groups(session: CaptureSession) -> list[GroupEntry]:
     """Graphs with one topology, in capture order; the first member is the template (LOAD
     groups the same way and checks that it agrees)."""
@@ -179,6 +203,7 @@ def archive_sections(
         graphs,
         recipe=recipe,
         groups=_topology_groups(session),
+        window_unbacked=_window_unbacked(session, traj),
     )
     sections[MANIFEST] = dump_json(manifest.to_json())
     stats = {
@@ -273,10 +298,17 @@ def materialize_window(manifest: Manifest, region: Region, restored: RestoredSet
     if drift is not None:
         raise AllocationDriftError(_drift_message(drift, w0))
     base = region.config.base
+    unbacked = set(manifest.window_unbacked or ())
     for i in range(w0, w1):
         off, size, _kind = manifest.trajectory[i]
         addr = n.region_allocate(dev, size)
-        restored.own_allocation(addr)
+        if i in unbacked:
+            # Allocated and released at once: the cursor moves as it did at SAVE, and at
+            # most one such allocation is backed at a time.
+            if not n.region_release(dev, addr):
+                raise KilnError(f"capture-window allocation #{i} could not be released")
+        else:
+            restored.own_allocation(addr)
         if addr != base + off:
             raise AllocationDriftError(
                 f"capture-window allocation #{i} landed at offset 0x{addr - base:x}, SAVE had 0x{off:x}"
