@@ -1,0 +1,169 @@
+"""`vllm serve` natively and under `kiln run`: seconds from launch to the first successful
+completion request (issue 5), each start a fresh process.
+
+    python3 bench/vllm_serve.py --model bench/models/qwen3-0.6b --out-dir $OUT
+
+Modes in order (default native-cold,native,save,load): the same `vllm serve` command, bare or behind
+`kiln run --mode save|load --policy strict --`. The server gets token-id prompts (the dummy
+model directories hold no tokenizer); a request succeeds when it returns HTTP 200 with
+generated token ids.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+PROMPT = [100 + (j * 104729) % 30000 for j in range(32)]
+
+
+def serve_command(args: argparse.Namespace) -> list[str]:
+    return [
+        "vllm",
+        "serve",
+        args.model,
+        "--load-format",
+        "dummy",
+        "--skip-tokenizer-init",
+        "--max-model-len",
+        str(args.max_model_len),
+        "--seed",
+        "0",
+        "--port",
+        str(args.port),
+    ]
+
+
+def complete(port: int, model: str) -> dict[str, Any] | None:
+    body = {
+        "model": model,
+        "prompt": PROMPT,
+        "max_tokens": 16,
+        "temperature": 0.0,
+        "return_token_ids": True,
+    }
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/completions",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            if response.status != 200:
+                return None
+            result: dict[str, Any] = json.loads(response.read())
+            return result
+    except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError):
+        return None
+
+
+def run_mode(mode: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    cmd = serve_command(args)
+    if not mode.startswith("native"):  # "native-cold": a first start filling the caches
+        kiln = [sys.executable, "-c", "import sys, kiln.cli; sys.exit(kiln.cli.main())"]
+        archive = work / "archive"
+        cmd = [
+            *kiln,
+            "run",
+            "--mode",
+            mode,
+            "--archive",
+            str(archive),
+            "--policy",
+            "strict",
+            "--",
+            *cmd,
+        ]
+    log = open(work / f"serve-{mode}.log", "w")  # noqa: SIM115 (the server writes to it)
+    env = dict(os.environ, VLLM_USE_V2_MODEL_RUNNER="1", VLLM_USE_FLASHINFER_SAMPLER="0")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+    )
+    result: dict[str, Any] = {"mode": mode, "ok": False}
+    try:
+        while time.perf_counter() - t0 < args.timeout:
+            if proc.poll() is not None:
+                result["returncode"] = proc.returncode
+                break
+            got = complete(args.port, args.model)
+            if got is not None:
+                result["launch_to_first_completion_s"] = time.perf_counter() - t0
+                choice = got.get("choices", [{}])[0]
+                result["token_ids"] = choice.get("token_ids")
+                result["ok"] = True
+                break
+            time.sleep(0.25)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        log.close()
+    if not result["ok"]:
+        result["log_tail"] = (work / f"serve-{mode}.log").read_text(errors="replace")[-4000:]
+    return result
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True)
+    p.add_argument("--max-model-len", type=int, default=2048)
+    p.add_argument("--modes", default="native-cold,native,save,load")
+    p.add_argument("--port", type=int, default=8123)
+    p.add_argument("--timeout", type=int, default=300)
+    p.add_argument("--out-dir", default="bench/results")
+    p.add_argument("--work-dir", default="/tmp/kiln-vllm-serve")
+    args = p.parse_args()
+    work = Path(args.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    modes = {m: run_mode(m, args, work) for m in args.modes.split(",")}
+    for m, r in modes.items():
+        print(m, json.dumps({k: v for k, v in r.items() if k != "log_tail"}), flush=True)
+    device = subprocess.run(
+        ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+        check=False,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    name, _, driver = device.partition(", ")
+    date = datetime.date.today().isoformat()
+    reference = modes.get("native", {}).get("token_ids")
+    record = {
+        "benchmark": "vllm_serve",
+        "device_name": name or "unknown",
+        "driver": driver or "unknown",
+        "commit": os.environ.get("KILN_COMMIT", "unknown"),
+        "date": date,
+        "model": Path(args.model).name,
+        "command": serve_command(args),
+        "tokens_identical_to_native": {
+            m: r.get("token_ids") == reference for m, r in modes.items()
+        },
+        "modes": modes,
+    }
+    out = (
+        Path(args.out_dir)
+        / f"vllm-serve-{record['device_name'].replace(' ', '-')}-{date}-{record['model']}.json"
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=1))
+    print(f"wrote {out}")
+    return 0 if all(r["ok"] for r in modes.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
