@@ -29,7 +29,9 @@ PROMPT = [100 + (j * 104729) % 30000 for j in range(32)]
 
 def serve_command(args: argparse.Namespace) -> list[str]:
     return [
-        "vllm",
+        sys.executable,  # the `vllm` console script, without relying on it being on PATH
+        "-m",
+        "vllm.entrypoints.cli.main",
         "serve",
         args.model,
         "--load-format",

@@ -6,27 +6,56 @@ vLLM source tree without importing it (no torch needed). Both return one problem
 that moved, naming it and what changed; an empty list means every seam is where the adapter
 expects it. The adapter refuses to attach when the contract fails, rather than patching
 something that changed under it.
+
+Beyond names and parameters, a seam can say what kiln relies on inside a function, read from
+its source the same way in both checkers: the instance attributes it assigns (`sets`), the
+calls kiln patches around (`contains`), and, where kiln re-implements the function line by
+line, a hash of its source (`sha256`): any change there, even one that keeps every name,
+means kiln's copy may no longer do what vLLM's does.
 """
 
 from __future__ import annotations
 
 import ast
+import hashlib
 import importlib
 import inspect
+import textwrap
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+FunctionNode = ast.FunctionDef | ast.AsyncFunctionDef
 
 
 @dataclass(frozen=True)
 class Seam:
     module: str  # vllm.v1.worker.gpu_worker
-    qualname: str  # Worker.load_model
+    qualname: str  # Worker.load_model; a class field or enum member: CUDAGraphMode.FULL
     params: tuple[str, ...] | None  # parameter names ("*args", "**kwargs"); None: existence only
     why: str
+    sets: tuple[str, ...] = ()  # `self.<name>` the function assigns (kiln reads them)
+    contains: tuple[str, ...] = ()  # expressions or statements its body must still hold
+    sha256: str | None = None  # of its normalised source (`source_sha256`)
+    copy: str = ""  # kiln's re-implementation, to review when the hash changes
 
     @property
     def name(self) -> str:
         return f"{self.module}.{self.qualname}"
+
+    @property
+    def reads_body(self) -> bool:
+        return bool(self.sets or self.contains or self.sha256)
+
+
+def _fields(module: str, cls: str, names: str, why: str) -> tuple[Seam, ...]:
+    return tuple(Seam(module, f"{cls}.{n}", None, why) for n in names.split())
+
+
+# `CudaGraphManager.capture` in vLLM 0.24.0, as `source_sha256` reads it. After a vLLM
+# upgrade changes it: review kiln_vllm.graphs.capture_all against the new source, then
+# update this from the problem message.
+CAPTURE_SHA256 = "@@HASH@@"
 
 
 SEAMS: tuple[Seam, ...] = (
@@ -39,6 +68,7 @@ SEAMS: tuple[Seam, ...] = (
         ("self", "usage_context", "headless"),
         "settings pins and worker_cls (patch P1)",
     ),
+    Seam("vllm.engine.arg_utils", "EngineArgs.worker_cls", None, "set by patch P1"),
     Seam(
         "vllm.v1.worker.worker_base",
         "WorkerWrapperBase.init_worker",
@@ -58,7 +88,20 @@ SEAMS: tuple[Seam, ...] = (
         ),
         "KilnWorker subclasses the GPU worker",
     ),
-    Seam("vllm.v1.worker.gpu_worker", "Worker.init_device", ("self",), "device bound"),
+    Seam(
+        "vllm.v1.worker.worker_base",
+        "WorkerBase.__init__",
+        None,
+        "KilnWorker reads the worker's config and ranks",
+        sets=("vllm_config", "parallel_config", "local_rank", "rank"),
+    ),
+    Seam(
+        "vllm.v1.worker.gpu_worker",
+        "Worker.init_device",
+        ("self",),
+        "device bound; the model runner kiln drives",
+        sets=("model_runner",),
+    ),
     Seam(
         "vllm.v1.worker.gpu_worker",
         "Worker.load_model",
@@ -78,7 +121,12 @@ SEAMS: tuple[Seam, ...] = (
         "vllm.v1.worker.gpu_worker",
         "Worker.compile_or_warm_up_model",
         ("self",),
-        "capture and ready",
+        "capture and ready; kiln replaces the callees below for the duration",
+        contains=(
+            "kernel_warmup(self)",
+            "self.model_runner.capture_model()",
+            "warmup_kernels(self.model_runner, self.execute_model, self.sample_tokens)",
+        ),
     ),
     Seam("vllm.v1.worker.gpu_worker", "kernel_warmup", None, "warmup phase (patch P2)"),
     Seam("vllm.v1.worker.gpu_worker", "warmup_kernels", None, "warmup phase (patch P3)"),
@@ -95,6 +143,13 @@ SEAMS: tuple[Seam, ...] = (
         "FlashInfer autotune",
     ),
     Seam(
+        "vllm.v1.worker.gpu.model_runner",
+        "GPUModelRunner.__init__",
+        None,
+        "kiln installs its capture loop on the runner's graph manager",
+        sets=("cudagraph_manager", "max_num_tokens"),
+    ),
+    Seam(
         "vllm.v1.worker.gpu.model_runner", "GPUModelRunner.capture_model", ("self",), "region close"
     ),
     Seam(
@@ -104,10 +159,41 @@ SEAMS: tuple[Seam, ...] = (
         "profiling phase",
     ),
     Seam(
+        "vllm.v1.worker.gpu.model_runner",
+        "GPUModelRunner._dummy_run",
+        (
+            "self",
+            "num_tokens",
+            "*args",
+            "skip_attn",
+            "uniform_decode",
+            "skip_eplb",
+            "is_profile",
+            "**kwargs",
+        ),
+        "LOAD's first model call (compiled model) instead of the profiling run",
+    ),
+    Seam(
+        "vllm.v1.worker.gpu.cudagraph_utils",
+        "CudaGraphManager.__init__",
+        None,
+        "state kiln's capture loop reads and writes",
+        sets=("device", "graphs", "pool", "_capture_descs", "_graphs_captured"),
+    ),
+    Seam(
+        "vllm.v1.worker.gpu.cudagraph_utils",
+        "ModelCudaGraphManager.__init__",
+        None,
+        "the FULL graphs' output, checked at LOAD",
+        sets=("hidden_states",),
+    ),
+    Seam(
         "vllm.v1.worker.gpu.cudagraph_utils",
         "CudaGraphManager.capture",
         ("self", "create_forward_fn", "progress_bar_desc"),
-        "FULL graph capture",
+        "kiln's capture loop replaces it",
+        sha256=CAPTURE_SHA256,
+        copy="kiln_vllm.graphs.capture_all",
     ),
     Seam(
         "vllm.v1.worker.gpu.cudagraph_utils",
@@ -138,7 +224,35 @@ SEAMS: tuple[Seam, ...] = (
             "lora_capture_hook",
             "progress_bar_desc",
         ),
-        "FULL capture with the model's buffers",
+        "hands create_forward_fn to the base capture, which kiln's loop replaces",
+        contains=("return super().capture(create_forward_fn, progress_bar_desc)",),
+    ),
+    Seam("vllm.v1.worker.gpu.cudagraph_utils", "AttentionStatePair", None, "capture's result"),
+    *_fields(
+        "vllm.v1.worker.gpu.cudagraph_utils",
+        "BatchExecutionDescriptor",
+        "num_tokens num_reqs uniform_token_count num_active_loras",
+        "the archive key of a FULL graph",
+    ),
+    *_fields("vllm.config.compilation", "CUDAGraphMode", "NONE PIECEWISE FULL", "capture modes"),
+    Seam(
+        "vllm.distributed.parallel_state",
+        "graph_capture",
+        ("device",),
+        "the capture context kiln's loop enters",
+    ),
+    Seam("vllm.model_executor.offloader.base", "get_offloader", (), "offloader around capture"),
+    Seam(
+        "vllm.model_executor.offloader.base",
+        "BaseOffloader.sync_prev_onload",
+        ("self",),
+        "before each FULL capture",
+    ),
+    Seam(
+        "vllm.model_executor.offloader.base",
+        "BaseOffloader.join_after_forward",
+        ("self",),
+        "inside each FULL capture",
     ),
     Seam(
         "vllm.compilation.cuda_graph",
@@ -165,7 +279,109 @@ SEAMS: tuple[Seam, ...] = (
         "no capture after LOAD",
     ),
     Seam("vllm.config.vllm", "VllmConfig.compute_hash", ("self",), "fingerprint"),
+    # Every config field kiln_vllm.fingerprint reads.
+    *_fields(
+        "vllm.config.vllm",
+        "VllmConfig",
+        "model_config cache_config scheduler_config parallel_config compilation_config"
+        " use_v2_model_runner",
+        "fingerprint",
+    ),
+    *_fields(
+        "vllm.config.model",
+        "ModelConfig",
+        "model dtype max_model_len seed enforce_eager",
+        "fingerprint",
+    ),
+    *_fields(
+        "vllm.config.cache",
+        "CacheConfig",
+        "gpu_memory_utilization kv_cache_memory_bytes cache_dtype block_size",
+        "fingerprint",
+    ),
+    *_fields(
+        "vllm.config.scheduler",
+        "SchedulerConfig",
+        "max_num_seqs max_num_batched_tokens",
+        "fingerprint",
+    ),
+    *_fields(
+        "vllm.config.parallel",
+        "ParallelConfig",
+        "tensor_parallel_size pipeline_parallel_size data_parallel_size world_size",
+        "fingerprint",
+    ),
+    *_fields(
+        "vllm.config.compilation",
+        "CompilationConfig",
+        "cudagraph_capture_sizes cudagraph_mode mode",
+        "fingerprint",
+    ),
 )
+
+
+
+# --- what a function's source holds (both checkers) ----------------------------------------
+
+
+def source_sha256(lines: Sequence[str]) -> str:
+    """SHA-256 of a function's source, from its `def` line (decorators excluded) to its last.
+
+    Normalised so that `inspect.getsource` on an installed vLLM and the same file in a source
+    tree agree, and so that reformatting comments does not count as a change: dedented to the
+    `def`, trailing whitespace, blank and comment-only lines dropped. Indentation inside the
+    function is kept: moving a statement out of a `with` block changes what it does."""
+    kept = [line.rstrip() for line in textwrap.dedent("\n".join(lines)).splitlines()]
+    text = "\n".join(line for line in kept if line and not line.lstrip().startswith("#"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _assigned_self_attrs(fn: FunctionNode) -> set[str]:
+    names = set()
+    for node in ast.walk(fn):
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.Assign):
+            targets = list(node.targets)
+        elif isinstance(node, (ast.AnnAssign, ast.AugAssign)):
+            targets = [node.target]
+        while targets:
+            t = targets.pop()
+            if isinstance(t, (ast.Tuple, ast.List)):
+                targets += t.elts
+            elif isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name):
+                if t.value.id == "self":
+                    names.add(t.attr)
+    return names
+
+
+def _dumped(code: str) -> str:
+    # Compared as syntax trees, so line wrapping and comments do not matter.
+    node: ast.AST = ast.parse(code).body[0]
+    return ast.dump(node.value if isinstance(node, ast.Expr) else node)
+
+
+def _body_problems(seam: Seam, fn: FunctionNode, lines: Sequence[str]) -> list[str]:
+    """`fn` parsed from `lines` (the module's, or `inspect.getsource`'s)."""
+    problems = []
+    assigned = _assigned_self_attrs(fn) if seam.sets else set()
+    for attr in seam.sets:
+        if attr not in assigned:
+            problems.append(f"{seam.name}: no longer sets self.{attr} [{seam.why}]")
+    if seam.contains:
+        present = {ast.dump(node) for node in ast.walk(fn)}
+        for code in seam.contains:
+            if _dumped(code) not in present:
+                problems.append(f"{seam.name}: no longer contains `{code}` [{seam.why}]")
+    if seam.sha256 is not None:
+        assert fn.end_lineno is not None
+        found = source_sha256(lines[fn.lineno - 1 : fn.end_lineno])
+        if found != seam.sha256:
+            problems.append(
+                f"{seam.name}: its source changed since vLLM 0.24.0 (sha256 {found}, kiln "
+                f"expects {seam.sha256}); kiln's copy of it ({seam.copy}) must be reviewed "
+                "against the new source before the hash is updated"
+            )
+    return problems
 
 
 # --- against the installed vLLM -------------------------------------------------------------
@@ -181,6 +397,34 @@ def _parameter_names(obj: object) -> tuple[str, ...]:
     return tuple(names)
 
 
+_FIELD = object()  # a class field declared without a class-level value
+
+
+def _member(owner: object, name: str) -> object:
+    try:
+        return inspect.getattr_static(owner, name)
+    except AttributeError:
+        # Dataclass fields with no default (or a default_factory) exist only on instances.
+        if isinstance(owner, type) and any(
+            name in vars(k).get("__annotations__", {}) for k in owner.__mro__
+        ):
+            return _FIELD
+        raise
+
+
+def _installed_body(seam: Seam, obj: object) -> list[str]:
+    try:
+        # getsource follows functools.wraps to the decorated function, decorators included;
+        # the parsed def's line numbers then leave them out, as the source tree's do.
+        text = textwrap.dedent(inspect.getsource(obj))  # type: ignore[arg-type]
+        fn = ast.parse(text).body[0]
+    except (OSError, TypeError, SyntaxError, IndexError) as e:
+        return [f"{seam.name}: its source cannot be read ({e}) [{seam.why}]"]
+    if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return [f"{seam.name}: is no longer a function"]
+    return _body_problems(seam, fn, text.splitlines())
+
+
 def check_installed(seams: tuple[Seam, ...] = SEAMS) -> list[str]:
     problems = []
     for seam in seams:
@@ -191,15 +435,20 @@ def check_installed(seams: tuple[Seam, ...] = SEAMS) -> list[str]:
             continue
         try:
             for part in seam.qualname.split("."):
-                obj = inspect.getattr_static(obj, part)
+                obj = _member(obj, part)
         except AttributeError:
             problems.append(f"{seam.name}: not found ({seam.why})")
             continue
         if isinstance(obj, (classmethod, staticmethod)):
             obj = obj.__func__
+        if (seam.params is not None or seam.reads_body) and not callable(obj):
+            problems.append(f"{seam.name}: is no longer a function")
+            continue
         if seam.params is not None:
             # getattr_static keeps functions unbound: "self"/"cls" stay, as in the source.
             problems += _compare(seam, _parameter_names(obj))
+        if seam.reads_body:
+            problems += _installed_body(seam, obj)
     return problems
 
 
@@ -218,10 +467,16 @@ def _find(body: list[ast.stmt], name: str) -> ast.AST | None:
             (a.asname or a.name) == name for a in node.names
         ):
             return node
+    for node in body:  # class fields and enum members
+        targets = node.targets if isinstance(node, ast.Assign) else []
+        if isinstance(node, ast.AnnAssign):
+            targets = [node.target]
+        if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+            return node
     return None
 
 
-def _ast_names(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> tuple[str, ...]:
+def _ast_names(fn: FunctionNode) -> tuple[str, ...]:
     a = fn.args
     names = [x.arg for x in a.posonlyargs + a.args]
     if a.vararg:
@@ -239,7 +494,8 @@ def check_source(root: str | Path, seams: tuple[Seam, ...] = SEAMS) -> list[str]
         base = Path(root, *seam.module.split("."))
         path = base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
         try:
-            tree = ast.parse(path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8")
+            tree = ast.parse(text)
         except (OSError, SyntaxError) as e:
             problems.append(f"{seam.name}: cannot read {path} ({e})")
             continue
@@ -252,11 +508,15 @@ def check_source(root: str | Path, seams: tuple[Seam, ...] = SEAMS) -> list[str]
         if node is None:
             problems.append(f"{seam.name}: not found ({seam.why})")
             continue
+        if seam.params is None and not seam.reads_body:
+            continue
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            problems.append(f"{seam.name}: is no longer a function")
+            continue
         if seam.params is not None:
-            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                problems.append(f"{seam.name}: is no longer a function")
-                continue
             problems += _compare(seam, _ast_names(node))
+        if seam.reads_body:
+            problems += _body_problems(seam, node, text.splitlines())
     return problems
 
 
