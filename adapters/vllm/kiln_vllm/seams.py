@@ -55,10 +55,16 @@ def _fields(module: str, cls: str, names: str, why: str) -> tuple[Seam, ...]:
 # `CudaGraphManager.capture` in vLLM 0.24.0, as `source_sha256` reads it. After a vLLM
 # upgrade changes it: review kiln_vllm.graphs.capture_all against the new source, then
 # update this from the problem message.
-CAPTURE_SHA256 = "@@HASH@@"
+CAPTURE_SHA256 = "6ed0b4d16a8e617a46561ecafdf886d15d011ef167629d96da8a5369dc5e1416"
 
+
+_WORKER = "vllm.v1.worker.gpu_worker"
+_RUNNER = "vllm.v1.worker.gpu.model_runner"
+_GRAPHS = "vllm.v1.worker.gpu.cudagraph_utils"
+_OFFLOAD = "vllm.model_executor.offloader.base"
 
 SEAMS: tuple[Seam, ...] = (
+    # Startup: the plugin, then the engine config it patches (P1).
     Seam(
         "vllm.plugins", "load_general_plugins", (), "loads kiln's general plugin in every process"
     ),
@@ -75,19 +81,7 @@ SEAMS: tuple[Seam, ...] = (
         ("self", "all_kwargs"),
         "resolves worker_cls by qualified name",
     ),
-    Seam(
-        "vllm.v1.worker.gpu_worker",
-        "Worker.__init__",
-        (
-            "self",
-            "vllm_config",
-            "local_rank",
-            "rank",
-            "distributed_init_method",
-            "is_driver_worker",
-        ),
-        "KilnWorker subclasses the GPU worker",
-    ),
+    # The worker: KilnWorker overrides each stage and reads the worker's state.
     Seam(
         "vllm.v1.worker.worker_base",
         "WorkerBase.__init__",
@@ -96,40 +90,35 @@ SEAMS: tuple[Seam, ...] = (
         sets=("vllm_config", "parallel_config", "local_rank", "rank"),
     ),
     Seam(
-        "vllm.v1.worker.gpu_worker",
-        "Worker.init_device",
-        ("self",),
-        "device bound; the model runner kiln drives",
-        sets=("model_runner",),
+        _WORKER,
+        "Worker.__init__",
+        ("self", "vllm_config", "local_rank", "rank", "distributed_init_method")
+        + ("is_driver_worker",),
+        "KilnWorker subclasses the GPU worker",
     ),
+    Seam(_WORKER, "Worker.init_device", ("self",), "device bound", sets=("model_runner",)),
+    Seam(_WORKER, "Worker.load_model", ("self", "load_dummy_weights"), "weights loaded"),
+    Seam(_WORKER, "Worker.determine_available_memory", ("self",), "KV capacity"),
     Seam(
-        "vllm.v1.worker.gpu_worker",
-        "Worker.load_model",
-        ("self", "load_dummy_weights"),
-        "weights loaded",
-    ),
-    Seam(
-        "vllm.v1.worker.gpu_worker", "Worker.determine_available_memory", ("self",), "KV capacity"
-    ),
-    Seam(
-        "vllm.v1.worker.gpu_worker",
+        _WORKER,
         "Worker.initialize_from_config",
         ("self", "kv_cache_config"),
         "installs kiln's graph manager",
     ),
     Seam(
-        "vllm.v1.worker.gpu_worker",
+        _WORKER,
         "Worker.compile_or_warm_up_model",
         ("self",),
-        "capture and ready; kiln replaces the callees below for the duration",
+        "capture and ready; kiln replaces these callees for the duration",
         contains=(
             "kernel_warmup(self)",
             "self.model_runner.capture_model()",
             "warmup_kernels(self.model_runner, self.execute_model, self.sample_tokens)",
         ),
     ),
-    Seam("vllm.v1.worker.gpu_worker", "kernel_warmup", None, "warmup phase (patch P2)"),
-    Seam("vllm.v1.worker.gpu_worker", "warmup_kernels", None, "warmup phase (patch P3)"),
+    # Module globals compile_or_warm_up_model calls, replaced for its duration (P2, P3).
+    Seam(_WORKER, "kernel_warmup", None, "warmup phase (patch P2)"),
+    Seam(_WORKER, "warmup_kernels", None, "warmup phase (patch P3)"),
     Seam(
         "vllm.v1.worker.gpu.warmup",
         "warmup_kernels",
@@ -142,53 +131,33 @@ SEAMS: tuple[Seam, ...] = (
         ("worker",),
         "FlashInfer autotune",
     ),
+    # The V2 model runner.
     Seam(
-        "vllm.v1.worker.gpu.model_runner",
+        _RUNNER,
         "GPUModelRunner.__init__",
         None,
         "kiln installs its capture loop on the runner's graph manager",
         sets=("cudagraph_manager", "max_num_tokens"),
     ),
+    Seam(_RUNNER, "GPUModelRunner.capture_model", ("self",), "region close"),
+    Seam(_RUNNER, "GPUModelRunner.profile_run", ("self",), "profiling phase"),
     Seam(
-        "vllm.v1.worker.gpu.model_runner", "GPUModelRunner.capture_model", ("self",), "region close"
-    ),
-    Seam(
-        "vllm.v1.worker.gpu.model_runner",
-        "GPUModelRunner.profile_run",
-        ("self",),
-        "profiling phase",
-    ),
-    Seam(
-        "vllm.v1.worker.gpu.model_runner",
+        _RUNNER,
         "GPUModelRunner._dummy_run",
-        (
-            "self",
-            "num_tokens",
-            "*args",
-            "skip_attn",
-            "uniform_decode",
-            "skip_eplb",
-            "is_profile",
-            "**kwargs",
-        ),
-        "LOAD's first model call (compiled model) instead of the profiling run",
+        ("self", "num_tokens", "*args", "skip_attn", "uniform_decode", "skip_eplb")
+        + ("is_profile", "**kwargs"),
+        "LOAD's first model call (loads the compiled model) instead of the profiling run",
     ),
+    # FULL graphs: kiln's capture loop (kiln_vllm.graphs) sits between these two classes.
     Seam(
-        "vllm.v1.worker.gpu.cudagraph_utils",
+        _GRAPHS,
         "CudaGraphManager.__init__",
         None,
         "state kiln's capture loop reads and writes",
         sets=("device", "graphs", "pool", "_capture_descs", "_graphs_captured"),
     ),
     Seam(
-        "vllm.v1.worker.gpu.cudagraph_utils",
-        "ModelCudaGraphManager.__init__",
-        None,
-        "the FULL graphs' output, checked at LOAD",
-        sets=("hidden_states",),
-    ),
-    Seam(
-        "vllm.v1.worker.gpu.cudagraph_utils",
+        _GRAPHS,
         "CudaGraphManager.capture",
         ("self", "create_forward_fn", "progress_bar_desc"),
         "kiln's capture loop replaces it",
@@ -196,64 +165,41 @@ SEAMS: tuple[Seam, ...] = (
         copy="kiln_vllm.graphs.capture_all",
     ),
     Seam(
-        "vllm.v1.worker.gpu.cudagraph_utils",
+        _GRAPHS,
         "CudaGraphManager.dispatch",
         ("self", "num_reqs", "num_tokens", "uniform_token_count", "num_active_loras"),
         "FULL graph dispatch",
     ),
+    Seam(_GRAPHS, "CudaGraphManager.run_fullgraph", ("self", "desc"), "FULL replay"),
     Seam(
-        "vllm.v1.worker.gpu.cudagraph_utils",
-        "CudaGraphManager.run_fullgraph",
-        ("self", "desc"),
-        "FULL replay",
+        _GRAPHS,
+        "ModelCudaGraphManager.__init__",
+        None,
+        "the FULL graphs' output, checked at LOAD",
+        sets=("hidden_states",),
     ),
     Seam(
-        "vllm.v1.worker.gpu.cudagraph_utils",
+        _GRAPHS,
         "ModelCudaGraphManager.capture",
-        (
-            "self",
-            "model",
-            "model_state",
-            "input_buffers",
-            "intermediate_tensors",
-            "block_tables",
-            "attn_groups",
-            "kv_cache_config",
-            "has_lora",
-            "use_aux_hidden_state_outputs",
-            "lora_capture_hook",
-            "progress_bar_desc",
-        ),
+        ("self", "model", "model_state", "input_buffers", "intermediate_tensors")
+        + ("block_tables", "attn_groups", "kv_cache_config", "has_lora")
+        + ("use_aux_hidden_state_outputs", "lora_capture_hook", "progress_bar_desc"),
         "hands create_forward_fn to the base capture, which kiln's loop replaces",
         contains=("return super().capture(create_forward_fn, progress_bar_desc)",),
     ),
-    Seam("vllm.v1.worker.gpu.cudagraph_utils", "AttentionStatePair", None, "capture's result"),
+    Seam(_GRAPHS, "AttentionStatePair", None, "capture's result per descriptor"),
     *_fields(
-        "vllm.v1.worker.gpu.cudagraph_utils",
+        _GRAPHS,
         "BatchExecutionDescriptor",
         "num_tokens num_reqs uniform_token_count num_active_loras",
         "the archive key of a FULL graph",
     ),
     *_fields("vllm.config.compilation", "CUDAGraphMode", "NONE PIECEWISE FULL", "capture modes"),
-    Seam(
-        "vllm.distributed.parallel_state",
-        "graph_capture",
-        ("device",),
-        "the capture context kiln's loop enters",
-    ),
-    Seam("vllm.model_executor.offloader.base", "get_offloader", (), "offloader around capture"),
-    Seam(
-        "vllm.model_executor.offloader.base",
-        "BaseOffloader.sync_prev_onload",
-        ("self",),
-        "before each FULL capture",
-    ),
-    Seam(
-        "vllm.model_executor.offloader.base",
-        "BaseOffloader.join_after_forward",
-        ("self",),
-        "inside each FULL capture",
-    ),
+    Seam("vllm.distributed.parallel_state", "graph_capture", ("device",), "capture context"),
+    Seam(_OFFLOAD, "get_offloader", (), "offloader around each FULL capture"),
+    Seam(_OFFLOAD, "BaseOffloader.sync_prev_onload", ("self",), "before each FULL capture"),
+    Seam(_OFFLOAD, "BaseOffloader.join_after_forward", ("self",), "inside each FULL capture"),
+    # PIECEWISE graphs.
     Seam(
         "vllm.compilation.cuda_graph",
         "CUDAGraphWrapper.__init__",
@@ -278,8 +224,8 @@ SEAMS: tuple[Seam, ...] = (
         ("enabled",),
         "no capture after LOAD",
     ),
-    Seam("vllm.config.vllm", "VllmConfig.compute_hash", ("self",), "fingerprint"),
     # Every config field kiln_vllm.fingerprint reads.
+    Seam("vllm.config.vllm", "VllmConfig.compute_hash", ("self",), "fingerprint"),
     *_fields(
         "vllm.config.vllm",
         "VllmConfig",
@@ -320,7 +266,6 @@ SEAMS: tuple[Seam, ...] = (
 )
 
 
-
 # --- what a function's source holds (both checkers) ----------------------------------------
 
 
@@ -348,9 +293,12 @@ def _assigned_self_attrs(fn: FunctionNode) -> set[str]:
             t = targets.pop()
             if isinstance(t, (ast.Tuple, ast.List)):
                 targets += t.elts
-            elif isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name):
-                if t.value.id == "self":
-                    names.add(t.attr)
+            elif (
+                isinstance(t, ast.Attribute)
+                and isinstance(t.value, ast.Name)
+                and t.value.id == "self"
+            ):
+                names.add(t.attr)
     return names
 
 
@@ -390,10 +338,8 @@ def _body_problems(seam: Seam, fn: FunctionNode, lines: Sequence[str]) -> list[s
 def _parameter_names(obj: object) -> tuple[str, ...]:
     names = []
     for p in inspect.signature(obj).parameters.values():  # type: ignore[arg-type]
-        prefix = {inspect.Parameter.VAR_POSITIONAL: "*", inspect.Parameter.VAR_KEYWORD: "**"}.get(
-            p.kind, ""
-        )
-        names.append(prefix + p.name)
+        stars = "*" if p.kind is p.VAR_POSITIONAL else "**" if p.kind is p.VAR_KEYWORD else ""
+        names.append(stars + p.name)
     return tuple(names)
 
 

@@ -23,11 +23,88 @@ def test_installed_vllm_matches_the_contract() -> None:
     assert check_installed() == []
 
 
-def test_vllm_source_tree_matches_the_contract() -> None:
+@pytest.fixture
+def vllm_source() -> Path:
     root = os.environ.get("KILN_VLLM_SOURCE")
     if not root:
         pytest.skip("KILN_VLLM_SOURCE (a vLLM 0.24.0 source tree or unpacked wheel) is not set")
-    assert check_source(root) == []
+    return Path(root)
+
+
+def test_vllm_source_tree_matches_the_contract(vllm_source: Path) -> None:
+    assert check_source(vllm_source) == []
+
+
+def _edited_module(source: Path, tmp_path: Path, module: str, old: str, new: str) -> Path:
+    """A tree holding only `module`, copied from `source` with `old` replaced by `new`."""
+    rel = Path(*module.split(".")).with_suffix(".py")
+    text = (source / rel).read_text(encoding="utf-8")
+    assert text.count(old) == 1, f"{old!r} is not once in {rel}"
+    (tmp_path / rel).parent.mkdir(parents=True)
+    (tmp_path / rel).write_text(text.replace(old, new), encoding="utf-8")
+    return tmp_path
+
+
+def _seams_of(module: str) -> tuple[Seam, ...]:
+    return tuple(s for s in SEAMS if s.module == module)
+
+
+GRAPHS = "vllm.v1.worker.gpu.cudagraph_utils"
+WORKER = "vllm.v1.worker.gpu_worker"
+CAPTURE_LINE = "        self._graphs_captured = True\n"
+
+
+def test_a_change_to_the_capture_kiln_copies_names_it_and_kiln_s_copy(
+    vllm_source: Path, tmp_path: Path
+) -> None:
+    # One statement added: every name and parameter is unchanged, only the hash sees it.
+    root = _edited_module(
+        vllm_source,
+        tmp_path,
+        GRAPHS,
+        CAPTURE_LINE,
+        "        torch.cuda.synchronize()\n" + CAPTURE_LINE,
+    )
+    (problem,) = check_source(root, _seams_of(GRAPHS))
+    assert problem.startswith(f"{GRAPHS}.CudaGraphManager.capture: its source changed")
+    assert "kiln_vllm.graphs.capture_all" in problem and "reviewed" in problem
+
+
+def test_comments_and_blank_lines_in_the_capture_do_not_count_as_a_change(
+    vllm_source: Path, tmp_path: Path
+) -> None:
+    root = _edited_module(
+        vllm_source, tmp_path, GRAPHS, CAPTURE_LINE, "\n        # a note\n" + CAPTURE_LINE
+    )
+    assert check_source(root, _seams_of(GRAPHS)) == []
+
+
+def test_a_statement_moved_out_of_its_block_counts_as_a_change(
+    vllm_source: Path, tmp_path: Path
+) -> None:
+    # The same lines once stripped: only the indentation says the count moved out of the
+    # FULL branch (it would then count PIECEWISE captures too).
+    line = "                        compilation_counter.num_cudagraph_captured += 1\n"
+    root = _edited_module(vllm_source, tmp_path, GRAPHS, line, line[4:])
+    (problem,) = check_source(root, _seams_of(GRAPHS))
+    assert "CudaGraphManager.capture: its source changed" in problem
+
+
+def test_a_model_capture_that_no_longer_calls_the_base_capture_is_named(
+    vllm_source: Path, tmp_path: Path
+) -> None:
+    call = "return super().capture(create_forward_fn, progress_bar_desc)"
+    root = _edited_module(vllm_source, tmp_path, GRAPHS, call, call.replace("super()", "self"))
+    (problem,) = check_source(root, _seams_of(GRAPHS))
+    assert problem.startswith(f"{GRAPHS}.ModelCudaGraphManager.capture: no longer contains")
+
+
+def test_a_removed_module_global_of_the_worker_is_named(vllm_source: Path, tmp_path: Path) -> None:
+    root = _edited_module(
+        vllm_source, tmp_path, WORKER, "from .gpu.warmup import warmup_kernels\n", ""
+    )
+    (problem,) = check_source(root, _seams_of(WORKER))
+    assert problem.startswith(f"{WORKER}.warmup_kernels: not found")
 
 
 SEAM = Seam(
