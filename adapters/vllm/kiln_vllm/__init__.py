@@ -1,9 +1,10 @@
 """kiln's adapter for vLLM 0.24 (V2 model runner).
 
-So far: what `kiln run` contributes before vLLM starts (fingerprint fields, pinned
-environment) and the seam contract (every vLLM symbol the adapter attaches to, checked
-against the installed vLLM or a source tree). The worker-side seams (docs/vllm/seams.md §6)
-come next.
+`kiln run` contributes the launch fingerprint and pinned environment (adapter.py); the
+general plugin (vllm_plugin.py) selects `KilnWorker` (worker.py), which drives kiln's
+lifecycle through vLLM's startup; FULL graphs go through kiln's copy of vLLM's capture loop
+(graphs.py). The seam contract (seams.py) checks every vLLM symbol used. See
+docs/vllm/adapter.md.
 """
 
 from __future__ import annotations

@@ -81,9 +81,8 @@ def test_fingerprint_changes_with_max_model_len() -> None:
 def test_warmup_kernels_runs_suspended_in_both_modes(mode: str) -> None:
     # Regression: skipped at LOAD, vLLM's Triton warmup moved to the first request (1.7x
     # native's first-request latency on qwen3-0.6b).
-    from kiln_vllm.adapter import WARMUP_KERNELS_PHASE, VllmAdapter
-
     from kiln.lifecycle import WarmupAction, WarmupPhase
+    from kiln_vllm.adapter import WARMUP_KERNELS_PHASE, VllmAdapter
 
     ctx: Any = SimpleNamespace(mode=SimpleNamespace(value=mode))
     adapter = VllmAdapter()
