@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from kiln.errors import KilnError, NonPersistableGraph, RngStateError
 from kiln.native import native
@@ -76,7 +76,7 @@ class CaptureSession:
     _begin: int | None = None
     _pool: Any = None
 
-    def __enter__(self) -> CaptureSession:
+    def __enter__(self) -> Self:
         import torch
 
         torch.cuda.synchronize(self.region.device)

@@ -97,7 +97,7 @@ class Region:
             native().region_suspend(self.config.device)
             self._open = False
 
-    def __enter__(self) -> Region:
+    def __enter__(self) -> Region:  # noqa: PYI034 (open() returns the Region)
         return self.open()
 
     def __exit__(self, *exc: object) -> None:

@@ -33,7 +33,7 @@ def kiln_env(enable: bool = True, **extra: str) -> dict[str, str]:
 def run_module(
     module: str, args: list[str], env: dict[str, str], timeout: int = 900
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+    return subprocess.run(  # noqa: PLW1510 (callers read returncode)
         [sys.executable, "-m", module, *args],
         env=env,
         capture_output=True,

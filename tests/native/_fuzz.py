@@ -12,7 +12,7 @@ import textwrap
 
 def run_child(code: str, timeout: float = 60) -> str:
     """Run `code` in a fresh interpreter; return its stdout, failing on any abnormal exit."""
-    proc = subprocess.run(
+    proc = subprocess.run(  # noqa: PLW1510 (the fuzzer reads returncode)
         [sys.executable, "-c", textwrap.dedent(code)],
         capture_output=True,
         text=True,

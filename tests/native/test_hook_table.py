@@ -34,7 +34,7 @@ def headers() -> tuple[str, str]:
         import nvidia.cu13  # type: ignore[import-not-found]
     except ImportError:
         pytest.skip("the nvidia-cuda-runtime 13 wheel (CUDA headers) is not installed")
-    include = os.path.join(list(nvidia.cu13.__path__)[0], "include")
+    include = os.path.join(next(iter(nvidia.cu13.__path__)), "include")
     typedefs, cuda = Path(include, "cudaTypedefs.h"), Path(include, "cuda.h")
     if not typedefs.exists() or not cuda.exists():
         pytest.skip(f"the nvidia-cuda-runtime wheel has no CUDA headers in {include}")
@@ -111,7 +111,7 @@ def test_generate_is_deterministic(headers):
 def test_main_writes_the_header(tmp_path, headers):
     import nvidia.cu13  # type: ignore[import-not-found]
 
-    include = os.path.join(list(nvidia.cu13.__path__)[0], "include")
+    include = os.path.join(next(iter(nvidia.cu13.__path__)), "include")
     out = tmp_path / "hooks.h"
     rc = gen.main(
         ["gen", f"{include}/cudaTypedefs.h", f"{include}/cuda.h", str(HOOKS_TXT), str(out)]
@@ -168,7 +168,7 @@ def test_all_with_several_older_abis_is_a_generation_error():
 def test_main_reports_generation_errors(tmp_path, capsys, headers):
     import nvidia.cu13  # type: ignore[import-not-found]
 
-    include = os.path.join(list(nvidia.cu13.__path__)[0], "include")
+    include = os.path.join(next(iter(nvidia.cu13.__path__)), "include")
     bad = tmp_path / "hooks.txt"
     bad.write_text("cuNoSuchEntryPoint\n")
     out = tmp_path / "hooks.h"

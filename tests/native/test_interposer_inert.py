@@ -29,7 +29,7 @@ def _env(preload: bool) -> dict[str, str]:
 
 
 def _run(argv: list[str], preload: bool) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, capture_output=True, env=_env(preload), timeout=60)
+    return subprocess.run(argv, check=False, capture_output=True, env=_env(preload), timeout=60)
 
 
 COMMANDS = {

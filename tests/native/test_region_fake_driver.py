@@ -6,6 +6,7 @@ region uses and counts what is live, so leaks and double frees are visible.
 
 from __future__ import annotations
 
+import itertools
 import threading
 
 import pytest
@@ -327,7 +328,7 @@ def test_concurrent_allocations_are_distinct_and_recorded_once(region):
     allocs = sorted(a for r in results for a in r)
     assert len(allocs) == n_threads * per_thread
     assert len({a for a, _ in allocs}) == len(allocs)
-    for (a, size), (nxt, _) in zip(allocs, allocs[1:]):
+    for (a, size), (nxt, _) in itertools.pairwise(allocs):
         assert a + size <= nxt, "allocations overlap"
         assert (a - BASE) % GRAN == 0
     traj = native.region_trajectory(DEV)

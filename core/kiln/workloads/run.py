@@ -333,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = {"save": run_save, "load": run_load, "native": run_native}[args.mode](args)
         result["ok"] = True
-    except Exception as e:  # reported to the parent test as data: class and message
+    except Exception as e:  # noqa: BLE001 (reported to the parent test as data: class and message)
         result = {"ok": False, "mode": args.mode, "error_class": type(e).__name__, "error": str(e)}
     text = json.dumps(result, indent=2, default=str)
     if args.out:
