@@ -97,7 +97,7 @@ def capture_all(
                 manager.graphs[desc] = _restored(driver.capture_graph(key, _no_capture(key)))
                 continue
             forward_fn, warm_state = create_forward_fn(desc, True)
-            forward_fn(api.none)  # warmup (the first one allocates hidden_states)
+            forward_fn(api.none)  # warmup (allocates hidden_states unless a PIECEWISE one did)
             forward_fn, state = create_forward_fn(desc, False)  # fresh attention state
             attn_states[desc] = api.attention_state_pair(warm_state, state)
             got = driver.capture_graph(key, _full_capture(manager, forward_fn, api))
