@@ -93,8 +93,11 @@ def capture_all(
             if desc in manager.graphs:
                 raise KilnError(f"vLLM graph {key} was captured twice")
             if loading and i > 0:
-                # Inside SAVE's capture window: nothing to prepare, kiln maps it whole.
-                manager.graphs[desc] = _restored(driver.capture_graph(key, _no_capture(key)))
+                # Inside SAVE's capture window: nothing to prepare, kiln maps it whole. The
+                # capture function runs only if the policy falls back to a native start.
+                fallback = _prepared_capture(manager, create_forward_fn, desc, api, attn_states)
+                got = driver.capture_graph(key, fallback)
+                manager.graphs[desc] = got[0] if isinstance(got, tuple) else _restored(got)
                 continue
             forward_fn, warm_state = create_forward_fn(desc, True)
             forward_fn(api.none)  # warmup (allocates hidden_states unless a PIECEWISE one did)
@@ -122,12 +125,22 @@ def _full_capture(manager: Any, forward_fn: Callable[[Any], None], api: VllmCapt
     return capture
 
 
-def _no_capture(key: str) -> Callable[[], Any]:
+def _prepared_capture(
+    manager: Any,
+    create_forward_fn: Callable[[Any, bool], tuple[Callable[[Any], None], Any]],
+    desc: Any,
+    api: VllmCaptureApi,
+    attn_states: dict[Any, Any],
+) -> Callable[[], Any]:
+    """vLLM's whole sequence for one FULL descriptor (inputs, warmup, capture): what a
+    native start does when LOAD falls back after skipping the preparation."""
+
     def capture() -> Any:
-        raise KilnError(
-            f"vLLM graph {key} cannot be captured natively at LOAD: its inputs were not "
-            "prepared (a FULL graph set is restored or captured as a whole)"
-        )
+        forward_fn, warm_state = create_forward_fn(desc, True)
+        forward_fn(api.none)
+        forward_fn, state = create_forward_fn(desc, False)
+        attn_states[desc] = api.attention_state_pair(warm_state, state)
+        return _full_capture(manager, forward_fn, api)()
 
     return capture
 

@@ -57,6 +57,7 @@ class FakeDriver:
     log: list[str]
     hidden_ptr: int = 0x1000
     keys: list[str] = field(default_factory=list)
+    fall_back: set[str] = field(default_factory=set)
 
     @property
     def mode(self) -> Any:
@@ -67,6 +68,9 @@ class FakeDriver:
         self.log.append("begin")
 
     def capture_graph(self, key: str, capture: Callable[[], Any]) -> Any:
+        if self.mode_name == "load" and key in self.fall_back:
+            self.log.append(f"fallback {key}")
+            return capture()  # what the driver does when the policy falls back
         if self.mode_name == "load":
             self.log.append(f"restore {key}")
             return Restored(key, [FakeTensor(self.hidden_ptr)])
@@ -157,6 +161,20 @@ def test_load_restores_full_graphs_and_prepares_only_the_first() -> None:
         "full/t1/r1/u1/l0",
     ]
     assert manager._graphs_captured
+
+
+def test_load_falling_back_prepares_and_captures_the_graph_natively() -> None:
+    # Regression: a FULL graph after the first could not fall back (its inputs were never
+    # prepared at LOAD), so the fallback policy stopped the engine instead of starting it.
+    log: list[str] = []
+    manager, create = make_manager(log)
+    driver = FakeDriver("load", log, fall_back={"full/t2/r2/u1/l0"})
+    capture_all(manager, create, driver, make_api(log))
+    at = log.index("fallback full/t2/r2/u1/l0")
+    assert log[at + 1 : at + 3] == ["prepare FULL2 warmup=True", "forward FULL2 NONE"]
+    assert log.count("capture-start") == 1
+    graphs = list(manager.graphs.values())
+    assert isinstance(graphs[1], FakeGraph) and isinstance(graphs[2], Restored)
 
 
 def test_load_refuses_hidden_states_at_another_address() -> None:
