@@ -95,15 +95,17 @@ def _window_unbacked(session: Any, traj: list[tuple[int, int, int]]) -> list[int
     base = session.region.config.base
     device = session.region.device
     n = native()
+    freed = [
+        i for i in range(w0, w1) if not n.region_is_backed(device, base + traj[i][0], traj[i][1])
+    ]
+    if not freed:
+        return []  # then no graph's pointers need collecting
     pointers = sorted({p for g in session.graphs for p in g.desc.region_pointers()})
     unbacked = []
-    for i in range(w0, w1):
-        off, size, _kind = traj[i]
-        start = base + off
-        if n.region_is_backed(device, start, size):
-            continue
+    for i in freed:
+        start = base + traj[i][0]
         k = bisect.bisect_left(pointers, start)
-        if k < len(pointers) and pointers[k] < start + size:
+        if k < len(pointers) and pointers[k] < start + traj[i][1]:
             continue  # a graph points into it: LOAD backs it (its contents never mattered)
         unbacked.append(i)
     return unbacked
@@ -299,16 +301,16 @@ def materialize_window(manifest: Manifest, region: Region, restored: RestoredSet
         raise AllocationDriftError(_drift_message(drift, w0))
     base = region.config.base
     unbacked = set(manifest.window_unbacked or ())
+    granularity = int(n.region_info(dev)["granularity"])
     for i in range(w0, w1):
         off, size, _kind = manifest.trajectory[i]
-        addr = n.region_allocate(dev, size)
         if i in unbacked:
-            # Allocated and released at once: the cursor moves as it did at SAVE, and at
-            # most one such allocation is backed at a time.
-            if not n.region_release(dev, addr):
-                raise KilnError(f"capture-window allocation #{i} could not be released")
-        else:
-            restored.own_allocation(addr)
+            # Stepped over without physical memory: the cursor ends where SAVE's bump
+            # allocation left it (a later allocation landing elsewhere reports drift).
+            n.region_set_cursor(dev, off + -(-size // granularity) * granularity)
+            continue
+        addr = n.region_allocate(dev, size)
+        restored.own_allocation(addr)
         if addr != base + off:
             raise AllocationDriftError(
                 f"capture-window allocation #{i} landed at offset 0x{addr - base:x}, SAVE had 0x{off:x}"

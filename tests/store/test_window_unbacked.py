@@ -50,3 +50,41 @@ def test_the_list_round_trips() -> None:
 def test_a_list_outside_the_window_or_out_of_order_is_corrupt(bad: list[int]) -> None:
     with pytest.raises(ArchiveCorrupt, match="window_unbacked"):
         Manifest.from_json(manifest(bad), set())
+
+
+GRAN = 2 << 20
+
+
+@pytest.fixture
+def fake_region() -> Any:
+    """A region at BASE on device 0 over kiln's stand-in driver (no GPU)."""
+    native = pytest.importorskip("kiln._native", reason="kiln's native extension is not built")
+    native.region_close(0)
+    native.testing.install_fake_driver(granularity=GRAN)
+    native.region_open(0, BASE, 256 * GRAN, 0)
+    try:
+        yield native
+    finally:
+        native.region_close(0)
+        native.testing.uninstall_fake_driver()
+
+
+@pytest.mark.parametrize("unbacked", [[2], [3]])
+def test_load_steps_over_unbacked_window_memory_without_backing_it(
+    fake_region: Any, unbacked: list[int]
+) -> None:
+    native = fake_region
+    native.region_allocate(0, 1 << 20)  # before the window (weights)
+    prefix = [tuple(e) for e in native.region_trajectory(0)]
+    window = [(GRAN, GRAN, 0), (2 * GRAN, 3 * GRAN, 0), (5 * GRAN, GRAN, 0)]
+    manifest = Manifest(0, prefix + window, (1, 4), [], [], window_unbacked=unbacked)
+    owned: list[int] = []
+    region: Any = SimpleNamespace(device=0, config=SimpleNamespace(base=BASE))
+    store.materialize_window(manifest, region, SimpleNamespace(own_allocation=owned.append))
+    skipped = {2: 3 * GRAN, 3: GRAN}[unbacked[0]]
+    stats = native.testing.fake_driver_stats()
+    assert stats["physical_bytes"] == 6 * GRAN - skipped
+    assert stats["create_calls"] == 3  # the prefix and the two backed window allocations
+    assert BASE + window[unbacked[0] - 1][0] not in owned and len(owned) == 2
+    # The cursor ends where SAVE's allocations left it.
+    assert native.region_allocate(0, 1) == BASE + 6 * GRAN
