@@ -79,20 +79,17 @@ class KilnWorker(Worker):
     @torch.inference_mode()
     def determine_available_memory(self) -> int:
         with self._timed("determine_available_memory"):
+            measured = False
 
             def measure() -> dict[str, int]:
+                nonlocal measured
+                measured = True
                 with self.kiln.suspended():
                     return {
                         "kv_cache_bytes": int(super(KilnWorker, self).determine_available_memory())
                     }
 
-            measured: list[bool] = []
-
-            def measure_once() -> dict[str, int]:
-                measured.append(True)
-                return measure()
-
-            kv = self.kiln.kv_capacity(measure_once)
+            kv = self.kiln.kv_capacity(measure)
             if not measured:
                 # LOAD: the bytes are SAVE's. The model's first call still loads the compiled
                 # model (and builds its graph wrappers), as SAVE's profiling forward did: same
