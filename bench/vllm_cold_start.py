@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _vllm_common import device_facts, kiln_run
+
 PROMPTS = 16
 STEADY_REPEATS = 5
 OUT_TOKENS = 64
@@ -111,9 +113,7 @@ def launch(mode: str, args: argparse.Namespace, archive: Path, work: Path) -> di
     if mode.startswith("native"):  # "native-cold": a first start that fills the compile cache
         cmd = me
     else:
-        kiln = [sys.executable, "-c", "import sys, kiln.cli; sys.exit(kiln.cli.main())"]
-        cmd = [*kiln, "run", "--mode", mode]
-        cmd += ["--archive", str(archive), "--policy", "strict", "--", *me]
+        cmd = kiln_run(mode, str(archive), me)
     # The same vLLM settings in every mode (kiln run pins these too); FlashInfer is not
     # installed on the bench machine.
     env = dict(
@@ -150,15 +150,6 @@ def _text(data: bytes | str | None) -> str:
     if data is None:
         return ""
     return data if isinstance(data, str) else data.decode(errors="replace")
-
-
-def device_facts() -> dict[str, str]:
-    q = ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"]
-    try:
-        name, driver = subprocess.check_output(q, text=True).splitlines()[0].split(", ")
-    except (OSError, subprocess.CalledProcessError, ValueError):
-        return {"device_name": "unknown", "driver": "unknown"}
-    return {"device_name": name, "driver": driver}
 
 
 def parent(args: argparse.Namespace) -> int:

@@ -24,6 +24,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from _vllm_common import device_facts, kiln_run
+
 PROMPT = [100 + (j * 104729) % 30000 for j in range(32)]
 
 
@@ -72,20 +74,7 @@ def complete(port: int, model: str) -> dict[str, Any] | None:
 def run_mode(mode: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     cmd = serve_command(args)
     if not mode.startswith("native"):  # "native-cold": a first start filling the caches
-        kiln = [sys.executable, "-c", "import sys, kiln.cli; sys.exit(kiln.cli.main())"]
-        archive = work / "archive"
-        cmd = [
-            *kiln,
-            "run",
-            "--mode",
-            mode,
-            "--archive",
-            str(archive),
-            "--policy",
-            "strict",
-            "--",
-            *cmd,
-        ]
+        cmd = kiln_run(mode, str(work / "archive"), cmd)
     log = open(work / f"serve-{mode}.log", "w")  # noqa: SIM115 (the server writes to it)
     env = dict(os.environ, VLLM_USE_V2_MODEL_RUNNER="1", VLLM_USE_FLASHINFER_SAMPLER="0")
     t0 = time.perf_counter()
@@ -135,19 +124,12 @@ def main() -> int:
     modes = {m: run_mode(m, args, work) for m in args.modes.split(",")}
     for m, r in modes.items():
         print(m, json.dumps({k: v for k, v in r.items() if k != "log_tail"}), flush=True)
-    device = subprocess.run(
-        ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
-        check=False,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    name, _, driver = device.partition(", ")
+    facts = device_facts()
     date = datetime.date.today().isoformat()
     reference = modes.get("native", {}).get("token_ids")
     record = {
         "benchmark": "vllm_serve",
-        "device_name": name or "unknown",
-        "driver": driver or "unknown",
+        **facts,
         "commit": os.environ.get("KILN_COMMIT", "unknown"),
         "date": date,
         "model": Path(args.model).name,
