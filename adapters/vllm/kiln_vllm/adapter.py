@@ -98,10 +98,12 @@ class VllmAdapter:
         if self._config is None:
             return None
         from kiln_vllm.fingerprint import config_fingerprint
+        from kiln_vllm.pieces import piecewise_fingerprint
 
-        return config_fingerprint(
+        fields = config_fingerprint(
             self._config, vllm_version=installed_version("vllm") or "not installed"
         )
+        return {**fields, **piecewise_fingerprint()}  # no field unless KILN_VLLM_PIECEWISE=1
 
     @hookimpl
     def kiln_launch_fingerprint(self, launch: LaunchContext) -> dict[str, str] | None:

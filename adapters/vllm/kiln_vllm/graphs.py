@@ -15,6 +15,11 @@ allocation from the first FULL capture on lies in SAVE's capture window, which k
 re-creates in one piece, so later FULL descriptors are neither warmed up nor prepared.
 PIECEWISE graphs are still captured natively (the startup report lists them).
 
+With KILN_VLLM_PIECEWISE=1 (opt-in, not yet validated on a GPU) the PIECEWISE part goes
+through kiln too (`kiln_vllm.pieces`): SAVE's capture window then starts at the first piece's
+capture, and LOAD runs only the first PIECEWISE descriptor's inputs and warmup, then restores
+every piece and every FULL graph without running a forward.
+
 The loop mirrors `CudaGraphManager.capture` in vLLM 0.24.0; the seam contract checks its
 signature (`kiln_vllm.seams`; a source-hash check is on the roadmap).
 """
@@ -26,6 +31,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from kiln.errors import KilnError
+
+from kiln_vllm.pieces import capture_pieces, piecewise_restore_requested, vllm_piece_api
 
 
 def full_graph_key(desc: Any) -> str:
@@ -48,6 +55,7 @@ class VllmCaptureApi:
     offloader: Callable[[], Any]  # vllm.model_executor.offloader.base.get_offloader
     new_graph: Callable[[], Any]  # torch.cuda.CUDAGraph
     graph_context: Callable[[Any, Any], Any]  # torch.cuda.graph(graph, pool)
+    pieces: Any = None  # kiln_vllm.pieces.VllmPieceApi when KILN_VLLM_PIECEWISE=1
 
 
 def vllm_capture_api() -> VllmCaptureApi:
@@ -66,6 +74,7 @@ def vllm_capture_api() -> VllmCaptureApi:
         offloader=get_offloader,
         new_graph=torch.cuda.CUDAGraph,
         graph_context=lambda graph, pool: torch.cuda.graph(graph, pool),
+        pieces=vllm_piece_api() if piecewise_restore_requested() else None,
     )
 
 
@@ -80,18 +89,33 @@ def capture_all(
     loading = driver.mode.value == "load"
     attn_states: dict[Any, Any] = {}
     descs = manager._capture_descs
+    # Opt-in: the pieces go through kiln only when kiln saves or loads.
+    pieces = (
+        api.pieces is not None
+        and bool(descs.get(api.piecewise))
+        and driver.mode.value in ("save", "load")
+    )
     with api.graph_capture(device=manager.device):
-        for desc in descs.get(api.piecewise, []):
-            forward_fn, state = create_forward_fn(desc, True)
-            forward_fn(api.none)  # warmup
-            attn_states[desc] = api.attention_state_pair(state, state)
-            forward_fn(api.piecewise)  # the compiled model's wrappers capture each piece
         full = descs.get(api.full, [])
-        driver.capture_begin([full_graph_key(d) for d in full])
+        if pieces:
+            full_keys = [full_graph_key(d) for d in full]
+            capture_pieces(manager, create_forward_fn, driver, api, full_keys, attn_states)
+        else:
+            for desc in descs.get(api.piecewise, []):
+                forward_fn, state = create_forward_fn(desc, True)
+                forward_fn(api.none)  # warmup
+                attn_states[desc] = api.attention_state_pair(state, state)
+                forward_fn(api.piecewise)  # the compiled model's wrappers capture each piece
+            driver.capture_begin([full_graph_key(d) for d in full])
         for i, desc in enumerate(full):
             key = full_graph_key(desc)
             if desc in manager.graphs:
                 raise KilnError(f"vLLM graph {key} was captured twice")
+            if loading and pieces:
+                # The whole FULL set lies in SAVE's window (it began at the first piece).
+                got = driver.capture_graph(key, _no_capture(key))
+                manager.graphs[desc] = _captured_or_restored(manager, key, got)
+                continue
             if loading and i > 0:
                 # Inside SAVE's capture window: nothing to prepare, kiln maps it whole. The
                 # capture function runs only if the policy falls back to a native start.

@@ -56,12 +56,17 @@ def _fields(module: str, cls: str, names: str, why: str) -> tuple[Seam, ...]:
 # upgrade changes it: review kiln_vllm.graphs.capture_all against the new source, then
 # update this from the problem message.
 CAPTURE_SHA256 = "6ed0b4d16a8e617a46561ecafdf886d15d011ef167629d96da8a5369dc5e1416"
+# `CUDAGraphWrapper.__call__`: kiln_vllm.pieces re-implements which branch it takes (the
+# capture branch goes through kiln's driver under KILN_VLLM_PIECEWISE=1).
+WRAPPER_CALL_SHA256 = "ddd25e25454e185c27e5f4ad4ef58cd4f6318126de9336fc7435894d431dc9a1"
 
 
 _WORKER = "vllm.v1.worker.gpu_worker"
 _RUNNER = "vllm.v1.worker.gpu.model_runner"
 _GRAPHS = "vllm.v1.worker.gpu.cudagraph_utils"
 _OFFLOAD = "vllm.model_executor.offloader.base"
+_WRAPPER = "vllm.compilation.cuda_graph"
+_FORWARD = "vllm.forward_context"
 
 SEAMS: tuple[Seam, ...] = (
     # Startup: the plugin, then the engine config it patches (P1).
@@ -154,7 +159,7 @@ SEAMS: tuple[Seam, ...] = (
         "CudaGraphManager.__init__",
         None,
         "state kiln's capture loop reads and writes",
-        sets=("device", "graphs", "pool", "_capture_descs", "_graphs_captured"),
+        sets=("vllm_config", "device", "graphs", "pool", "_capture_descs", "_graphs_captured"),
     ),
     Seam(
         _GRAPHS,
@@ -201,16 +206,54 @@ SEAMS: tuple[Seam, ...] = (
     Seam(_OFFLOAD, "BaseOffloader.join_after_forward", ("self",), "inside each FULL capture"),
     # PIECEWISE graphs.
     Seam(
-        "vllm.compilation.cuda_graph",
+        _WRAPPER,
         "CUDAGraphWrapper.__init__",
         ("self", "runnable", "vllm_config", "runtime_mode", "cudagraph_options"),
         "PIECEWISE wrapper",
+        sets=("runnable", "runtime_mode", "concrete_cudagraph_entries"),
     ),
     Seam(
-        "vllm.compilation.cuda_graph",
+        _WRAPPER,
         "CUDAGraphWrapper.__call__",
         ("self", "*args", "**kwargs"),
-        "PIECEWISE capture",
+        "PIECEWISE capture (its capture branch goes through kiln with KILN_VLLM_PIECEWISE=1)",
+        sha256=WRAPPER_CALL_SHA256,
+        copy="kiln_vllm.pieces.PieceRouter.call",
+    ),
+    Seam(_WRAPPER, "CUDAGraphWrapper._all_instances", None, "the wrappers kiln switches"),
+    *_fields(
+        _WRAPPER,
+        "CUDAGraphEntry",
+        "batch_descriptor cudagraph output input_addresses",
+        "PIECEWISE entries LOAD installs",
+    ),
+    *_fields(
+        _FORWARD,
+        "BatchDescriptor",
+        "num_tokens num_reqs uniform has_lora num_active_loras",
+        "the archive key of a PIECEWISE graph",
+    ),
+    *_fields(
+        _FORWARD,
+        "ForwardContext",
+        "cudagraph_runtime_mode batch_descriptor",
+        "which branch a PIECEWISE wrapper takes",
+    ),
+    Seam(_FORWARD, "get_forward_context", (), "which branch a PIECEWISE wrapper takes"),
+    Seam(_FORWARD, "is_forward_context_available", (), "which branch a PIECEWISE wrapper takes"),
+    Seam(
+        "vllm.compilation.piecewise_backend",
+        "PiecewiseBackend.__init__",
+        None,
+        "the name of a PIECEWISE piece",
+        sets=("vllm_backend", "submod_name", "piecewise_compile_index"),
+    ),
+    Seam(
+        "vllm.compilation.backends",
+        "VllmBackend.__init__",
+        None,
+        "the name of a PIECEWISE piece",
+        sets=("prefix",),
     ),
     Seam(
         "vllm.platforms.cuda",
