@@ -112,8 +112,10 @@ def capture_all(
             if desc in manager.graphs:
                 raise KilnError(f"vLLM graph {key} was captured twice")
             if loading and pieces:
-                # The whole FULL set lies in SAVE's window (it began at the first piece).
-                got = driver.capture_graph(key, _no_capture(key))
+                # The whole FULL set lies in SAVE's window (it began at the first piece);
+                # the capture function runs only if the policy falls back.
+                fallback = _prepared_capture(manager, create_forward_fn, desc, api, attn_states)
+                got = driver.capture_graph(key, fallback)
                 manager.graphs[desc] = _captured_or_restored(manager, key, got)
                 continue
             if loading and i > 0:
