@@ -108,3 +108,38 @@ except Exception as e:
 """
     r = run_script(script)
     assert r["error_class"] == "RngStateError", r
+
+
+def test_kernel_argument_that_only_looks_like_a_region_address_restores(tmp_path: Path) -> None:
+    # Regression (vLLM qwen3-8b LOAD, FlashAttention 3): a kernel argument word equal to an
+    # unallocated region address (0x601200000001) was recorded as a pointer, and LOAD then
+    # refused the graph because nothing backed that address.
+    script = """
+import json, sys, torch, kiln
+mode, path = sys.argv[1], sys.argv[2]
+region = kiln.Region().open()
+x = torch.zeros(8, dtype=torch.int64, device="cuda")
+value = region.config.base + (1 << 35) + 1  # in the region, far past anything allocated
+if mode == "save":
+    with kiln.CaptureSession(region) as s:
+        s.capture("fill", lambda x: x.fill_(value), (x,))
+    kiln.save(path, s)
+    print(json.dumps({"ok": True}))
+else:
+    graphs = kiln.load(path, region)
+    graphs["fill"].replay()
+    torch.cuda.synchronize()
+    print(json.dumps({"ok": bool((x == value).all().item())}))
+"""
+    archive = str(tmp_path / "fill.kiln")
+    for mode in ("save", "load"):
+        proc = subprocess.run(
+            [sys.executable, "-c", script, mode, archive],
+            env=kiln_env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"ok": True}, mode

@@ -204,6 +204,20 @@ def test_is_backed_within_and_across_adjacent_allocations(region):
     assert not native.region_is_backed(DEV, a, 3 * GRAN + 1)  # past the last allocation
 
 
+def test_is_live_only_where_an_allocation_covers_the_address_now(region):
+    # The graph walker records a kernel argument word as a region pointer only when it is
+    # live: a value past the cursor or inside freed memory cannot be an address the graph
+    # reads (vLLM qwen3-8b's FlashAttention 3 parameters held 0x601200000001).
+    a = native.region_allocate(DEV, GRAN)
+    b = native.region_allocate(DEV, GRAN + 1)
+    native.region_release(DEV, a)
+    assert native.region_is_live(DEV, b) and native.region_is_live(DEV, b + 2 * GRAN - 1)
+    assert not native.region_is_live(DEV, a + 1)  # freed
+    assert not native.region_is_live(DEV, b + 2 * GRAN)  # past the cursor
+    assert not native.region_is_live(DEV, BASE + SIZE)  # outside the region
+    assert not native.region_is_live(DEV, BASE - 1)
+
+
 def test_is_backed_false_for_freed_gap_and_outside(region):
     a = native.region_allocate(DEV, GRAN)
     b = native.region_allocate(DEV, GRAN)

@@ -197,6 +197,9 @@ NB_MODULE(_native, m) {
   m.def("region_is_backed", [](int device, uint64_t addr, uint64_t len) {
     return with_region(device, [&](Region& r) { return r.is_backed(addr, len); });
   }, "device"_a, "address"_a, "length"_a);
+  m.def("region_is_live", [](int device, uint64_t addr) {
+    return with_region(device, [&](Region& r) { return r.is_live(addr); });
+  }, "device"_a, "address"_a, "Whether a live allocation or reservation covers the address.");
   m.def("region_trajectory", [](int device) {
     auto t = with_region(device, [](Region& r) { return r.trajectory(); });
     nb::list out;

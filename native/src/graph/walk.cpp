@@ -6,6 +6,7 @@
 #include "binaries/registry.h"
 #include "common/driver.h"
 #include "common/error.h"
+#include "common/log.h"
 #include "region/registry.h"
 
 namespace kiln {
@@ -112,7 +113,17 @@ class Walker {
     uint64_t word;
     std::memcpy(&word, k.args.data() + offset, 8);
     if (region_ && region_->contains(word)) {
-      k.region_pointers.push_back({offset, word});
+      // A word inside the region that no live allocation covers at capture is a value that
+      // only looks like an address (vLLM qwen3-8b's FlashAttention 3 parameters held the
+      // odd 0x601200000001): addresses are never reused, so the graph cannot read there.
+      // Recording it would make LOAD demand memory that SAVE never had.
+      if (region_->is_live(word)) {
+        k.region_pointers.push_back({offset, word});
+      } else {
+        KILN_DEBUG("kernel %s (graph node %u) byte %u: 0x%llx lies in the region but nothing is allocated there; "
+                   "not a pointer",
+                   k.entry.c_str(), node, offset, (unsigned long long)word);
+      }
     } else if (is_device_memory(word)) {
       throw Error(ErrorKind::external_pointer,
                   format("kernel %s (graph node %u): argument %d (byte %u) holds 0x%llx, which points into device "

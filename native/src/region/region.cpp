@@ -205,6 +205,17 @@ bool Region::is_backed(uint64_t addr, uint64_t len) const {
   return true;
 }
 
+bool Region::is_live(uint64_t addr) const {
+  if (!contains(addr)) return false;
+  uint64_t at = addr - config_.base;
+  if (at < prealloc_end_) return true;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = live_.upper_bound(at);
+  if (it == live_.begin()) return false;
+  --it;
+  return at < it->first + it->second.size;
+}
+
 void Region::suspend() {
   std::lock_guard<std::mutex> lock(mu_);
   active_ = false;

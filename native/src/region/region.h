@@ -61,6 +61,9 @@ class Region {
 
   // Whether [addr, addr+len) lies inside live, backed allocations.
   bool is_backed(uint64_t addr, uint64_t len) const;
+  // Whether a live allocation or reservation covers addr. Addresses are never reused, so a
+  // region address that nothing covers now never held data a kernel could mean to read.
+  bool is_live(uint64_t addr) const;
 
   void suspend();
   void resume();
