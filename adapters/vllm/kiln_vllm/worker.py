@@ -19,10 +19,12 @@ Stages (docs/vllm/seams.md §6):
 from __future__ import annotations
 
 import contextlib
+import cProfile
 import gc
 import importlib.metadata
 import json
 import os
+import pstats
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -39,6 +41,9 @@ from kiln_vllm.graphs import kiln_manager_class
 T = TypeVar("T")
 
 STAGE_TIMES = "KILN_VLLM_STAGE_TIMES"  # a path ({rank} is replaced): per-stage seconds, JSON
+# Diagnostics: a stage name; its cProfile (top functions by cumulative time) is written
+# next to the stage times as <path>.<stage>.prof.txt.
+PROFILE_STAGE = "KILN_VLLM_PROFILE_STAGE"
 
 # vLLM's kernel_warmup (FlashInfer autotune) runs before capture and allocates in the
 # region, so LOAD runs it too.
@@ -154,11 +159,23 @@ class KilnWorker(Worker):
 
     @contextlib.contextmanager
     def _timed(self, stage: str) -> Iterator[None]:
+        profiling = os.environ.get(PROFILE_STAGE) == stage and os.environ.get(STAGE_TIMES)
+        profile = cProfile.Profile() if profiling else None
         t0 = time.perf_counter()
+        if profile is not None:
+            profile.enable()
         try:
             yield
         finally:
             self.kiln_times[stage] = time.perf_counter() - t0
+            if profile is not None:
+                profile.disable()
+                self._write_profile(stage, profile)
+
+    def _write_profile(self, stage: str, profile: cProfile.Profile) -> None:
+        path = os.environ[STAGE_TIMES].replace("{rank}", str(self.rank))
+        with open(f"{path}.{stage}.prof.txt", "w") as f:
+            pstats.Stats(profile, stream=f).sort_stats("cumulative").print_stats(60)
 
     def _write_times(self) -> None:
         path = os.environ.get(STAGE_TIMES)
