@@ -1,7 +1,7 @@
 """Integration with stock vLLM 0.24 (where it is installed: the lent GPU machine after the
 bundle is staged, see ../shared/device/README.md): a native start, a kiln SAVE start and a
 kiln LOAD start of qwen3-0.6b (dummy weights), each a fresh process, generate the same
-greedy tokens, and LOAD restores every FULL graph."""
+greedy tokens, and LOAD restores every graph SAVE captured."""
 
 from __future__ import annotations
 
@@ -50,4 +50,8 @@ def test_vllm_native_save_and_load_generate_the_same_greedy_tokens(tmp_path: Pat
     assert record["tokens_identical_to_native"] == {"native": True, "save": True, "load": True}
     report = record["modes"]["load"]["kiln_report"]
     assert report["outcome"] == "restored"
-    assert report["graphs_restored"] == 51 and report["graphs_captured"] == 0
+    # Every graph restored, none captured: 51 FULL decode graphs plus every PIECEWISE piece
+    # at every size (PIECEWISE restore is the default).
+    assert report["graphs_captured"] == 0
+    assert report["graphs_restored"] > 51
+    assert report["graphs_restored"] == record["modes"]["save"]["kiln_report"]["graphs_captured"]

@@ -1,4 +1,4 @@
-"""PIECEWISE graphs through kiln (opt-in: KILN_VLLM_PIECEWISE=1; not yet validated on a GPU).
+"""PIECEWISE graphs through kiln (the default; KILN_VLLM_PIECEWISE=0 captures them natively).
 
 vLLM 0.24 captures a PIECEWISE graph per compiled piece and size inside
 `vllm.compilation.cuda_graph.CUDAGraphWrapper.__call__`, the first time a wrapper runs in
@@ -35,13 +35,17 @@ _KEY_TAIL = 6  # segments after the piece name: t, r, u, h, l, o
 
 
 def piecewise_restore_requested(environ: Mapping[str, str] | None = None) -> bool:
-    return (os.environ if environ is None else environ).get(ENV, "") == "1"
+    """On unless $KILN_VLLM_PIECEWISE is 0; any value but 0 and 1 is refused by name."""
+    raw = (os.environ if environ is None else environ).get(ENV, "1")
+    if raw not in ("0", "1"):
+        raise KilnError(f"{ENV}={raw!r}: use 1 (restore PIECEWISE graphs) or 0 (capture them)")
+    return raw == "1"
 
 
 def piecewise_fingerprint(environ: Mapping[str, str] | None = None) -> dict[str, bool]:
-    """A field only when requested: default archives keep their fingerprint, and an archive
-    saved with PIECEWISE graphs is refused by a LOAD without them (and the reverse)."""
-    return {"vllm.piecewise_restore": True} if piecewise_restore_requested(environ) else {}
+    """An archive saved with PIECEWISE graphs is refused by a LOAD without them (and the
+    reverse), naming this field."""
+    return {"vllm.piecewise_restore": piecewise_restore_requested(environ)}
 
 
 @dataclass(frozen=True)

@@ -435,13 +435,15 @@ def test_piece_keys_name_the_piece_and_every_descriptor_field() -> None:
     assert piece_of_key("full/t8/r8/u1/l0") is None
 
 
-def test_the_opt_in_is_exactly_one() -> None:
+def test_piecewise_restore_is_on_unless_turned_off() -> None:
+    assert piecewise_restore_requested({})
     assert piecewise_restore_requested({"KILN_VLLM_PIECEWISE": "1"})
     assert not piecewise_restore_requested({"KILN_VLLM_PIECEWISE": "0"})
-    assert not piecewise_restore_requested({})
-    # The fingerprint gains a field only with the opt-in: default archives keep theirs.
-    assert piecewise_fingerprint({}) == {}
-    assert piecewise_fingerprint({"KILN_VLLM_PIECEWISE": "1"}) == {"vllm.piecewise_restore": True}
+    with pytest.raises(KilnError, match="KILN_VLLM_PIECEWISE='yes'"):
+        piecewise_restore_requested({"KILN_VLLM_PIECEWISE": "yes"})
+    # Both ways are in the fingerprint: an archive made one way is refused the other way.
+    assert piecewise_fingerprint({}) == {"vllm.piecewise_restore": True}
+    assert piecewise_fingerprint({"KILN_VLLM_PIECEWISE": "0"}) == {"vllm.piecewise_restore": False}
 
 
 def test_load_checks_hidden_states_against_every_full_graph() -> None:
