@@ -6,6 +6,8 @@ set -uo pipefail
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/kiln-out}
 mkdir -p "$OUT"
+# Result files name the commit: KILN_COMMIT, else the COMMIT file bench/pack_head.sh adds.
+if [ -z "${KILN_COMMIT:-}" ] && [ -f COMMIT ]; then export KILN_COMMIT=$(cat COMMIT); fi
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/device.txt"
 # Non-editable: the interposer must sit next to the installed package. The repository root
 # holds no `kiln` directory, so tests and benchmarks import the installed copy.

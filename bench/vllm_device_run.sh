@@ -7,6 +7,8 @@ set -uo pipefail
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/kiln-out}
 mkdir -p "$OUT"
+# Result files name the commit: KILN_COMMIT, else the COMMIT file bench/pack_head.sh adds.
+if [ -z "${KILN_COMMIT:-}" ] && [ -f COMMIT ]; then export KILN_COMMIT=$(cat COMMIT); fi
 modes=$1; shift
 if ! python3 -c "import vllm" 2>/dev/null; then
   bash /root/kiln-stage/install.sh > "$OUT/install.log" 2>&1 || { tail -30 "$OUT/install.log"; exit 1; }

@@ -103,7 +103,7 @@ class VllmAdapter:
         fields = config_fingerprint(
             self._config, vllm_version=installed_version("vllm") or "not installed"
         )
-        return {**fields, **piecewise_fingerprint()}  # no field unless KILN_VLLM_PIECEWISE=1
+        return {**fields, **piecewise_fingerprint()}  # KILN_VLLM_PIECEWISE, either way
 
     @hookimpl
     def kiln_launch_fingerprint(self, launch: LaunchContext) -> dict[str, str] | None:

@@ -8,20 +8,20 @@ from vLLM's in one place: each FULL capture goes through the lifecycle driver. A
 driver records the graph where its stream capture ends; at LOAD it hands back the restored
 graph and vLLM's capture is not run.
 
-What LOAD still runs, and why: everything before the first FULL capture (PIECEWISE warmups
-and captures, the first FULL descriptor's warmup and inputs) allocates device memory that
-the restored graphs read at SAVE's addresses, so it must allocate in the same order. Every
-allocation from the first FULL capture on lies in SAVE's capture window, which kiln
-re-creates in one piece, so later FULL descriptors are neither warmed up nor prepared.
-PIECEWISE graphs are still captured natively (the startup report lists them).
+By default the PIECEWISE part goes through kiln too (`kiln_vllm.pieces`): SAVE's capture
+window starts at the first piece's capture, and LOAD runs only the first PIECEWISE
+descriptor's inputs and warmup (they allocate memory the restored graphs read at SAVE's
+addresses, so they must allocate in the same order), then restores every piece and every
+FULL graph without running a forward.
 
-With KILN_VLLM_PIECEWISE=1 (opt-in, not yet validated on a GPU) the PIECEWISE part goes
-through kiln too (`kiln_vllm.pieces`): SAVE's capture window then starts at the first piece's
-capture, and LOAD runs only the first PIECEWISE descriptor's inputs and warmup, then restores
-every piece and every FULL graph without running a forward.
+With KILN_VLLM_PIECEWISE=0 the PIECEWISE graphs are captured natively, and LOAD also runs
+everything before the first FULL capture (PIECEWISE warmups and captures, the first FULL
+descriptor's warmup and inputs). Every allocation from the first FULL capture on lies in
+SAVE's capture window, which kiln re-creates in one piece, so later FULL descriptors are
+neither warmed up nor prepared.
 
 The loop mirrors `CudaGraphManager.capture` in vLLM 0.24.0; the seam contract checks its
-signature (`kiln_vllm.seams`; a source-hash check is on the roadmap).
+signature and pins its source hash (`kiln_vllm.seams`).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class VllmCaptureApi:
     offloader: Callable[[], Any]  # vllm.model_executor.offloader.base.get_offloader
     new_graph: Callable[[], Any]  # torch.cuda.CUDAGraph
     graph_context: Callable[[Any, Any], Any]  # torch.cuda.graph(graph, pool)
-    pieces: Any = None  # kiln_vllm.pieces.VllmPieceApi when KILN_VLLM_PIECEWISE=1
+    pieces: Any = None  # kiln_vllm.pieces.VllmPieceApi unless KILN_VLLM_PIECEWISE=0
 
 
 def vllm_capture_api() -> VllmCaptureApi:

@@ -57,7 +57,7 @@ def _fields(module: str, cls: str, names: str, why: str) -> tuple[Seam, ...]:
 # update this from the problem message.
 CAPTURE_SHA256 = "6ed0b4d16a8e617a46561ecafdf886d15d011ef167629d96da8a5369dc5e1416"
 # `CUDAGraphWrapper.__call__`: kiln_vllm.pieces re-implements which branch it takes (the
-# capture branch goes through kiln's driver under KILN_VLLM_PIECEWISE=1).
+# capture branch goes through kiln's driver unless KILN_VLLM_PIECEWISE=0).
 WRAPPER_CALL_SHA256 = "ddd25e25454e185c27e5f4ad4ef58cd4f6318126de9336fc7435894d431dc9a1"
 
 
@@ -216,7 +216,7 @@ SEAMS: tuple[Seam, ...] = (
         _WRAPPER,
         "CUDAGraphWrapper.__call__",
         ("self", "*args", "**kwargs"),
-        "PIECEWISE capture (its capture branch goes through kiln with KILN_VLLM_PIECEWISE=1)",
+        "PIECEWISE capture (its capture branch goes through kiln unless KILN_VLLM_PIECEWISE=0)",
         sha256=WRAPPER_CALL_SHA256,
         copy="kiln_vllm.pieces.PieceRouter.call",
     ),

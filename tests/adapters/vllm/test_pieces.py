@@ -1,4 +1,4 @@
-"""PIECEWISE graphs through kiln (kiln_vllm.pieces, KILN_VLLM_PIECEWISE=1), against stand-ins
+"""PIECEWISE graphs through kiln (kiln_vllm.pieces, on unless KILN_VLLM_PIECEWISE=0), against stand-ins
 for vLLM's CUDAGraphWrapper, forward context and graph manager, torch and the lifecycle
 driver: SAVE routes each piece's capture through the driver, LOAD installs the entries from
 a SAVE's archive without running a piece, and what does not match fails naming the piece."""
@@ -424,7 +424,7 @@ def test_load_fails_when_the_archive_lost_an_output() -> None:
         load(archive)
 
 
-# --- keys and the opt-in -------------------------------------------------------------------------
+# --- keys and the switch ----------------------------------------------------------------------------
 
 
 def test_piece_keys_name_the_piece_and_every_descriptor_field() -> None:
