@@ -81,11 +81,15 @@ void BinaryRegistry::on_library(CUlibrary library, uint32_t binary) {
 void BinaryRegistry::on_module_unload(CUmodule module) {
   std::lock_guard<std::mutex> lock(mu_);
   modules_.erase(module);  // its handles may be reused by a later load
+  found_by_driver_.clear();
+  ++unloads_;
 }
 
 void BinaryRegistry::on_library_unload(CUlibrary library) {
   std::lock_guard<std::mutex> lock(mu_);
   libraries_.erase(library);
+  found_by_driver_.clear();
+  ++unloads_;
 }
 
 void BinaryRegistry::on_module_function(CUfunction function, CUmodule module, const char* name) {
@@ -121,6 +125,27 @@ std::optional<KernelIdentity> BinaryRegistry::identify(const void* handle) const
 
 std::optional<KernelIdentity> BinaryRegistry::identify_with_driver(CUfunction function) const {
   if (auto known = identify(function)) return known;
+  std::vector<std::pair<const void*, uint32_t>> libraries, modules;
+  uint64_t unloads;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto it = found_by_driver_.find(function); it != found_by_driver_.end()) return it->second;
+    libraries.assign(libraries_.begin(), libraries_.end());
+    modules.assign(modules_.begin(), modules_.end());
+    unloads = unloads_;
+  }
+  std::optional<KernelIdentity> found = search_driver(function, libraries, modules);
+  if (found) {
+    std::lock_guard<std::mutex> lock(mu_);
+    // An unload during the search may have freed the handle: its answer must not outlive it.
+    if (unloads_ == unloads) found_by_driver_.emplace(function, *found);
+  }
+  return found;
+}
+
+std::optional<KernelIdentity> BinaryRegistry::search_driver(
+    CUfunction function, const std::vector<std::pair<const void*, uint32_t>>& libraries,
+    const std::vector<std::pair<const void*, uint32_t>>& modules) {
   const DriverTable& drv = driver();
   // cudart resolves per-context functions inside the driver, so a graph node may carry a
   // CUfunction (or a CUkernel used as one) that no wrapped call returned. Find its name, then
@@ -136,12 +161,6 @@ std::optional<KernelIdentity> BinaryRegistry::identify_with_driver(CUfunction fu
       return std::nullopt;
   }
   std::string entry = name;
-  std::vector<std::pair<const void*, uint32_t>> libraries, modules;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    libraries.assign(libraries_.begin(), libraries_.end());
-    modules.assign(modules_.begin(), modules_.end());
-  }
   for (const auto& [handle, binary] : libraries) {
     CUkernel k = nullptr;
     if (drv.cuLibraryGetKernel(&k, static_cast<CUlibrary>(const_cast<void*>(handle)), entry.c_str()) != CUDA_SUCCESS)

@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "binaries/image.h"
@@ -52,6 +53,7 @@ class BinaryRegistry {
   // What a graph's kernel handle (CUfunction, or CUkernel used as one) refers to.
   std::optional<KernelIdentity> identify(const void* handle) const;
   // As identify, falling back to asking the driver for the function's module and name.
+  // Answers the driver gave are remembered until the next unload (failures never are).
   std::optional<KernelIdentity> identify_with_driver(CUfunction function) const;
 
   // A live handle through which this process already loaded the binary, if any: LOAD
@@ -69,6 +71,10 @@ class BinaryRegistry {
 
  private:
   uint32_t add(const uint8_t* data, size_t size, ImageKind kind, bool is_static, const std::string& origin);
+  // identify_with_driver's search, on snapshots of the handle maps (no lock held).
+  static std::optional<KernelIdentity> search_driver(CUfunction function,
+                                                     const std::vector<std::pair<const void*, uint32_t>>& libraries,
+                                                     const std::vector<std::pair<const void*, uint32_t>>& modules);
 
   mutable std::mutex mu_;
   std::vector<std::unique_ptr<BinaryRecord>> records_;
@@ -77,6 +83,11 @@ class BinaryRegistry {
   std::unordered_map<const void*, uint32_t> libraries_;
   std::unordered_map<const void*, KernelIdentity> functions_;
   std::unordered_map<const void*, KernelIdentity> kernels_;
+  // identify_with_driver's answers: its search asks every recorded library for the name,
+  // repeated for every graph node that carries the handle. Cleared on unload (a handle may
+  // be reused); `unloads_` tells a search that raced with an unload not to store.
+  mutable std::unordered_map<const void*, KernelIdentity> found_by_driver_;
+  uint64_t unloads_ = 0;
 };
 
 }  // namespace kiln

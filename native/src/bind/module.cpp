@@ -350,6 +350,8 @@ NB_MODULE(_native, m) {
     d["attribute_sets"] = s.attribute_sets;
     d["context_errors"] = s.context_errors;
     d["instantiations"] = s.instantiations;
+    d["library_get_kernel_calls"] = s.get_kernel_calls;
+    d["param_info_calls"] = s.param_info_calls;
     return d;
   });
   t.def("fake_launches", [] {
@@ -358,4 +360,42 @@ NB_MODULE(_native, m) {
     return out;
   }, "What each cuGraphLaunch would have run, in launch order (see testing/fake_graphs.h).");
   t.def("clear_fake_launches", &testing::clear_fake_launches);
+  // The application's libraries, loaded and recorded in two steps as the interposer's hooks
+  // do (a library loaded before kiln was enabled is never recorded).
+  t.def("load_library", [](nb::bytes image) {
+    CUlibrary lib = nullptr;
+    check(driver().cuLibraryLoadData(&lib, image.c_str(), nullptr, nullptr, 0, nullptr, nullptr, 0),
+          "cuLibraryLoadData");
+    return reinterpret_cast<uintptr_t>(lib);
+  }, "image"_a);
+  t.def("record_library", [](uintptr_t library, nb::bytes image) {
+    BinaryRegistry& reg = BinaryRegistry::instance();
+    uint32_t id = reg.record_image(image.c_str(), "test");
+    reg.on_library(reinterpret_cast<CUlibrary>(library), id);
+    return id;
+  }, "library"_a, "image"_a, "Record a loaded library as the cuLibraryLoadData hook does; returns its binary id.");
+  t.def("unload_library", [](uintptr_t library) {
+    auto lib = reinterpret_cast<CUlibrary>(library);
+    check(driver().cuLibraryUnload(lib), "cuLibraryUnload");
+    BinaryRegistry::instance().on_library_unload(lib);
+  }, "library"_a, "Unload a library as the application would, with the cuLibraryUnload hook's bookkeeping.");
+  t.def("unrecorded_function", [](uintptr_t library, const std::string& entry) {
+    CUkernel k = nullptr;
+    CUfunction f = nullptr;
+    check(driver().cuLibraryGetKernel(&k, reinterpret_cast<CUlibrary>(library), entry.c_str()), "cuLibraryGetKernel");
+    check(driver().cuKernelGetFunction(&f, k), "cuKernelGetFunction");
+    return reinterpret_cast<uintptr_t>(f);
+  }, "library"_a, "entry"_a,
+        "A kernel's CUfunction obtained past the interposer (as cudart resolves them), so the registry cannot know "
+        "it.");
+  t.def("identify_kernel", [](uintptr_t handle) -> std::optional<std::tuple<uint32_t, std::string>> {
+    auto id = BinaryRegistry::instance().identify_with_driver(reinterpret_cast<CUfunction>(handle));
+    if (!id) return std::nullopt;
+    return std::make_tuple(id->binary, id->entry);
+  }, "handle"_a, "(binary id, entry) of a kernel handle as SAVE's walk identifies it, or None.");
+  t.def("build_kept_graph", [](const GraphDesc& desc, KernelTable& kernels, int device) {
+    nb::gil_scoped_release release;
+    return build_graph(desc, kernels, device, /*keep_topology=*/true);
+  }, "desc"_a, "kernels"_a, "device"_a, "As build_graph, keeping the CUgraph (see graph_handle).");
+  t.def("graph_handle", [](const BuiltGraph& g) { return reinterpret_cast<uintptr_t>(g.graph()); }, "graph"_a);
 }
