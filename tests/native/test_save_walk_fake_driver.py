@@ -6,6 +6,7 @@ with handles the registry never saw, as cudart's per-context functions do on a G
 from __future__ import annotations
 
 import gc
+import itertools
 import struct
 import uuid
 
@@ -101,6 +102,105 @@ def test_a_failed_identification_is_not_remembered(buffer) -> None:
         assert calls("library_get_kernel_calls") > before
     binary = t.record_library(library, img)
     assert t.identify_kernel(function) == (binary, "k0")
+
+
+# --- handles of unloaded binaries -------------------------------------------------------
+# What the hooks recorded for a module's or library's handles must go when it is unloaded:
+# the driver may hand the same handle values to a later load of another binary, and SAVE
+# would archive (and LOAD run) the old kernel for a graph node of the new one.
+
+# Module and function handles for the fake driver's missing modules: never a real pointer,
+# and unique in the process (the registry outlives each test).
+_made_up = itertools.count(0x7E57_0000_0000, 0x10)
+
+
+def made_up() -> int:
+    return next(_made_up)
+
+
+def reuse(*entries: str) -> bytes:
+    """An image whose load takes the handles of the library unloaded last."""
+    return image(*entries).replace(b"\n", b"\n//fake reuse-handles\n", 1)
+
+
+def test_handle_reused_after_unload_is_not_identified_as_the_old_kernel(buffer) -> None:
+    old, old_binary = load_recorded(image("k0 8,4"))
+    kernel, function = t.recorded_function(old, "k0")
+    assert t.identify_kernel(function) == t.identify_kernel(kernel) == (old_binary, "k0")
+    t.unload_library(old)
+    new_img = reuse("k0 8,4")
+    new, new_binary = load_recorded(new_img)
+    assert new_binary != old_binary
+    # The new library's handles are the old ones, as the driver may hand them out.
+    assert (new, t.unrecorded_function(new, "k0")) == (old, function)
+    assert t.identify_kernel(function) == t.identify_kernel(kernel) == (new_binary, "k0")
+
+
+def test_handle_reused_after_unload_by_an_unrecorded_load_has_no_identity(buffer) -> None:
+    old, old_binary = load_recorded(image("k0 8,4"))
+    kernel, function = t.recorded_function(old, "k0")
+    assert t.identify_kernel(function) == (old_binary, "k0")
+    t.unload_library(old)
+    new = t.load_library(reuse("k0 8,4"))  # kiln never saw it: its kernels cannot be archived
+    assert (new, t.unrecorded_function(new, "k0")) == (old, function)
+    assert t.identify_kernel(function) is None
+    assert t.identify_kernel(kernel) is None
+
+
+def test_handle_reused_after_an_unseen_unload_is_not_identified_as_the_old_kernel(buffer) -> None:
+    # An unload while kiln was disabled leaves its records; a load that returns the same
+    # handle shows that the earlier binary behind it is gone.
+    old, old_binary = load_recorded(image("k0 8,4"))
+    kernel, function = t.recorded_function(old, "k0")
+    assert t.identify_kernel(function) == (old_binary, "k0")
+    t.unload_library(old, hooked=False)
+    new, new_binary = load_recorded(reuse("k0 8,4"))
+    assert (new, t.unrecorded_function(new, "k0")) == (old, function)
+    assert t.identify_kernel(function) == t.identify_kernel(kernel) == (new_binary, "k0")
+
+
+def test_unload_of_one_handle_keeps_the_same_binary_loaded_elsewhere_identified(buffer) -> None:
+    img = image("k0 8,4")
+    first, binary = load_recorded(img)
+    second, again = load_recorded(img)
+    assert again == binary  # one binary (content-deduplicated), two live libraries
+    gone = t.recorded_function(first, "k0")
+    kept = t.recorded_function(second, "k0")
+    t.unload_library(first)
+    assert [t.identify_kernel(h) for h in gone] == [None, None]
+    # The other library's handles are still known from their hooks: no driver search.
+    before = calls("library_get_kernel_calls")
+    assert [t.identify_kernel(h) for h in kept] == [(binary, "k0")] * 2
+    assert calls("library_get_kernel_calls") == before
+    assert native.binary_loaded(binary)
+
+
+def test_a_function_of_an_unloaded_module_is_no_longer_identified(buffer) -> None:
+    binary = native.record_image(image("k0 8,4"), "test")
+    module, kept_module, function, kept = made_up(), made_up(), made_up(), made_up()
+    t.record_module(module, binary)
+    t.record_module(kept_module, binary)
+    t.record_module_function(function, module, "k0")
+    t.record_module_function(kept, kept_module, "k0")
+    assert t.identify_kernel(function) == (binary, "k0")
+    t.unload_module(module)
+    assert t.identify_kernel(function) is None
+    assert t.identify_kernel(kept) == (binary, "k0")
+
+
+def test_a_library_unload_forgets_its_modules_and_their_functions(buffer) -> None:
+    # cuLibraryGetModule's module (and what cuModuleGetFunction found in it) dies with its library.
+    library, binary = load_recorded(image("k0 8,4"))
+    module, function = made_up(), made_up()
+    t.record_library_module(module, library)
+    t.record_module_function(function, module, "k0")
+    assert t.identify_kernel(function) == (binary, "k0")
+    t.unload_library(library)
+    assert t.identify_kernel(function) is None
+    assert not native.binary_loaded(binary)  # LOAD must not resolve kernels from the dead module
+    late = made_up()
+    t.record_module_function(late, module, "k0")  # the dead module names no binary now
+    assert t.identify_kernel(late) is None
 
 
 # --- the walk ------------------------------------------------------------------------------

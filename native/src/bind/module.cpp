@@ -374,11 +374,41 @@ NB_MODULE(_native, m) {
     reg.on_library(reinterpret_cast<CUlibrary>(library), id);
     return id;
   }, "library"_a, "image"_a, "Record a loaded library as the cuLibraryLoadData hook does; returns its binary id.");
-  t.def("unload_library", [](uintptr_t library) {
+  t.def("unload_library", [](uintptr_t library, bool hooked) {
     auto lib = reinterpret_cast<CUlibrary>(library);
     check(driver().cuLibraryUnload(lib), "cuLibraryUnload");
-    BinaryRegistry::instance().on_library_unload(lib);
-  }, "library"_a, "Unload a library as the application would, with the cuLibraryUnload hook's bookkeeping.");
+    if (hooked) BinaryRegistry::instance().on_library_unload(lib);
+  }, "library"_a, "hooked"_a = true,
+        "Unload a library as the application would, with the cuLibraryUnload hook's bookkeeping (none when not "
+        "hooked: kiln was disabled).");
+  t.def("recorded_function", [](uintptr_t library, const std::string& entry) {
+    BinaryRegistry& reg = BinaryRegistry::instance();
+    CUkernel k = nullptr;
+    CUfunction f = nullptr;
+    check(driver().cuLibraryGetKernel(&k, reinterpret_cast<CUlibrary>(library), entry.c_str()), "cuLibraryGetKernel");
+    reg.on_library_kernel(k, reinterpret_cast<CUlibrary>(library), entry.c_str());
+    check(driver().cuKernelGetFunction(&f, k), "cuKernelGetFunction");
+    reg.on_kernel_function(f, k);
+    return std::make_tuple(reinterpret_cast<uintptr_t>(k), reinterpret_cast<uintptr_t>(f));
+  }, "library"_a, "entry"_a,
+        "(CUkernel, CUfunction) of a library's kernel as the application gets them, through the cuLibraryGetKernel "
+        "and cuKernelGetFunction hooks, so the registry records both.");
+  // The fake driver has no modules: these are the module hooks' bookkeeping alone, for
+  // handles a test makes up (identification never asks the driver about a recorded one).
+  t.def("record_module", [](uintptr_t module, uint32_t binary) {
+    BinaryRegistry::instance().on_module(reinterpret_cast<CUmodule>(module), binary);
+  }, "module"_a, "binary"_a, "The cuModuleLoadData hook's bookkeeping for a module of a recorded binary.");
+  t.def("record_library_module", [](uintptr_t module, uintptr_t library) {
+    BinaryRegistry::instance().on_library_module(reinterpret_cast<CUmodule>(module),
+                                                 reinterpret_cast<CUlibrary>(library));
+  }, "module"_a, "library"_a, "The cuLibraryGetModule hook's bookkeeping.");
+  t.def("record_module_function", [](uintptr_t function, uintptr_t module, const std::string& entry) {
+    BinaryRegistry::instance().on_module_function(reinterpret_cast<CUfunction>(function),
+                                                  reinterpret_cast<CUmodule>(module), entry.c_str());
+  }, "function"_a, "module"_a, "entry"_a, "The cuModuleGetFunction hook's bookkeeping.");
+  t.def("unload_module", [](uintptr_t module) {
+    BinaryRegistry::instance().on_module_unload(reinterpret_cast<CUmodule>(module));
+  }, "module"_a, "The cuModuleUnload hook's bookkeeping.");
   t.def("unrecorded_function", [](uintptr_t library, const std::string& entry) {
     CUkernel k = nullptr;
     CUfunction f = nullptr;

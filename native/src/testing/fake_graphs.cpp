@@ -25,12 +25,14 @@ struct Kernel {
   Library* library;
   std::string entry;
   Function* function = nullptr;  // created on first cuKernelGetFunction
+  Function* reused = nullptr;    // an unloaded kernel's function, handed out again by it
 };
 
 struct Library {
   std::string name;
   std::map<std::string, std::vector<uint32_t>> entries;
   std::map<std::string, std::unique_ptr<Kernel>> kernels;
+  std::vector<std::unique_ptr<Kernel>> reused;  // an unloaded library's kernels, next first
 };
 
 struct Graph;
@@ -80,6 +82,7 @@ struct State {
   std::vector<std::unique_ptr<Function>> functions;
   std::set<const void*> kernels;  // every CUkernel handed out (alive while its library is)
   std::set<const void*> live_libraries, live_functions, live_graphs, live_execs, live_events;
+  std::vector<Library*> unloaded;  // most recent last: "//fake reuse-handles" takes it again
   std::map<const Graph*, std::unique_ptr<Graph>> graphs;
   std::map<const Exec*, std::unique_ptr<Exec>> execs;
   std::vector<std::string> launches;
@@ -246,7 +249,7 @@ CUresult library_load(CUlibrary* out, const void* code, CUjit_option*, void**, u
   std::string text(static_cast<const char*>(code));
   auto lib = std::make_unique<Library>();
   int delay_ms = 0;
-  bool fail = false;
+  bool fail = false, reuse = false;
   std::stringstream in(text);
   for (std::string line; std::getline(in, line);) {
     std::stringstream words(line);
@@ -257,6 +260,7 @@ CUresult library_load(CUlibrary* out, const void* code, CUjit_option*, void**, u
     if (key == "entry") lib->entries[a] = parse_sizes(b);
     if (key == "delay-ms") delay_ms = std::stoi(a);
     if (key == "fail-load") fail = true;
+    if (key == "reuse-handles") reuse = true;
   }
   State& s = st();
   {
@@ -269,6 +273,22 @@ CUresult library_load(CUlibrary* out, const void* code, CUjit_option*, void**, u
   std::lock_guard<std::mutex> l(s.mu);
   --s.loading;
   if (fail) return CUDA_ERROR_INVALID_IMAGE;
+  if (reuse && !s.unloaded.empty()) {
+    // The driver may hand an unloaded library's handle values to a later load: this one gets
+    // the last unloaded library's handle, and its kernels and functions those of that
+    // library's (in entry order), as they are first asked for.
+    Library* old = s.unloaded.back();
+    s.unloaded.pop_back();
+    old->name = lib->name;
+    old->entries = std::move(lib->entries);
+    old->reused.clear();
+    for (auto it = old->kernels.rbegin(); it != old->kernels.rend(); ++it) old->reused.push_back(std::move(it->second));
+    old->kernels.clear();
+    lib.reset();
+    *out = reinterpret_cast<CUlibrary>(old);
+    s.live_libraries.insert(old);
+    return CUDA_SUCCESS;
+  }
   *out = reinterpret_cast<CUlibrary>(lib.get());
   s.live_libraries.insert(lib.get());
   s.libraries.push_back(std::move(lib));
@@ -280,6 +300,7 @@ CUresult library_unload(CUlibrary lib) {
   if (!st().live_libraries.erase(lib)) return CUDA_ERROR_INVALID_HANDLE;
   for (const auto& [entry, kernel] : reinterpret_cast<Library*>(lib)->kernels)
     if (kernel->function) st().live_functions.erase(kernel->function);  // they die with it
+  st().unloaded.push_back(reinterpret_cast<Library*>(lib));
   return CUDA_SUCCESS;
 }
 
@@ -290,6 +311,11 @@ CUresult library_get_kernel(CUkernel* out, CUlibrary library, const char* name) 
   auto* lib = reinterpret_cast<Library*>(library);
   if (!lib->entries.count(name)) return CUDA_ERROR_NOT_FOUND;
   auto& k = lib->kernels[name];
+  if (!k && !lib->reused.empty()) {
+    k = std::move(lib->reused.back());
+    lib->reused.pop_back();
+    *k = Kernel{lib, name, nullptr, k->function ? k->function : k->reused};
+  }
   if (!k) {
     k = std::make_unique<Kernel>(Kernel{lib, name});
     st().kernels.insert(k.get());
@@ -328,13 +354,19 @@ CUresult kernel_get_function(CUfunction* out, CUkernel kernel) {
   std::lock_guard<std::mutex> l(st().mu);
   auto* k = reinterpret_cast<Kernel*>(kernel);
   if (!k->function) {
-    auto f = std::make_unique<Function>();
+    Function* f = k->reused;
+    if (f) {
+      *f = Function{};
+      k->reused = nullptr;
+    } else {
+      st().functions.push_back(std::make_unique<Function>());
+      f = st().functions.back().get();
+    }
     f->name = k->library->name + ":" + k->entry;
     f->entry = k->entry;
     f->sizes = k->library->entries.at(k->entry);
-    k->function = f.get();
-    st().live_functions.insert(f.get());
-    st().functions.push_back(std::move(f));
+    k->function = f;
+    st().live_functions.insert(f);
   }
   *out = reinterpret_cast<CUfunction>(k->function);
   return CUDA_SUCCESS;
@@ -649,6 +681,7 @@ void install_fake_graph_calls(DriverTable& t, bool strict_context) {
     // Handles of an earlier install stay owned (a test may still hold them) but not live.
     s.live_libraries.clear(), s.live_functions.clear(), s.live_graphs.clear();
     s.live_execs.clear(), s.live_events.clear(), s.launches.clear(), s.loader_threads.clear();
+    s.unloaded.clear();
     s.loads = s.loading = s.max_loading = s.attribute_sets = s.context_errors = s.instantiations = 0;
     s.get_kernel_calls = s.param_info_calls = 0;
   }

@@ -5,6 +5,8 @@
 //   //fake entry k0 8,4,8     a kernel and its parameter sizes (none: no parameters)
 //   //fake delay-ms 20        cuLibraryLoadData takes this long
 //   //fake fail-load          cuLibraryLoadData fails with CUDA_ERROR_INVALID_IMAGE
+//   //fake reuse-handles      the load reuses the last unloaded library's handle values
+//                             (library, then its kernels and functions), as the driver may
 // Graphs can also be read back (nodes, edges, kernel parameters and layouts, names), so a
 // graph LOAD built can be walked as SAVE walks a captured one.
 // Every launch appends a record of what the executable would run (kernels by library and
