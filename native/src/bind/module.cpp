@@ -350,6 +350,8 @@ NB_MODULE(_native, m) {
     d["attribute_sets"] = s.attribute_sets;
     d["context_errors"] = s.context_errors;
     d["instantiations"] = s.instantiations;
+    d["library_get_kernel_calls"] = s.get_kernel_calls;
+    d["param_info_calls"] = s.param_info_calls;
     return d;
   });
   t.def("fake_launches", [] {
@@ -358,4 +360,72 @@ NB_MODULE(_native, m) {
     return out;
   }, "What each cuGraphLaunch would have run, in launch order (see testing/fake_graphs.h).");
   t.def("clear_fake_launches", &testing::clear_fake_launches);
+  // The application's libraries, loaded and recorded in two steps as the interposer's hooks
+  // do (a library loaded before kiln was enabled is never recorded).
+  t.def("load_library", [](nb::bytes image) {
+    CUlibrary lib = nullptr;
+    check(driver().cuLibraryLoadData(&lib, image.c_str(), nullptr, nullptr, 0, nullptr, nullptr, 0),
+          "cuLibraryLoadData");
+    return reinterpret_cast<uintptr_t>(lib);
+  }, "image"_a);
+  t.def("record_library", [](uintptr_t library, nb::bytes image) {
+    BinaryRegistry& reg = BinaryRegistry::instance();
+    uint32_t id = reg.record_image(image.c_str(), "test");
+    reg.on_library(reinterpret_cast<CUlibrary>(library), id);
+    return id;
+  }, "library"_a, "image"_a, "Record a loaded library as the cuLibraryLoadData hook does; returns its binary id.");
+  t.def("unload_library", [](uintptr_t library, bool hooked) {
+    auto lib = reinterpret_cast<CUlibrary>(library);
+    check(driver().cuLibraryUnload(lib), "cuLibraryUnload");
+    if (hooked) BinaryRegistry::instance().on_library_unload(lib);
+  }, "library"_a, "hooked"_a = true,
+        "Unload a library as the application would, with the cuLibraryUnload hook's bookkeeping (none when not "
+        "hooked: kiln was disabled).");
+  t.def("recorded_function", [](uintptr_t library, const std::string& entry) {
+    BinaryRegistry& reg = BinaryRegistry::instance();
+    CUkernel k = nullptr;
+    CUfunction f = nullptr;
+    check(driver().cuLibraryGetKernel(&k, reinterpret_cast<CUlibrary>(library), entry.c_str()), "cuLibraryGetKernel");
+    reg.on_library_kernel(k, reinterpret_cast<CUlibrary>(library), entry.c_str());
+    check(driver().cuKernelGetFunction(&f, k), "cuKernelGetFunction");
+    reg.on_kernel_function(f, k);
+    return std::make_tuple(reinterpret_cast<uintptr_t>(k), reinterpret_cast<uintptr_t>(f));
+  }, "library"_a, "entry"_a,
+        "(CUkernel, CUfunction) of a library's kernel as the application gets them, through the cuLibraryGetKernel "
+        "and cuKernelGetFunction hooks, so the registry records both.");
+  // The fake driver has no modules: these are the module hooks' bookkeeping alone, for
+  // handles a test makes up (identification never asks the driver about a recorded one).
+  t.def("record_module", [](uintptr_t module, uint32_t binary) {
+    BinaryRegistry::instance().on_module(reinterpret_cast<CUmodule>(module), binary);
+  }, "module"_a, "binary"_a, "The cuModuleLoadData hook's bookkeeping for a module of a recorded binary.");
+  t.def("record_library_module", [](uintptr_t module, uintptr_t library) {
+    BinaryRegistry::instance().on_library_module(reinterpret_cast<CUmodule>(module),
+                                                 reinterpret_cast<CUlibrary>(library));
+  }, "module"_a, "library"_a, "The cuLibraryGetModule hook's bookkeeping.");
+  t.def("record_module_function", [](uintptr_t function, uintptr_t module, const std::string& entry) {
+    BinaryRegistry::instance().on_module_function(reinterpret_cast<CUfunction>(function),
+                                                  reinterpret_cast<CUmodule>(module), entry.c_str());
+  }, "function"_a, "module"_a, "entry"_a, "The cuModuleGetFunction hook's bookkeeping.");
+  t.def("unload_module", [](uintptr_t module) {
+    BinaryRegistry::instance().on_module_unload(reinterpret_cast<CUmodule>(module));
+  }, "module"_a, "The cuModuleUnload hook's bookkeeping.");
+  t.def("unrecorded_function", [](uintptr_t library, const std::string& entry) {
+    CUkernel k = nullptr;
+    CUfunction f = nullptr;
+    check(driver().cuLibraryGetKernel(&k, reinterpret_cast<CUlibrary>(library), entry.c_str()), "cuLibraryGetKernel");
+    check(driver().cuKernelGetFunction(&f, k), "cuKernelGetFunction");
+    return reinterpret_cast<uintptr_t>(f);
+  }, "library"_a, "entry"_a,
+        "A kernel's CUfunction obtained past the interposer (as cudart resolves them), so the registry cannot know "
+        "it.");
+  t.def("identify_kernel", [](uintptr_t handle) -> std::optional<std::tuple<uint32_t, std::string>> {
+    auto id = BinaryRegistry::instance().identify_with_driver(reinterpret_cast<CUfunction>(handle));
+    if (!id) return std::nullopt;
+    return std::make_tuple(id->binary, id->entry);
+  }, "handle"_a, "(binary id, entry) of a kernel handle as SAVE's walk identifies it, or None.");
+  t.def("build_kept_graph", [](const GraphDesc& desc, KernelTable& kernels, int device) {
+    nb::gil_scoped_release release;
+    return build_graph(desc, kernels, device, /*keep_topology=*/true);
+  }, "desc"_a, "kernels"_a, "device"_a, "As build_graph, keeping the CUgraph (see graph_handle).");
+  t.def("graph_handle", [](const BuiltGraph& g) { return reinterpret_cast<uintptr_t>(g.graph()); }, "graph"_a);
 }

@@ -42,6 +42,7 @@ class BuiltGraph {
   void upload(CUstream stream) const;
   size_t node_count() const { return nodes_; }
   CUgraphExec exec() const { return exec_; }
+  CUgraph graph() const { return graph_; }  // null unless kept
   const std::vector<CUgraphNode>& handles() const { return handles_; }
 
  private:

@@ -1,7 +1,12 @@
 #include "graph/walk.h"
 
 #include <cstring>
+#include <map>
+#include <mutex>
+#include <string>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "binaries/registry.h"
 #include "common/driver.h"
@@ -46,6 +51,34 @@ constexpr CUfunction_attribute kFunctionAttributes[] = {
     CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT,
     CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED,
     CU_FUNC_ATTRIBUTE_CLUSTER_SCHEDULING_POLICY_PREFERENCE,
+};
+
+// Parameter layouts by kernel identity, shared by every walk: a layout costs a driver call
+// per parameter and depends only on the kernel, which (binary, entry) names by content, so
+// entries stay right across unloads and handle reuse. Only layouts read without error are kept.
+class LayoutCache {
+ public:
+  static LayoutCache& instance() {
+    static LayoutCache* cache = new LayoutCache();  // never destroyed: walks may run at exit
+    return *cache;
+  }
+
+  bool find(uint32_t binary, const std::string& entry, std::vector<ParamSlot>* out) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = layouts_.find({binary, entry});
+    if (it == layouts_.end()) return false;
+    *out = it->second;
+    return true;
+  }
+
+  void store(uint32_t binary, const std::string& entry, const std::vector<ParamSlot>& layout) {
+    std::lock_guard<std::mutex> lock(mu_);
+    layouts_.emplace(std::make_pair(binary, entry), layout);
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::pair<uint32_t, std::string>, std::vector<ParamSlot>> layouts_;
 };
 
 class Walker {
@@ -133,6 +166,13 @@ class Walker {
   }
 
   void read_layout(KernelNode& k, const CUDA_KERNEL_NODE_PARAMS& p) {
+    LayoutCache& cache = LayoutCache::instance();
+    if (cache.find(k.binary, k.entry, &k.params)) return;
+    read_layout_from_driver(k, p);
+    cache.store(k.binary, k.entry, k.params);
+  }
+
+  void read_layout_from_driver(KernelNode& k, const CUDA_KERNEL_NODE_PARAMS& p) {
     for (size_t idx = 0;; ++idx) {
       size_t off = 0, size = 0;
       CUresult r = CUDA_ERROR_INVALID_HANDLE;

@@ -94,6 +94,16 @@ CUresult unmap(CUdeviceptr va, size_t size) {
 
 CUresult set_access(CUdeviceptr, size_t, const CUmemAccessDesc*, size_t) { return CUDA_SUCCESS; }
 
+// Only mapped memory is device memory here.
+CUresult pointer_attribute(void* data, CUpointer_attribute attr, CUdeviceptr ptr) {
+  std::lock_guard<std::mutex> l(st().mu);
+  auto it = st().mappings.upper_bound(ptr);
+  bool mapped = it != st().mappings.begin() && ptr < std::prev(it)->first + std::prev(it)->second;
+  if (attr != CU_POINTER_ATTRIBUTE_MEMORY_TYPE || !mapped) return CUDA_ERROR_INVALID_VALUE;
+  *static_cast<unsigned int*>(data) = CU_MEMORYTYPE_DEVICE;
+  return CUDA_SUCCESS;
+}
+
 CUresult error_name(CUresult r, const char** name) {
   *name = r == CUDA_ERROR_OUT_OF_MEMORY ? "CUDA_ERROR_OUT_OF_MEMORY" : "CUDA_ERROR_FAKE";
   return CUDA_SUCCESS;
@@ -132,6 +142,7 @@ void install_fake_driver(const FakeDriverConfig& config) {
     s.table.cuMemMap = map;
     s.table.cuMemUnmap = unmap;
     s.table.cuMemSetAccess = set_access;
+    s.table.cuPointerGetAttribute = pointer_attribute;
     s.table.cuGetErrorName = error_name;
     s.table.cuCtxGetDevice = ctx_get_device;
     s.table.cuInit = init;

@@ -15,6 +15,7 @@ namespace {
 
 struct Function {
   std::string name;  // "library:entry"
+  std::string entry;
   std::vector<uint32_t> sizes;
   std::map<int, int> attributes;
 };
@@ -24,12 +25,14 @@ struct Kernel {
   Library* library;
   std::string entry;
   Function* function = nullptr;  // created on first cuKernelGetFunction
+  Function* reused = nullptr;    // an unloaded kernel's function, handed out again by it
 };
 
 struct Library {
   std::string name;
   std::map<std::string, std::vector<uint32_t>> entries;
   std::map<std::string, std::unique_ptr<Kernel>> kernels;
+  std::vector<std::unique_ptr<Kernel>> reused;  // an unloaded library's kernels, next first
 };
 
 struct Graph;
@@ -37,11 +40,30 @@ struct Node {
   Graph* graph;
   size_t index;
   std::string digest;
+  // What the node was added with, for the getters a walk (SAVE) calls. Kernel arguments are
+  // copied, as the driver does: `kernel` points into `args`/`arg_slots`/`extra*`.
+  CUgraphNodeType type = CU_GRAPH_NODE_TYPE_EMPTY;
+  CUDA_KERNEL_NODE_PARAMS kernel{};
+  std::vector<uint8_t> args;
+  std::vector<void*> arg_slots;
+  size_t extra_size = 0;
+  void* extra[5] = {};
+  std::map<int, CUlaunchAttributeValue> attributes;
+  CUDA_MEMSET_NODE_PARAMS memset{};
+  CUDA_MEMCPY3D memcpy{};
+  CUevent event = nullptr;
+};
+
+struct Edge {
+  Node* from;
+  Node* to;
+  CUgraphEdgeData data;
 };
 
 struct Graph {
   std::vector<std::unique_ptr<Node>> nodes;
   std::vector<std::string> edges;
+  std::vector<Edge> links;           // the same edges, for cuGraphGetEdges
   std::map<CUevent, size_t> events;  // by first use, so records do not depend on handles
 };
 
@@ -58,12 +80,15 @@ struct State {
   // Owned forever (handles stay unique for the process); liveness tracked separately.
   std::vector<std::unique_ptr<Library>> libraries;
   std::vector<std::unique_ptr<Function>> functions;
+  std::set<const void*> kernels;  // every CUkernel handed out (alive while its library is)
   std::set<const void*> live_libraries, live_functions, live_graphs, live_execs, live_events;
+  std::vector<Library*> unloaded;  // most recent last: "//fake reuse-handles" takes it again
   std::map<const Graph*, std::unique_ptr<Graph>> graphs;
   std::map<const Exec*, std::unique_ptr<Exec>> execs;
   std::vector<std::string> launches;
   std::set<std::thread::id> loader_threads;
   int64_t loads = 0, loading = 0, max_loading = 0, attribute_sets = 0, context_errors = 0, instantiations = 0;
+  int64_t get_kernel_calls = 0, param_info_calls = 0;
   uint64_t next_event = 1;
 };
 
@@ -143,13 +168,63 @@ std::string memcpy_digest(const CUDA_MEMCPY3D* p) {
 }
 
 // Under st().mu: a new node of a live graph.
-CUresult add_node(CUgraphNode* out, CUgraph graph, size_t deps, std::string digest) {
+CUresult add_node(CUgraphNode* out, CUgraph graph, size_t deps, std::string digest, CUgraphNodeType type,
+                  Node** added = nullptr) {
   State& s = st();
   if (!s.live_graphs.count(graph) || deps != 0) return CUDA_ERROR_INVALID_VALUE;
   Graph* g = s.graphs.at(reinterpret_cast<Graph*>(graph)).get();
-  g->nodes.push_back(std::make_unique<Node>(Node{g, g->nodes.size(), std::move(digest)}));
-  *out = reinterpret_cast<CUgraphNode>(g->nodes.back().get());
+  auto node = std::make_unique<Node>();
+  node->graph = g, node->index = g->nodes.size(), node->digest = std::move(digest), node->type = type;
+  if (added) *added = node.get();
+  *out = reinterpret_cast<CUgraphNode>(node.get());
+  g->nodes.push_back(std::move(node));
   return CUDA_SUCCESS;
+}
+
+// Under st().mu: a node of a live graph, or null.
+Node* live_node(CUgraphNode node) {
+  auto* n = reinterpret_cast<Node*>(node);
+  return n && st().live_graphs.count(n->graph) ? n : nullptr;
+}
+
+// Where each parameter lies in the argument buffer: in order, each aligned to its size (up to 8).
+std::vector<size_t> param_offsets(const std::vector<uint32_t>& sizes) {
+  std::vector<size_t> out;
+  size_t end = 0;
+  for (uint32_t size : sizes) {
+    size_t align = size >= 8 ? 8 : size >= 4 ? 4 : size >= 2 ? 2 : 1;
+    end = (end + align - 1) / align * align;
+    out.push_back(end);
+    end += size;
+  }
+  return out;
+}
+
+// Under st().mu, after kernel_digest accepted `p`: the node keeps its own copy of the arguments.
+void keep_kernel_params(Node* n, const CUDA_KERNEL_NODE_PARAMS* p) {
+  n->kernel = *p;
+  n->kernel.kernelParams = nullptr, n->kernel.extra = nullptr;
+  if (p->extra) {
+    const uint8_t* buffer = nullptr;
+    for (void** e = p->extra; *e != CU_LAUNCH_PARAM_END; e += 2) {
+      if (e[0] == CU_LAUNCH_PARAM_BUFFER_POINTER) buffer = static_cast<const uint8_t*>(e[1]);
+      if (e[0] == CU_LAUNCH_PARAM_BUFFER_SIZE) n->extra_size = *static_cast<size_t*>(e[1]);
+    }
+    if (buffer) n->args.assign(buffer, buffer + n->extra_size);
+    n->extra[0] = CU_LAUNCH_PARAM_BUFFER_POINTER, n->extra[1] = n->args.data();
+    n->extra[2] = CU_LAUNCH_PARAM_BUFFER_SIZE, n->extra[3] = &n->extra_size, n->extra[4] = CU_LAUNCH_PARAM_END;
+    n->kernel.extra = n->extra;
+    return;
+  }
+  const std::vector<uint32_t>& sizes = reinterpret_cast<const Function*>(p->func)->sizes;
+  if (sizes.empty()) return;
+  std::vector<size_t> offsets = param_offsets(sizes);
+  n->args.assign(offsets.back() + sizes.back(), 0);
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    std::memcpy(n->args.data() + offsets[i], p->kernelParams[i], sizes[i]);
+    n->arg_slots.push_back(n->args.data() + offsets[i]);
+  }
+  n->kernel.kernelParams = n->arg_slots.data();
 }
 
 std::string event_digest(Graph* g, const char* what, CUevent e) {
@@ -174,7 +249,7 @@ CUresult library_load(CUlibrary* out, const void* code, CUjit_option*, void**, u
   std::string text(static_cast<const char*>(code));
   auto lib = std::make_unique<Library>();
   int delay_ms = 0;
-  bool fail = false;
+  bool fail = false, reuse = false;
   std::stringstream in(text);
   for (std::string line; std::getline(in, line);) {
     std::stringstream words(line);
@@ -185,6 +260,7 @@ CUresult library_load(CUlibrary* out, const void* code, CUjit_option*, void**, u
     if (key == "entry") lib->entries[a] = parse_sizes(b);
     if (key == "delay-ms") delay_ms = std::stoi(a);
     if (key == "fail-load") fail = true;
+    if (key == "reuse-handles") reuse = true;
   }
   State& s = st();
   {
@@ -197,6 +273,22 @@ CUresult library_load(CUlibrary* out, const void* code, CUjit_option*, void**, u
   std::lock_guard<std::mutex> l(s.mu);
   --s.loading;
   if (fail) return CUDA_ERROR_INVALID_IMAGE;
+  if (reuse && !s.unloaded.empty()) {
+    // The driver may hand an unloaded library's handle values to a later load: this one gets
+    // the last unloaded library's handle, and its kernels and functions those of that
+    // library's (in entry order), as they are first asked for.
+    Library* old = s.unloaded.back();
+    s.unloaded.pop_back();
+    old->name = lib->name;
+    old->entries = std::move(lib->entries);
+    old->reused.clear();
+    for (auto it = old->kernels.rbegin(); it != old->kernels.rend(); ++it) old->reused.push_back(std::move(it->second));
+    old->kernels.clear();
+    lib.reset();
+    *out = reinterpret_cast<CUlibrary>(old);
+    s.live_libraries.insert(old);
+    return CUDA_SUCCESS;
+  }
   *out = reinterpret_cast<CUlibrary>(lib.get());
   s.live_libraries.insert(lib.get());
   s.libraries.push_back(std::move(lib));
@@ -205,17 +297,55 @@ CUresult library_load(CUlibrary* out, const void* code, CUjit_option*, void**, u
 
 CUresult library_unload(CUlibrary lib) {
   std::lock_guard<std::mutex> l(st().mu);
-  return st().live_libraries.erase(lib) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+  if (!st().live_libraries.erase(lib)) return CUDA_ERROR_INVALID_HANDLE;
+  for (const auto& [entry, kernel] : reinterpret_cast<Library*>(lib)->kernels)
+    if (kernel->function) st().live_functions.erase(kernel->function);  // they die with it
+  st().unloaded.push_back(reinterpret_cast<Library*>(lib));
+  return CUDA_SUCCESS;
 }
 
 CUresult library_get_kernel(CUkernel* out, CUlibrary library, const char* name) {
   std::lock_guard<std::mutex> l(st().mu);
+  ++st().get_kernel_calls;
   if (!st().live_libraries.count(library)) return CUDA_ERROR_INVALID_HANDLE;
   auto* lib = reinterpret_cast<Library*>(library);
   if (!lib->entries.count(name)) return CUDA_ERROR_NOT_FOUND;
   auto& k = lib->kernels[name];
-  if (!k) k = std::make_unique<Kernel>(Kernel{lib, name});
+  if (!k && !lib->reused.empty()) {
+    k = std::move(lib->reused.back());
+    lib->reused.pop_back();
+    *k = Kernel{lib, name, nullptr, k->function ? k->function : k->reused};
+  }
+  if (!k) {
+    k = std::make_unique<Kernel>(Kernel{lib, name});
+    st().kernels.insert(k.get());
+  }
   *out = reinterpret_cast<CUkernel>(k.get());
+  return CUDA_SUCCESS;
+}
+
+CUresult kernel_get_name(const char** name, CUkernel kernel) {
+  std::lock_guard<std::mutex> l(st().mu);
+  auto* k = reinterpret_cast<Kernel*>(kernel);
+  if (!st().kernels.count(k) || !st().live_libraries.count(k->library)) return CUDA_ERROR_INVALID_HANDLE;
+  *name = k->entry.c_str();
+  return CUDA_SUCCESS;
+}
+
+CUresult func_get_name(const char** name, CUfunction f) {
+  std::lock_guard<std::mutex> l(st().mu);
+  if (!st().live_functions.count(f)) return CUDA_ERROR_INVALID_HANDLE;
+  *name = reinterpret_cast<Function*>(f)->entry.c_str();
+  return CUDA_SUCCESS;
+}
+
+CUresult func_get_param_info(CUfunction f, size_t index, size_t* offset, size_t* size) {
+  std::lock_guard<std::mutex> l(st().mu);
+  ++st().param_info_calls;
+  if (!st().live_functions.count(f)) return CUDA_ERROR_INVALID_HANDLE;
+  const std::vector<uint32_t>& sizes = reinterpret_cast<Function*>(f)->sizes;
+  if (index >= sizes.size()) return CUDA_ERROR_INVALID_VALUE;
+  *offset = param_offsets(sizes)[index], *size = sizes[index];
   return CUDA_SUCCESS;
 }
 
@@ -224,12 +354,19 @@ CUresult kernel_get_function(CUfunction* out, CUkernel kernel) {
   std::lock_guard<std::mutex> l(st().mu);
   auto* k = reinterpret_cast<Kernel*>(kernel);
   if (!k->function) {
-    auto f = std::make_unique<Function>();
+    Function* f = k->reused;
+    if (f) {
+      *f = Function{};
+      k->reused = nullptr;
+    } else {
+      st().functions.push_back(std::make_unique<Function>());
+      f = st().functions.back().get();
+    }
     f->name = k->library->name + ":" + k->entry;
+    f->entry = k->entry;
     f->sizes = k->library->entries.at(k->entry);
-    k->function = f.get();
-    st().live_functions.insert(f.get());
-    st().functions.push_back(std::move(f));
+    k->function = f;
+    st().live_functions.insert(f);
   }
   *out = reinterpret_cast<CUfunction>(k->function);
   return CUDA_SUCCESS;
@@ -274,43 +411,141 @@ CUresult add_kernel(CUgraphNode* out, CUgraph graph, const CUgraphNode*, size_t 
   std::lock_guard<std::mutex> l(st().mu);
   std::string digest;
   if (CUresult r = kernel_digest(p, &digest)) return r;
-  return add_node(out, graph, deps, digest);
+  Node* n = nullptr;
+  if (CUresult r = add_node(out, graph, deps, digest, CU_GRAPH_NODE_TYPE_KERNEL, &n)) return r;
+  keep_kernel_params(n, p);
+  return CUDA_SUCCESS;
 }
 
 CUresult kernel_set_attribute(CUgraphNode node, CUkernelNodeAttrID id, const CUkernelNodeAttrValue* value) {
   std::lock_guard<std::mutex> l(st().mu);
   auto* n = reinterpret_cast<Node*>(node);
   n->digest += " attr " + std::to_string(id) + "=" + hex(reinterpret_cast<const uint8_t*>(value), sizeof *value);
+  n->attributes[id] = *value;
   return CUDA_SUCCESS;
 }
 
 CUresult add_memset(CUgraphNode* out, CUgraph graph, const CUgraphNode*, size_t deps,
                     const CUDA_MEMSET_NODE_PARAMS* p, CUcontext) {
   std::lock_guard<std::mutex> l(st().mu);
-  return add_node(out, graph, deps, memset_digest(p));
+  Node* n = nullptr;
+  if (CUresult r = add_node(out, graph, deps, memset_digest(p), CU_GRAPH_NODE_TYPE_MEMSET, &n)) return r;
+  n->memset = *p;
+  return CUDA_SUCCESS;
 }
 
 CUresult add_memcpy(CUgraphNode* out, CUgraph graph, const CUgraphNode*, size_t deps, const CUDA_MEMCPY3D* p,
                     CUcontext) {
   std::lock_guard<std::mutex> l(st().mu);
-  return add_node(out, graph, deps, memcpy_digest(p));
+  Node* n = nullptr;
+  if (CUresult r = add_node(out, graph, deps, memcpy_digest(p), CU_GRAPH_NODE_TYPE_MEMCPY, &n)) return r;
+  n->memcpy = *p;
+  return CUDA_SUCCESS;
 }
 
 CUresult add_empty(CUgraphNode* out, CUgraph graph, const CUgraphNode*, size_t deps) {
   std::lock_guard<std::mutex> l(st().mu);
-  return add_node(out, graph, deps, "empty");
+  return add_node(out, graph, deps, "empty", CU_GRAPH_NODE_TYPE_EMPTY);
+}
+
+CUresult add_event_node(CUgraphNode* out, CUgraph graph, size_t deps, CUevent e, CUgraphNodeType type) {
+  std::lock_guard<std::mutex> l(st().mu);
+  if (!st().live_graphs.count(graph)) return CUDA_ERROR_INVALID_VALUE;
+  const char* what = type == CU_GRAPH_NODE_TYPE_EVENT_RECORD ? "record" : "wait";
+  Node* n = nullptr;
+  if (CUresult r = add_node(out, graph, deps, event_digest(reinterpret_cast<Graph*>(graph), what, e), type, &n))
+    return r;
+  n->event = e;
+  return CUDA_SUCCESS;
 }
 
 CUresult add_event_record(CUgraphNode* out, CUgraph graph, const CUgraphNode*, size_t deps, CUevent e) {
-  std::lock_guard<std::mutex> l(st().mu);
-  if (!st().live_graphs.count(graph)) return CUDA_ERROR_INVALID_VALUE;
-  return add_node(out, graph, deps, event_digest(reinterpret_cast<Graph*>(graph), "record", e));
+  return add_event_node(out, graph, deps, e, CU_GRAPH_NODE_TYPE_EVENT_RECORD);
 }
 
 CUresult add_event_wait(CUgraphNode* out, CUgraph graph, const CUgraphNode*, size_t deps, CUevent e) {
+  return add_event_node(out, graph, deps, e, CU_GRAPH_NODE_TYPE_WAIT_EVENT);
+}
+
+// --- what a walk reads back ---
+
+CUresult graph_get_nodes(CUgraph graph, CUgraphNode* out, size_t* count) {
   std::lock_guard<std::mutex> l(st().mu);
   if (!st().live_graphs.count(graph)) return CUDA_ERROR_INVALID_VALUE;
-  return add_node(out, graph, deps, event_digest(reinterpret_cast<Graph*>(graph), "wait", e));
+  const std::vector<std::unique_ptr<Node>>& nodes = reinterpret_cast<Graph*>(graph)->nodes;
+  if (!out) {
+    *count = nodes.size();
+    return CUDA_SUCCESS;
+  }
+  *count = std::min(*count, nodes.size());
+  for (size_t i = 0; i < *count; ++i) out[i] = reinterpret_cast<CUgraphNode>(nodes[i].get());
+  return CUDA_SUCCESS;
+}
+
+CUresult graph_get_edges(CUgraph graph, CUgraphNode* from, CUgraphNode* to, CUgraphEdgeData* data, size_t* count) {
+  std::lock_guard<std::mutex> l(st().mu);
+  if (!st().live_graphs.count(graph)) return CUDA_ERROR_INVALID_VALUE;
+  const std::vector<Edge>& links = reinterpret_cast<Graph*>(graph)->links;
+  if (!from) {
+    *count = links.size();
+    return CUDA_SUCCESS;
+  }
+  *count = std::min(*count, links.size());
+  for (size_t i = 0; i < *count; ++i) {
+    from[i] = reinterpret_cast<CUgraphNode>(links[i].from), to[i] = reinterpret_cast<CUgraphNode>(links[i].to);
+    if (data) data[i] = links[i].data;
+  }
+  return CUDA_SUCCESS;
+}
+
+CUresult node_get_type(CUgraphNode node, CUgraphNodeType* type) {
+  std::lock_guard<std::mutex> l(st().mu);
+  const Node* n = live_node(node);
+  if (!n) return CUDA_ERROR_INVALID_VALUE;
+  *type = n->type;
+  return CUDA_SUCCESS;
+}
+
+CUresult kernel_get_params(CUgraphNode node, CUDA_KERNEL_NODE_PARAMS* p) {
+  std::lock_guard<std::mutex> l(st().mu);
+  const Node* n = live_node(node);
+  if (!n || n->type != CU_GRAPH_NODE_TYPE_KERNEL) return CUDA_ERROR_INVALID_VALUE;
+  *p = n->kernel;
+  return CUDA_SUCCESS;
+}
+
+CUresult kernel_get_attribute(CUgraphNode node, CUkernelNodeAttrID id, CUkernelNodeAttrValue* value) {
+  std::lock_guard<std::mutex> l(st().mu);
+  const Node* n = live_node(node);
+  if (!n || n->type != CU_GRAPH_NODE_TYPE_KERNEL) return CUDA_ERROR_INVALID_VALUE;
+  auto it = n->attributes.find(id);
+  if (it != n->attributes.end()) *value = it->second;
+  else std::memset(value, 0, sizeof *value);  // unset: the default
+  return CUDA_SUCCESS;
+}
+
+CUresult memset_get_params(CUgraphNode node, CUDA_MEMSET_NODE_PARAMS* p) {
+  std::lock_guard<std::mutex> l(st().mu);
+  const Node* n = live_node(node);
+  if (!n || n->type != CU_GRAPH_NODE_TYPE_MEMSET) return CUDA_ERROR_INVALID_VALUE;
+  *p = n->memset;
+  return CUDA_SUCCESS;
+}
+
+CUresult memcpy_get_params(CUgraphNode node, CUDA_MEMCPY3D* p) {
+  std::lock_guard<std::mutex> l(st().mu);
+  const Node* n = live_node(node);
+  if (!n || n->type != CU_GRAPH_NODE_TYPE_MEMCPY) return CUDA_ERROR_INVALID_VALUE;
+  *p = n->memcpy;
+  return CUDA_SUCCESS;
+}
+
+CUresult event_node_get_event(CUgraphNode node, CUevent* e) {
+  std::lock_guard<std::mutex> l(st().mu);
+  const Node* n = live_node(node);
+  if (!n || !n->event) return CUDA_ERROR_INVALID_VALUE;
+  *e = n->event;
+  return CUDA_SUCCESS;
 }
 
 CUresult add_dependencies(CUgraph graph, const CUgraphNode* from, const CUgraphNode* to, const CUgraphEdgeData* data,
@@ -325,6 +560,7 @@ CUresult add_dependencies(CUgraph graph, const CUgraphNode* from, const CUgraphN
     g->edges.push_back(std::to_string(a->index) + ">" + std::to_string(b->index) + " " +
                        std::to_string(data[i].from_port) + "," + std::to_string(data[i].to_port) + "," +
                        std::to_string(data[i].type));
+    g->links.push_back({a, b, data[i]});
   }
   return CUDA_SUCCESS;
 }
@@ -445,7 +681,9 @@ void install_fake_graph_calls(DriverTable& t, bool strict_context) {
     // Handles of an earlier install stay owned (a test may still hold them) but not live.
     s.live_libraries.clear(), s.live_functions.clear(), s.live_graphs.clear();
     s.live_execs.clear(), s.live_events.clear(), s.launches.clear(), s.loader_threads.clear();
+    s.unloaded.clear();
     s.loads = s.loading = s.max_loading = s.attribute_sets = s.context_errors = s.instantiations = 0;
+    s.get_kernel_calls = s.param_info_calls = 0;
   }
   tl_current = nullptr;
   t.cuCtxGetCurrent = ctx_get_current;
@@ -454,7 +692,10 @@ void install_fake_graph_calls(DriverTable& t, bool strict_context) {
   t.cuLibraryLoadData = library_load;
   t.cuLibraryUnload = library_unload;
   t.cuLibraryGetKernel = library_get_kernel;
+  t.cuKernelGetName = kernel_get_name;
   t.cuKernelGetFunction = kernel_get_function;
+  t.cuFuncGetName = func_get_name;
+  t.cuFuncGetParamInfo = func_get_param_info;
   t.cuFuncGetAttribute = func_get_attribute;
   t.cuFuncSetAttribute = func_set_attribute;
   t.cuGraphCreate = graph_create;
@@ -476,6 +717,15 @@ void install_fake_graph_calls(DriverTable& t, bool strict_context) {
   t.cuGraphUpload = upload;
   t.cuEventCreate = event_create;
   t.cuEventDestroy = event_destroy;
+  t.cuGraphGetNodes = graph_get_nodes;
+  t.cuGraphGetEdges = graph_get_edges;
+  t.cuGraphNodeGetType = node_get_type;
+  t.cuGraphKernelNodeGetParams = kernel_get_params;
+  t.cuGraphKernelNodeGetAttribute = kernel_get_attribute;
+  t.cuGraphMemsetNodeGetParams = memset_get_params;
+  t.cuGraphMemcpyNodeGetParams = memcpy_get_params;
+  t.cuGraphEventRecordNodeGetEvent = event_node_get_event;
+  t.cuGraphEventWaitNodeGetEvent = event_node_get_event;
 }
 
 FakeGraphStats fake_graph_stats() {
@@ -490,7 +740,9 @@ FakeGraphStats fake_graph_stats() {
           static_cast<int64_t>(s.loader_threads.size()),
           s.attribute_sets,
           s.context_errors,
-          s.instantiations};
+          s.instantiations,
+          s.get_kernel_calls,
+          s.param_info_calls};
 }
 
 std::vector<std::string> fake_launches() {

@@ -5,6 +5,10 @@
 //   //fake entry k0 8,4,8     a kernel and its parameter sizes (none: no parameters)
 //   //fake delay-ms 20        cuLibraryLoadData takes this long
 //   //fake fail-load          cuLibraryLoadData fails with CUDA_ERROR_INVALID_IMAGE
+//   //fake reuse-handles      the load reuses the last unloaded library's handle values
+//                             (library, then its kernels and functions), as the driver may
+// Graphs can also be read back (nodes, edges, kernel parameters and layouts, names), so a
+// graph LOAD built can be walked as SAVE walks a captured one.
 // Every launch appends a record of what the executable would run (kernels by library and
 // entry name, their argument bytes, memset/memcpy operands, edges): two restores of one
 // archive launch the same records exactly when they built the same graphs.
@@ -29,6 +33,8 @@ struct FakeGraphStats {
   int64_t attribute_sets;       // cuFuncSetAttribute calls
   int64_t context_errors;       // calls made with no current context (strict mode)
   int64_t instantiations;
+  int64_t get_kernel_calls;     // cuLibraryGetKernel calls
+  int64_t param_info_calls;     // cuFuncGetParamInfo calls
 };
 
 // Fills the table's module, graph and context calls and resets their state. Strict
