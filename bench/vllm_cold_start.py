@@ -11,6 +11,10 @@ then serves the same requests from token ids: one first request (1 token out), o
 compares the greedy tokens of every mode with native's and writes
 `vllm-<device>-<date>-<model>.json` with everything.
 
+Mode `load-before-ready` is a LOAD whose engine is ready only once every restored graph has
+its own executable (`KILN_LOAD_BUILDS=before-ready`; every other mode runs with
+`background`, kiln's default): compare its first request and its `LLM()` with `load`'s.
+
 The native start uses kiln's worker class with kiln off: vLLM's own code path, with each
 stage timed (the worker only wraps vLLM's methods).
 """
@@ -133,7 +137,7 @@ def launch(mode: str, args: argparse.Namespace, archive: Path, work: Path) -> di
     if mode.startswith("native"):
         cmd = me
     else:
-        cmd = kiln_run(mode, str(archive), me)
+        cmd = kiln_run(mode.removesuffix("-before-ready"), str(archive), me)
     # The same vLLM settings in every mode (kiln run pins these too); FlashInfer is not
     # installed on the bench machine.
     env = dict(
@@ -143,6 +147,7 @@ def launch(mode: str, args: argparse.Namespace, archive: Path, work: Path) -> di
         KILN_BENCH_OUT=str(out),
         VLLM_USE_V2_MODEL_RUNNER="1",
         VLLM_USE_FLASHINFER_SAMPLER="0",
+        KILN_LOAD_BUILDS="before-ready" if mode.endswith("-before-ready") else "background",
     )
     t0 = time.perf_counter()
     try:

@@ -9,6 +9,7 @@ Example::
 
     mode = "auto"            # save | load | auto
     policy = "fallback"      # strict | fallback
+    load_builds = "background"  # background | before-ready: when LOAD's own executables must exist
     log_level = "info"       # debug | info | warning | error
     disable_adapters = []    # entry-point names of adapters not to load
 
@@ -50,6 +51,17 @@ class Policy(enum.StrEnum):
     FALLBACK = "fallback"  # a failed stage makes the engine start natively, saying why
 
 
+class LoadBuilds(enum.StrEnum):
+    """When, at LOAD, every restored graph must have its own executable.
+
+    Restored graphs replay through their topology group's template (switching per-node
+    parameters) until their own executable is built on background threads.
+    """
+
+    BACKGROUND = "background"  # the engine is ready while own executables are still built
+    BEFORE_READY = "before-ready"  # ready waits for every own executable (stage builds_finished)
+
+
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -72,6 +84,7 @@ def default_archive_root(environ: Mapping[str, str]) -> Path:
 class Config:
     mode: Mode = Mode.AUTO
     policy: Policy = Policy.STRICT
+    load_builds: LoadBuilds = LoadBuilds.BACKGROUND
     archive_dir: Path | None = None
     archive_root: Path = field(default_factory=lambda: default_archive_root(os.environ))
     region_base: int | None = None
@@ -302,6 +315,7 @@ class _Key:
 _KEYS: dict[str, _Key] = {
     "mode": _Key("mode", "KILN_MODE", _choice(Mode)),
     "policy": _Key("policy", "KILN_POLICY", _choice(Policy)),
+    "load_builds": _Key("load_builds", "KILN_LOAD_BUILDS", _choice(LoadBuilds)),
     "archive.dir": _Key("archive_dir", "KILN_ARCHIVE", _path),
     "archive.root": _Key("archive_root", "KILN_ARCHIVE_ROOT", _path),
     "region.base": _Key("region_base", "KILN_REGION_BASE", _region_base),

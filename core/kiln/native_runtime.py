@@ -4,7 +4,8 @@ Engines capture their graphs themselves; kiln sees each one where its stream cap
 (the interposer's cuStreamEndCapture wrapper walks and audits it there, between
 begin_graph and end_graph), so no engine code changes how it captures. At LOAD the first
 restore() re-creates the capture window and starts building every archived graph in the
-background; each restore() then returns a graph that is replayable.
+background; each restore() then returns a graph that is replayable (through its topology
+group's template until its own executable is built; finish_restores() waits for those).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kiln.errors import KilnError, NonPersistableGraph, RestoreError
-from kiln.lifecycle.types import FingerprintValue, RunMode
+from kiln.lifecycle.types import FingerprintValue, RestoreProgress, RunMode
 from kiln.native import native
 from kiln.region import Region, RegionConfig
 from kiln.restored import RestoredGraph, RestoredSet
@@ -159,6 +160,22 @@ class NativeRuntime:
             raise RestoreError(f"the archive holds no graph {key!r}")
         graph: RestoredGraph = restored[key]
         return graph
+
+    def restore_progress(self) -> RestoreProgress:
+        """Counts every graph of the archive: all of them are built, whichever the engine
+        asked for."""
+        restored = self._restored
+        if restored is None or not restored.started:
+            return RestoreProgress()
+        own = sum(1 for graph in restored.values() if graph.has_own_executable)
+        return RestoreProgress(own_executable=own, on_template=len(restored) - own)
+
+    def finish_restores(self) -> RestoreProgress:
+        restored = self._restored
+        if restored is None or not restored.started:
+            return RestoreProgress()
+        restored.finish()  # the GIL is released while it waits
+        return self.restore_progress()
 
     def collectives_bootstrapped(self) -> None:
         """Nothing to do yet: kiln does not restore NVSHMEM-using modules."""

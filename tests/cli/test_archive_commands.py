@@ -170,6 +170,26 @@ def test_report_shows_the_last_startup_report(capsys, tmp_path: Path) -> None:
     assert json.loads(kiln(capsys, "report", str(directory), "--json").out) == report
 
 
+def test_report_says_how_many_graphs_had_their_own_executable_at_ready(
+    capsys, tmp_path: Path
+) -> None:
+    directory = tmp_path / "a"
+    directory.mkdir()
+    report = {
+        "outcome": "restored",
+        "mode": "load",
+        "load_builds": "background",
+        "graphs_restored": 1938,
+        "graphs_own_executable_at_ready": 400,
+        "graphs_on_template_at_ready": 1538,
+        "phases_s": {"restore": 3.0},
+    }
+    (directory / "startup-report.json").write_text(json.dumps(report))
+    human = kiln(capsys, "report", str(directory))
+    assert "400 graphs with their own executable, 1538 on templates" in human.out
+    assert "(load_builds background)" in human.out
+
+
 def test_report_without_one_says_so(capsys, tmp_path: Path) -> None:
     result = kiln(capsys, "report", str(tmp_path))
     assert result.status == 2 and "no startup report" in result.err

@@ -45,6 +45,17 @@ def test_policy_and_config_values_reach_the_engine(
     assert env["KILN_CONFIG"] == str(config)
 
 
+def test_load_builds_reaches_the_engine_from_the_flag_or_the_environment(
+    capsys, preload: Path, execs: Exec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kiln(capsys, "run", "--mode", "save", "--", "e")
+    kiln(capsys, "run", "--mode", "save", "--load-builds", "before-ready", "--", "e")
+    monkeypatch.setenv("KILN_LOAD_BUILDS", "before-ready")
+    kiln(capsys, "run", "--mode", "save", "--", "e")
+    passed = [env["KILN_LOAD_BUILDS"] for _file, _args, env in execs.calls]
+    assert passed == ["background", "before-ready", "before-ready"]
+
+
 def test_an_existing_ld_preload_is_kept_after_the_interposer(
     capsys, preload: Path, execs: Exec, monkeypatch: pytest.MonkeyPatch
 ) -> None:

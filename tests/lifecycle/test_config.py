@@ -72,6 +72,7 @@ def test_kiln_config_names_the_file(tmp_path: Path) -> None:
     [
         ('mode = "fast"\n', "mode", "expected one of save, load, auto"),
         ("policy = 1\n", "policy", "expected one of strict, fallback"),
+        ('load_builds = "later"\n', "load_builds", "expected one of background, before-ready"),
         ('log_level = "loud"\n', "log_level", "expected one of debug"),
         ("[region]\nbase = 0x1000\n", "region.base", "multiple of 2 MiB"),
         ("[region]\nbase = 0x1000000000000\n", "region.base", "below 2**48"),

@@ -50,6 +50,12 @@ def _show(report: dict[str, Any]) -> None:
         f"{report.get('rank')}, mode {report.get('mode')}, "
         f"{report.get('graphs_restored')} restored / {report.get('graphs_captured')} captured"
     )
+    if report.get("graphs_on_template_at_ready") is not None:
+        out.print(
+            f"at ready: {report.get('graphs_own_executable_at_ready')} graphs with their own "
+            f"executable, {report['graphs_on_template_at_ready']} on templates "
+            f"(load_builds {report.get('load_builds')})"
+        )
     for key in ("fallback_reason", "error"):
         if report.get(key):
             out.print(f"{key}: {report[key]}", markup=False)

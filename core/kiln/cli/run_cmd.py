@@ -10,7 +10,7 @@ from typing import Any
 
 from kiln import _paths
 from kiln.cli.output import print_json
-from kiln.config import Mode, Policy, load_config
+from kiln.config import LoadBuilds, Mode, Policy, load_config
 from kiln.errors import KilnError
 from kiln.lifecycle.launch import LaunchPlan, plan_launch
 from kiln.plugins import discover_adapters, make_plugin_manager, register_adapters
@@ -44,6 +44,12 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--mode", choices=[m.value for m in Mode], help="default: config, auto")
     parser.add_argument("--archive", metavar="DIR", help="archive directory (default: derived)")
     parser.add_argument("--policy", choices=[p.value for p in Policy], help="on failure")
+    parser.add_argument(
+        "--load-builds",
+        choices=[b.value for b in LoadBuilds],
+        help="LOAD: build every graph's own executable in the background (default) or before "
+        "the engine is ready",
+    )
     parser.add_argument("--dry-run", action="store_true", help="show the plan, do not exec")
     parser.add_argument(
         "--json", action="store_true", help="the plan as JSON (stderr, or stdout with --dry-run)"
@@ -56,7 +62,12 @@ def run(args: argparse.Namespace) -> int:
     command = tuple(args.rest if args.rest is not None else args.command)
     config = load_config(
         args.config,
-        overrides={"mode": args.mode, "archive.dir": args.archive, "policy": args.policy},
+        overrides={
+            "mode": args.mode,
+            "archive.dir": args.archive,
+            "policy": args.policy,
+            "load_builds": args.load_builds,
+        },
     )
     pm = make_plugin_manager()
     register_adapters(pm, discover_adapters(disabled=config.disable_adapters), engine=None)

@@ -21,12 +21,13 @@ from typing import Any, TypeVar
 import pluggy
 
 from kiln import __version__
-from kiln.config import Config, ConfigError, Policy, load_config
+from kiln.config import Config, ConfigError, LoadBuilds, Policy, load_config
 from kiln.errors import ArchiveError, FingerprintMismatch, KilnError
 from kiln.lifecycle import archive_io, environment, fingerprint, pins
 from kiln.lifecycle.context import KilnContext
 from kiln.lifecycle.defaults import CORE_PLUGIN_NAME, CoreDefaults
 from kiln.lifecycle.errors import (
+    BuildsFailed,
     DuplicateGraph,
     GraphNotRecorded,
     InvalidHookResult,
@@ -45,7 +46,15 @@ from kiln.lifecycle.session import ArchiveSession
 from kiln.lifecycle.stages import Stage, StageOrder
 from kiln.lifecycle.startup import initial_state
 from kiln.lifecycle.timing import Timeline
-from kiln.lifecycle.types import FailureAction, KvCapacity, Pin, RunMode, WarmupAction, WarmupPhase
+from kiln.lifecycle.types import (
+    FailureAction,
+    KvCapacity,
+    Pin,
+    RestoreProgress,
+    RunMode,
+    WarmupAction,
+    WarmupPhase,
+)
 from kiln.plugins import discover_adapters, make_plugin_manager, register, register_adapters
 
 T = TypeVar("T")
@@ -83,6 +92,7 @@ class Driver:
         self._seen: set[str] = set()
         self._captured = 0
         self._restored = 0
+        self._at_ready: RestoreProgress | None = None  # LOAD: the background builds at ready
         self._error: dict[str, str] | None = None
         self._progress: Progress = make_progress(rank)
         self._pm = plugin_manager
@@ -295,10 +305,16 @@ class Driver:
     def ready(self) -> StartupReport | None:
         """Commit the archive (SAVE), write and log the startup report, fire ``kiln_ready``.
 
+        At LOAD with ``load_builds = before-ready`` it first waits until every restored graph
+        has its own executable (stage ``builds_finished``); by default those builds go on in
+        the background. Either way the report says how many graphs had theirs at this point.
         Returns the report, or ``None`` when kiln is off.
         """
         if self._state.mode is RunMode.OFF:
             return None
+        self._finish_builds()
+        if self._at_ready is None:
+            self._at_ready = self._restore_progress()
         self._stage(Stage.READY, self._commit, _none)
         self._release()
         report = self.report()
@@ -318,15 +334,17 @@ class Driver:
         if outcome is None:
             outcome = {RunMode.SAVE: "saved", RunMode.LOAD: "restored"}.get(state.mode, "fallback")
         capture_phase = "restore" if self._restored else "capture"
-        phases = self._timeline.phases(
-            [
-                ("device_bound", Stage.DEVICE_BOUND),
-                ("weights", Stage.WEIGHTS_LOADED),
-                ("kv", Stage.KV_CAPACITY),
-                (capture_phase, Stage.CAPTURE_END),
-                ("ready", Stage.READY),
-            ]
-        )
+        milestones = [
+            ("device_bound", Stage.DEVICE_BOUND),
+            ("weights", Stage.WEIGHTS_LOADED),
+            ("kv", Stage.KV_CAPACITY),
+            (capture_phase, Stage.CAPTURE_END),
+        ]
+        if self._timeline.ended(Stage.BUILDS_FINISHED) is not None:
+            milestones.append(("builds", Stage.BUILDS_FINISHED))  # only when ready waited
+        milestones.append(("ready", Stage.READY))
+        phases = self._timeline.phases(milestones)
+        at_ready = self._at_ready
         elapsed = self._timeline.now()
         start = self._timeline.process_start_s
         return StartupReport(
@@ -335,6 +353,7 @@ class Driver:
             requested_mode=state.requested_mode.value,
             mode=state.mode.value,
             policy=str(state.config.policy),
+            load_builds=str(state.config.load_builds),
             outcome=outcome,
             archive=None if self.ctx.archive_path is None else str(self.ctx.archive_path),
             rank=state.rank,
@@ -342,6 +361,8 @@ class Driver:
             pid=os.getpid(),
             graphs_captured=self._captured,
             graphs_restored=self._restored,
+            graphs_own_executable_at_ready=None if at_ready is None else at_ready.own_executable,
+            graphs_on_template_at_ready=None if at_ready is None else at_ready.on_template,
             bytes_mapped=self._bytes_mapped(),
             kv_capacity=self._record.kv_capacity or state.recorded.get("kv_capacity"),
             fallback_reason=state.fallback_reason,
@@ -450,6 +471,34 @@ class Driver:
             # Only RUN allocates in the region; it must happen in both runs or in neither.
             if (saved == WarmupAction.RUN) != (action is WarmupAction.RUN):
                 raise WarmupMismatch(phase.name, saved, action.value)
+
+    def _finish_builds(self) -> None:
+        state = self._state
+        if state.mode is not RunMode.LOAD or not self._restored:
+            return
+        if state.config.load_builds is not LoadBuilds.BEFORE_READY:
+            return
+
+        def work() -> None:
+            try:
+                self._at_ready = self._rt().finish_restores()
+            except UsageError:
+                raise
+            except KilnError as err:
+                # The policy applies as in any stage; its message says what a fallback means
+                # once the engine holds restored graphs.
+                raise BuildsFailed(err) from err
+
+        self._stage(Stage.BUILDS_FINISHED, work, _none)
+
+    def _restore_progress(self) -> RestoreProgress | None:
+        if not self._restored or self._runtime is None:
+            return None  # nothing restored in this process: nothing is being built
+        try:
+            return self._runtime.restore_progress()
+        except Exception:  # a report field, not worth failing the start for
+            log.exception("kiln: runtime.restore_progress() failed")
+            return None
 
     def _commit(self) -> None:
         if self._state.mode is RunMode.SAVE:

@@ -145,6 +145,24 @@ class GraphNotRecorded(KilnError):
         super().__init__(f"graph {key!r} was captured but cannot be persisted: {cause}")
 
 
+class BuildsFailed(RestoreError):
+    """LOAD waited for the restored graphs' own executables (``load_builds = before-ready``)
+    and a background build failed.
+
+    Falling back cannot mean capturing natively here: the engine already holds the restored
+    graphs and its capture is over. A graph whose own executable failed keeps replaying
+    through its topology group's template, which was built and checked before any replay.
+    """
+
+    def __init__(self, cause: BaseException) -> None:
+        self.cause = cause
+        super().__init__(
+            f"building the restored graphs' own executables failed: {cause}. kiln cannot "
+            "capture them natively now (the engine holds the restored graphs and its capture "
+            "is over); a graph without its own executable replays through its group's template"
+        )
+
+
 class ArchiveMissing(KilnError):
     """LOAD was requested but there is no archive."""
 

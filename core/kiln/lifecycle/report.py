@@ -20,6 +20,7 @@ class StartupReport:
     requested_mode: str
     mode: str  # save, load, or native after a fallback
     policy: str
+    load_builds: str  # background | before-ready: when LOAD's own executables must exist
     outcome: str  # saved | restored | fallback | failed
     archive: str | None
     rank: int
@@ -27,6 +28,11 @@ class StartupReport:
     pid: int
     graphs_captured: int
     graphs_restored: int
+    # LOAD: of the restored graphs, how many replayed through their own executable when
+    # ready ran, and how many still through their topology group's template (own one still
+    # being built in the background, or failed); None when nothing was restored.
+    graphs_own_executable_at_ready: int | None
+    graphs_on_template_at_ready: int | None
     bytes_mapped: int
     kv_capacity: dict[str, int] | None
     fallback_reason: str | None
@@ -45,6 +51,11 @@ class StartupReport:
             if self.graphs_restored
             else f"{self.graphs_captured} graphs captured"
         )
+        if self.graphs_own_executable_at_ready is not None:
+            graphs += (
+                f" ({self.graphs_own_executable_at_ready} with their own executable at ready, "
+                f"{self.graphs_on_template_at_ready} on templates)"
+            )
         phases = " ".join(
             f"{name}={value:.3f}s" for name, value in self.phases_s.items() if value is not None
         )

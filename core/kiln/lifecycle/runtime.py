@@ -17,7 +17,7 @@ from typing import Protocol
 
 from kiln.config import Config
 from kiln.errors import NativeUnavailable
-from kiln.lifecycle.types import FingerprintValue, RunMode
+from kiln.lifecycle.types import FingerprintValue, RestoreProgress, RunMode
 
 
 class SectionSource(Protocol):
@@ -69,6 +69,23 @@ class Runtime(Protocol):
 
     def restore(self, key: str) -> object:
         """LOAD: rebuild graph ``key`` from the archive and return it replayable."""
+        ...
+
+    def restore_progress(self) -> RestoreProgress:
+        """LOAD: how many restored graphs have their own executable now, without waiting.
+
+        Never raises a background build's error (:meth:`finish_restores` does). Before the
+        first :meth:`restore`, and at SAVE, both counts are 0.
+        """
+        ...
+
+    def finish_restores(self) -> RestoreProgress:
+        """LOAD: block until every restored graph has its own executable (built on background
+        threads since the first :meth:`restore`), then say so.
+
+        Raises the first background build error (a :class:`~kiln.errors.KilnError` naming
+        the graph and the cause). Returns at once with zero counts when nothing was restored.
+        """
         ...
 
     def collectives_bootstrapped(self) -> None:

@@ -26,6 +26,9 @@ class Stage(enum.StrEnum):
     CAPTURE_GRAPH = "capture_graph"
     CAPTURE_END = "capture_end"
     REGION_CLOSE = "region_close"
+    # LOAD with load_builds = before-ready: ready waits for every restored graph's own
+    # executable. The driver enters it itself (from ready()); no hook of its own fires.
+    BUILDS_FINISHED = "builds_finished"
     READY = "ready"
     WARMUP = "warmup"
 
@@ -44,6 +47,7 @@ ORDER: tuple[Stage, ...] = (
     Stage.CAPTURE_GRAPH,
     Stage.CAPTURE_END,
     Stage.REGION_CLOSE,
+    Stage.BUILDS_FINISHED,
     Stage.READY,
 )
 _RANK = {stage: index for index, stage in enumerate(ORDER)}

@@ -80,3 +80,17 @@ class WarmupPhase:
 
     name: str
     skippable_on_load: bool = True
+
+
+@dataclass(frozen=True)
+class RestoreProgress:
+    """Where LOAD's background builds stand: of the graphs restored in this process, how
+    many replay through their own executable and how many still through their topology
+    group's template (their own is not built yet, or its build failed)."""
+
+    own_executable: int = 0
+    on_template: int = 0
+
+    def __post_init__(self) -> None:
+        if self.own_executable < 0 or self.on_template < 0:
+            raise ValueError(f"graph counts cannot be negative: {self}")
