@@ -9,16 +9,7 @@ import gc
 import pytest
 from kiln.errors import RestoreError
 
-from ._restore_fixture import DEV, archive, close_fake, image, native, open_fake_region
-
-
-@pytest.fixture
-def buffer():
-    try:
-        yield open_fake_region(strict_context=True)
-    finally:
-        gc.collect()
-        close_fake()
+from ._restore_fixture import DEV, archive, image, native
 
 
 def _every_wait_raises(graphs, kernels, pattern: str) -> None:

@@ -9,16 +9,7 @@ import time
 
 import pytest
 
-from ._restore_fixture import DEV, archive, close_fake, native, open_fake_region
-
-
-@pytest.fixture
-def buffer():
-    try:
-        yield open_fake_region(strict_context=True)
-    finally:
-        gc.collect()
-        close_fake()
+from ._restore_fixture import DEV, archive, native
 
 
 def restore(arc, *, binary_threads: int, graph_threads: int, dedicated: bool = True):

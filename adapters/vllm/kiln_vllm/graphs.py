@@ -89,7 +89,7 @@ def capture_all(
     loading = driver.mode.value == "load"
     attn_states: dict[Any, Any] = {}
     descs = manager._capture_descs
-    # Opt-in: the pieces go through kiln only when kiln saves or loads.
+    # PIECEWISE graphs go through kiln only when kiln saves or loads (and unless turned off).
     pieces = (
         api.pieces is not None
         and bool(descs.get(api.piecewise))

@@ -16,22 +16,7 @@ pytest.importorskip("kiln_vllm", reason="kiln-vllm is not installed (.ci/run ins
 from kiln.errors import KilnError
 from kiln_vllm.graphs import VllmCaptureApi, capture_all, full_graph_key, kiln_manager_class
 
-
-@dataclass(frozen=True)
-class Desc:
-    cg_mode: str
-    num_tokens: int
-    num_reqs: int | None = None
-    uniform_token_count: int | None = None
-    num_active_loras: int = 0
-
-
-class FakeTensor:
-    def __init__(self, ptr: int) -> None:
-        self.ptr = ptr
-
-    def data_ptr(self) -> int:
-        return self.ptr
+from tests.adapters.vllm.stand_ins import Desc, FakeTensor
 
 
 class FakeGraph:

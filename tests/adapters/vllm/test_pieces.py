@@ -28,16 +28,9 @@ from kiln_vllm.pieces import (
 )
 from kiln_vllm.seams import SEAMS, check_source
 
+from tests.adapters.vllm.stand_ins import Desc, FakeTensor
+
 # --- stand-ins for vLLM -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Desc:  # BatchExecutionDescriptor
-    cg_mode: str
-    num_tokens: int
-    num_reqs: int | None = None
-    uniform_token_count: int | None = None
-    num_active_loras: int = 0
 
 
 @dataclass(frozen=True)
@@ -55,14 +48,6 @@ class Entry:  # vllm.compilation.cuda_graph.CUDAGraphEntry
     cudagraph: Any = None
     output: Any = None
     input_addresses: list[int] | None = None
-
-
-class FakeTensor:
-    def __init__(self, ptr: int) -> None:
-        self.ptr = ptr
-
-    def data_ptr(self) -> int:
-        return self.ptr
 
 
 class FakeGraph:
