@@ -111,19 +111,13 @@ def capture_all(
             key = full_graph_key(desc)
             if desc in manager.graphs:
                 raise KilnError(f"vLLM graph {key} was captured twice")
-            if loading and pieces:
-                # The whole FULL set lies in SAVE's window (it began at the first piece);
-                # the capture function runs only if the policy falls back.
+            if loading and (pieces or i > 0):
+                # Inside SAVE's capture window (from the first piece, or else from the first
+                # FULL capture): nothing to prepare, kiln maps it whole. The capture function
+                # runs only if the policy falls back to a native start.
                 fallback = _prepared_capture(manager, create_forward_fn, desc, api, attn_states)
                 got = driver.capture_graph(key, fallback)
                 manager.graphs[desc] = _captured_or_restored(manager, key, got)
-                continue
-            if loading and i > 0:
-                # Inside SAVE's capture window: nothing to prepare, kiln maps it whole. The
-                # capture function runs only if the policy falls back to a native start.
-                fallback = _prepared_capture(manager, create_forward_fn, desc, api, attn_states)
-                got = driver.capture_graph(key, fallback)
-                manager.graphs[desc] = got[0] if isinstance(got, tuple) else _restored(got)
                 continue
             forward_fn, warm_state = create_forward_fn(desc, True)
             forward_fn(api.none)  # warmup (allocates hidden_states unless a PIECEWISE one did)
