@@ -5,8 +5,9 @@
 runs, one after the other: a native start (`LLM()`), a kiln SAVE start
 (`kiln run --mode save -- ...`) and a kiln LOAD start (`kiln run --mode load --policy
 strict -- ...`). Each process times `import vllm`, `LLM()` and the worker's startup stages,
-then serves the same requests from token ids: one first request (1 token out), one
-64-token request, 16 prompts x 64 tokens greedy (first, then the median of 5 repeats), and
+then serves the same requests from token ids: one first request (1 token out), a first-use
+sequence (one request per prompt length in FIRST_USE_LENGTHS, 1 token out each, each the
+first of its size since start; then the same sequence again, warm), one 64-token request, 16 prompts x 64 tokens greedy (first, then the median of 5 repeats), and
 4 prefill-heavy prompts of ~1.7k tokens (outside every captured size). The parent
 compares the greedy tokens of every mode with native's and writes
 `vllm-<device>-<date>-<model>.json` with everything.
@@ -44,6 +45,12 @@ WORKER_CLS = "kiln_vllm.worker.KilnWorker"
 
 LONG_PROMPTS = 4
 LONG_OUT_TOKENS = 8
+
+# One request each, in this order: every length is a prefill size not yet run since start
+# (PIECEWISE graphs of different sizes, and past 512 the compiled model outside graphs). A
+# single first request varied by +-15 % between processes of one mode; the sum over the
+# sequence, and its difference from the warm repeat (the first-use cost), vary less.
+FIRST_USE_LENGTHS = (24, 72, 136, 200, 264, 392, 504, 900)
 
 
 def prompt_ids(i: int, vocab: int = 32000, length: int | None = None) -> list[int]:
@@ -89,6 +96,8 @@ def child(args: argparse.Namespace) -> int:
         return took, [list(o.outputs[0].token_ids) for o in outs]
 
     first, _ = run([prompt_ids(0)], 1)
+    first_use = [run([prompt_ids(2000 + n, length=n)], 1)[0] for n in FIRST_USE_LENGTHS]
+    first_use_warm = [run([prompt_ids(2000 + n, length=n)], 1)[0] for n in FIRST_USE_LENGTHS]
     one_64, _ = run([prompt_ids(1)], OUT_TOKENS)
     batch = [prompt_ids(i) for i in range(PROMPTS)]
     batch_first, tokens = run(batch, OUT_TOKENS)
@@ -107,6 +116,10 @@ def child(args: argparse.Namespace) -> int:
         "llm_init_s": t_llm,
         "worker_stages": stages,
         "first_request_1_token_s": first,
+        "first_use_requests_s": first_use,
+        "first_use_requests_warm_s": first_use_warm,
+        "first_use_sum_s": sum(first_use),
+        "first_use_cost_s": sum(first_use) - sum(first_use_warm),
         "request_64_tokens_s": one_64,
         "inter_token_s": (one_64 - first) / (OUT_TOKENS - 1),
         "batch_16x64_first_s": batch_first,
@@ -208,6 +221,9 @@ def parent(args: argparse.Namespace) -> int:
             ratios[f"{m}_first_request_over_native"] = (
                 r["first_request_1_token_s"] / base["first_request_1_token_s"]
             )
+            ratios[f"{m}_first_use_sum_over_native"] = (
+                r["first_use_sum_s"] / base["first_use_sum_s"]
+            )
     facts = device_facts()
     model = Path(args.model).name
     date = datetime.date.today().isoformat()
@@ -223,6 +239,7 @@ def parent(args: argparse.Namespace) -> int:
             "out_tokens": OUT_TOKENS,
             "long_prompts": [len(p) for p in long_prompts(args.max_model_len)],
             "long_out_tokens": LONG_OUT_TOKENS,
+            "first_use_lengths": list(FIRST_USE_LENGTHS),
             "greedy": True,
         },
         "native_worker": f"{WORKER_CLS} with kiln off (vLLM's code path, stages timed)",

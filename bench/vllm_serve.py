@@ -1,5 +1,5 @@
 """`vllm serve` natively and under `kiln run`: seconds from launch to the first successful
-completion request (issue 5), each start a fresh process.
+completion request (issue 5), each start a fresh process; then the first-use requests.
 
     python3 bench/vllm_serve.py --model bench/models/qwen3-0.6b --out-dir $OUT
 
@@ -48,11 +48,22 @@ def serve_command(args: argparse.Namespace) -> list[str]:
     ]
 
 
-def complete(port: int, model: str) -> dict[str, Any] | None:
+# After the first completion: one 1-token request per prompt length, each the first of its
+# size since start, then the same again warm (time to first token through the server).
+FIRST_USE_LENGTHS = (24, 72, 136, 200, 264, 392, 504, 900)
+
+
+def first_use_prompt(n: int) -> list[int]:
+    return [100 + (n * 7919 + j * 104729) % 30000 for j in range(n)]
+
+
+def complete(
+    port: int, model: str, prompt: list[int] = PROMPT, max_tokens: int = 16
+) -> dict[str, Any] | None:
     body = {
         "model": model,
-        "prompt": PROMPT,
-        "max_tokens": 16,
+        "prompt": prompt,
+        "max_tokens": max_tokens,
         "temperature": 0.0,
         "return_token_ids": True,
     }
@@ -69,6 +80,25 @@ def complete(port: int, model: str) -> dict[str, Any] | None:
             return result
     except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError):
         return None
+
+
+def first_use(args: argparse.Namespace) -> dict[str, Any]:
+    def timed(n: int) -> float | None:
+        t0 = time.perf_counter()
+        got = complete(args.port, args.model, first_use_prompt(n), 1)
+        return time.perf_counter() - t0 if got is not None else None
+
+    cold = [timed(n) for n in FIRST_USE_LENGTHS]
+    warm = [timed(n) for n in FIRST_USE_LENGTHS]
+    if None in cold or None in warm:
+        return {"first_use_failed": True}
+    return {
+        "first_use_requests_s": cold,
+        "first_use_requests_warm_s": warm,
+        "first_use_sum_s": sum(t for t in cold if t is not None),
+        "first_use_cost_s": sum(t for t in cold if t is not None)
+        - sum(t for t in warm if t is not None),
+    }
 
 
 def run_mode(mode: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -93,6 +123,7 @@ def run_mode(mode: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 choice = got.get("choices", [{}])[0]
                 result["token_ids"] = choice.get("token_ids")
                 result["ok"] = True
+                result.update(first_use(args))
                 break
             time.sleep(0.25)
     finally:
@@ -137,6 +168,8 @@ def main() -> int:
         "tokens_identical_to_native": {
             m: r.get("token_ids") == reference for m, r in modes.items()
         },
+        "first_use_lengths": list(FIRST_USE_LENGTHS),
+        "ratios": ratios(modes),
         "modes": modes,
     }
     out = (
@@ -147,6 +180,20 @@ def main() -> int:
     out.write_text(json.dumps(record, indent=1))
     print(f"wrote {out}")
     return 0 if all(r["ok"] for r in modes.values()) else 1
+
+
+def ratios(modes: dict[str, dict[str, Any]]) -> dict[str, float]:
+    base = modes.get("native", {})
+    if not base.get("ok"):
+        return {}
+    out: dict[str, float] = {}
+    for m, r in modes.items():
+        if m == "native" or not r.get("ok"):
+            continue
+        for key in ("launch_to_first_completion_s", "first_use_sum_s"):
+            if key in r and key in base:
+                out[f"{m}_{key.removesuffix('_s')}_over_native"] = r[key] / base[key]
+    return out
 
 
 if __name__ == "__main__":
