@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kiln_vllm.graphs import VllmCaptureApi
 
 
 @dataclass(frozen=True)
@@ -20,3 +27,30 @@ class FakeTensor:
 
     def data_ptr(self) -> int:
         return self.ptr
+
+
+def capture_api(
+    new_graph: Callable[[], Any],
+    graph_context: Callable[[Any, Any], contextlib.AbstractContextManager[None]],
+    pieces: Any = None,
+) -> VllmCaptureApi:
+    """A `kiln_vllm.graphs.VllmCaptureApi` whose graphs come from `new_graph` and whose
+    FULL captures run inside `graph_context`; everything else is inert."""
+    from kiln_vllm.graphs import VllmCaptureApi  # callers skip when kiln-vllm is absent
+
+    @contextlib.contextmanager
+    def graph_capture(device: Any) -> Iterator[None]:
+        yield
+
+    offloader = SimpleNamespace(sync_prev_onload=lambda: None, join_after_forward=lambda: None)
+    return VllmCaptureApi(
+        piecewise="PIECEWISE",
+        full="FULL",
+        none="NONE",
+        attention_state_pair=lambda a, b: (a, b),
+        graph_capture=graph_capture,
+        offloader=lambda: offloader,
+        new_graph=new_graph,
+        graph_context=graph_context,
+        pieces=pieces,
+    )

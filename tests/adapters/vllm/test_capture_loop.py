@@ -16,7 +16,7 @@ pytest.importorskip("kiln_vllm", reason="kiln-vllm is not installed (.ci/run ins
 from kiln.errors import KilnError
 from kiln_vllm.graphs import VllmCaptureApi, capture_all, full_graph_key, kiln_manager_class
 
-from tests.adapters.vllm.stand_ins import Desc, FakeTensor
+from tests.adapters.vllm.stand_ins import Desc, FakeTensor, capture_api
 
 
 class FakeGraph:
@@ -68,26 +68,12 @@ class FakeDriver:
 
 def make_api(log: list[str]) -> VllmCaptureApi:
     @contextlib.contextmanager
-    def graph_capture(device: Any) -> Iterator[None]:
-        yield
-
-    @contextlib.contextmanager
     def graph_context(graph: Any, pool: Any) -> Iterator[None]:
         log.append("capture-start")
         yield
         log.append("capture-end")
 
-    offloader = SimpleNamespace(sync_prev_onload=lambda: None, join_after_forward=lambda: None)
-    return VllmCaptureApi(
-        piecewise="PIECEWISE",
-        full="FULL",
-        none="NONE",
-        attention_state_pair=lambda a, b: (a, b),
-        graph_capture=graph_capture,
-        offloader=lambda: offloader,
-        new_graph=lambda: FakeGraph(log),
-        graph_context=graph_context,
-    )
+    return capture_api(lambda: FakeGraph(log), graph_context)
 
 
 def make_manager(log: list[str], *, piecewise: bool = True) -> Any:

@@ -28,7 +28,7 @@ from kiln_vllm.pieces import (
 )
 from kiln_vllm.seams import SEAMS, check_source
 
-from tests.adapters.vllm.stand_ins import Desc, FakeTensor
+from tests.adapters.vllm.stand_ins import Desc, FakeTensor, capture_api
 
 # --- stand-ins for vLLM -------------------------------------------------------------------------
 
@@ -214,10 +214,6 @@ class Driver:
 
 def make_api(world: World, *, pieces: bool = True) -> VllmCaptureApi:
     @contextlib.contextmanager
-    def graph_capture(device: Any) -> Iterator[None]:
-        yield
-
-    @contextlib.contextmanager
     def graph_context(graph: Any, pool: Any) -> Iterator[None]:
         world.log.append("full-capture")
         yield
@@ -225,7 +221,6 @@ def make_api(world: World, *, pieces: bool = True) -> VllmCaptureApi:
     def set_capturing_enabled(enabled: bool) -> None:
         world.capturing_enabled = enabled
 
-    offloader = SimpleNamespace(sync_prev_onload=lambda: None, join_after_forward=lambda: None)
     piece_api = VllmPieceApi(
         wrapper_class=Wrapper,
         wrappers=lambda: list(world.wrappers),
@@ -236,17 +231,8 @@ def make_api(world: World, *, pieces: bool = True) -> VllmCaptureApi:
         set_capturing_enabled=set_capturing_enabled,
         has_lora=lambda manager: manager.vllm_config.lora_config is not None,
     )
-    return VllmCaptureApi(
-        piecewise="PIECEWISE",
-        full="FULL",
-        none="NONE",
-        attention_state_pair=lambda a, b: (a, b),
-        graph_capture=graph_capture,
-        offloader=lambda: offloader,
-        new_graph=lambda: FakeGraph(world.log, "full"),
-        graph_context=graph_context,
-        pieces=piece_api if pieces else None,
-    )
+    pieces_api = piece_api if pieces else None
+    return capture_api(lambda: FakeGraph(world.log, "full"), graph_context, pieces_api)
 
 
 def save(shapes: tuple[str, ...] = SHAPES) -> tuple[World, Driver]:
