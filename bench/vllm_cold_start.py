@@ -7,10 +7,10 @@ runs, one after the other: a native start (`LLM()`), a kiln SAVE start
 strict -- ...`). Each process times `import vllm`, `LLM()` and the worker's startup stages,
 then serves the same requests from token ids: one first request (1 token out), a first-use
 sequence (one request per prompt length in FIRST_USE_LENGTHS, 1 token out each, each the
-first of its size since start; then the same sequence again, warm), one 64-token request, 16 prompts x 64 tokens greedy (first, then the median of 5 repeats), and
-4 prefill-heavy prompts of ~1.7k tokens (outside every captured size). The parent
-compares the greedy tokens of every mode with native's and writes
-`vllm-<device>-<date>-<model>.json` with everything.
+first of its size since start; then the same sequence again, warm), one 64-token request,
+16 prompts x 64 tokens greedy (first, then the median of 5 repeats), and 4 prefill-heavy
+prompts of ~1.7k tokens (outside every captured size). The parent compares the greedy tokens
+of every mode with native's and writes `vllm-<device>-<date>-<model>.json` with everything.
 
 A mode named with a dot suffix (`native.2`, `load.2`) is another start of that mode; the
 result adds, for each mode started more than once, the medians of `LLM()`, the first

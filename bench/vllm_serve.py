@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from _vllm_common import device_facts, kiln_run
+from vllm_cold_start import FIRST_USE_LENGTHS  # the same sequence as `LLM()` gets
 
 PROMPT = [100 + (j * 104729) % 30000 for j in range(32)]
 
@@ -46,11 +47,6 @@ def serve_command(args: argparse.Namespace) -> list[str]:
         "--port",
         str(args.port),
     ]
-
-
-# After the first completion: one 1-token request per prompt length, each the first of its
-# size since start, then the same again warm (time to first token through the server).
-FIRST_USE_LENGTHS = (24, 72, 136, 200, 264, 392, 504, 900)
 
 
 def first_use_prompt(n: int) -> list[int]:
@@ -83,21 +79,21 @@ def complete(
 
 
 def first_use(args: argparse.Namespace) -> dict[str, Any]:
-    def timed(n: int) -> float | None:
-        t0 = time.perf_counter()
-        got = complete(args.port, args.model, first_use_prompt(n), 1)
-        return time.perf_counter() - t0 if got is not None else None
-
-    cold = [timed(n) for n in FIRST_USE_LENGTHS]
-    warm = [timed(n) for n in FIRST_USE_LENGTHS]
-    if None in cold or None in warm:
-        return {"first_use_failed": True}
+    """After the first completion, the first-use sequence through the server (time to the
+    first token of each request)."""
+    passes: list[list[float]] = [[], []]
+    for times in passes:
+        for n in FIRST_USE_LENGTHS:
+            t0 = time.perf_counter()
+            if complete(args.port, args.model, first_use_prompt(n), 1) is None:
+                return {"first_use_failed": True}
+            times.append(time.perf_counter() - t0)
+    cold, warm = passes
     return {
         "first_use_requests_s": cold,
         "first_use_requests_warm_s": warm,
-        "first_use_sum_s": sum(t for t in cold if t is not None),
-        "first_use_cost_s": sum(t for t in cold if t is not None)
-        - sum(t for t in warm if t is not None),
+        "first_use_sum_s": sum(cold),
+        "first_use_cost_s": sum(cold) - sum(warm),
     }
 
 
