@@ -21,6 +21,9 @@ Mode `load-before-ready` is a LOAD whose engine is ready only once every restore
 its own executable (`KILN_LOAD_BUILDS=before-ready`; every other mode runs with
 `background`, kiln's default): compare its first request and its `LLM()` with `load`'s.
 
+Mode `save-cold` is the first SAVE on a machine: kiln pins vLLM's mega AOT artifact, a
+compile cache of its own, which that start fills (as `native-cold` fills native's).
+
 The native start uses kiln's worker class with kiln off: vLLM's own code path, with each
 stage timed (the worker only wraps vLLM's methods).
 """
@@ -161,7 +164,7 @@ def launch(mode: str, args: argparse.Namespace, archive: Path, work: Path) -> di
     if kind.startswith("native"):
         cmd = me
     else:
-        cmd = kiln_run(kind.removesuffix("-before-ready"), str(archive), me)
+        cmd = kiln_run(kind.split("-", 1)[0], str(archive), me)  # save-cold -> save
     # The same vLLM settings in every mode (kiln run pins these too); FlashInfer is not
     # installed on the bench machine.
     env = dict(

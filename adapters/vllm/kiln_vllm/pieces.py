@@ -7,8 +7,9 @@ PIECEWISE wrapper switches `__class__` to a subclass whose `__call__` routes tha
 branch, and only it, through the lifecycle driver (SAVE records one graph per key); replay
 and eager calls go to vLLM's `__call__` unchanged, and the classes switch back afterwards.
 
-Keys name the piece (`vllm_backend.prefix` and `submod_name` of the wrapper's
-`PiecewiseBackend`), every field of the BatchDescriptor, and the piece's output structure
+Keys name the piece (`vllm_backend.prefix` of the wrapper's `PiecewiseBackend` and the
+piece's place in the forward, `#0`, `#1`, ...), every field of the BatchDescriptor, and the
+piece's output structure
 (a tensor, or a tuple or list of N tensors), so that LOAD can rebuild `entry.output` from
 the restored graph's outputs without running the piece. The structure is read from the first
 descriptor's eager warmup, which runs every piece in both modes before SAVE's capture window.
@@ -88,20 +89,26 @@ def vllm_piece_api() -> VllmPieceApi:
 # --- keys ------------------------------------------------------------------------------------
 
 
-def piece_name(wrapper: Any) -> str:
-    """`<prefix>/<submod_name>` of the wrapper's PiecewiseBackend. vLLM's mega AOT artifact
-    (VLLM_USE_MEGA_AOT_ARTIFACT=1) builds backends without a submod_name: the piece's index
-    stands in (`#3`)."""
-    runnable = getattr(wrapper, "runnable", None)
+def piece_prefix(wrapper: Any) -> str:
+    """The compiled model part (`vllm_backend.prefix`, e.g. `backbone`) a wrapper's piece
+    belongs to."""
     try:
-        prefix = runnable.vllm_backend.prefix  # type: ignore[union-attr]
-        name = runnable.submod_name or f"#{runnable.piecewise_compile_index}"  # type: ignore[union-attr]
+        return str(wrapper.runnable.vllm_backend.prefix)
     except AttributeError:
         raise KilnError(
-            f"a PIECEWISE graph wrapper runs {type(runnable).__name__}, not a vLLM "
-            "PiecewiseBackend: kiln cannot name its piece"
+            f"a PIECEWISE graph wrapper runs {type(getattr(wrapper, 'runnable', None)).__name__}, "
+            "not a vLLM PiecewiseBackend: kiln cannot name its piece"
         ) from None
-    return f"{prefix}/{name}"
+
+
+def wrapper_label(wrapper: Any) -> str:
+    """For messages about a wrapper kiln has not named: vLLM's own name for its piece."""
+    runnable = getattr(wrapper, "runnable", None)
+    name = (
+        getattr(runnable, "submod_name", "")
+        or f"index {getattr(runnable, 'piecewise_compile_index', '?')}"
+    )
+    return f"{piece_prefix(wrapper)}/{name}"
 
 
 def descriptor_key(bd: Any) -> str:
@@ -246,8 +253,16 @@ class PieceRouter:
         return self._capture(wrapper, bd, lambda: original(wrapper, *args, **kwargs))
 
     def _observe(self, wrapper: Any, output: Any) -> None:
+        # A piece is named by its place in the forward, not by vLLM's names for it: a
+        # compiled backend has `submod_name` and an index, one rebuilt from the mega AOT
+        # artifact only an index, and SAVE may compile while LOAD loads.
         known = self._by_wrapper.get(id(wrapper))
-        name = known.name if known else piece_name(wrapper)
+        if known is None:
+            prefix = piece_prefix(wrapper)
+            place = sum(p.name.startswith(f"{prefix}/#") for p in self.pieces)
+            name = f"{prefix}/#{place}"
+        else:
+            name = known.name
         structure = output_structure(output, name, self.api.is_cuda_tensor)
         if known is None:
             piece = Piece(name, structure, wrapper)
@@ -261,7 +276,7 @@ class PieceRouter:
 
     def _capture(self, wrapper: Any, bd: Any, capture: Callable[[], Any]) -> Any:
         piece = self._by_wrapper.get(id(wrapper))
-        name = piece.name if piece else piece_name(wrapper)
+        name = piece.name if piece else wrapper_label(wrapper)
         if self.loading:
             raise KilnError(f"PIECEWISE piece {name} would be captured at LOAD")
         if piece is None:
@@ -287,12 +302,6 @@ class PieceRouter:
         ModelCudaGraphManager.capture's forward_fn builds it."""
         if not self.pieces:
             raise KilnError("no PIECEWISE piece ran in the first warmup")
-        names: dict[str, int] = {}
-        for p in self.pieces:
-            names[p.name] = names.get(p.name, 0) + 1
-        twice = sorted(n for n, c in names.items() if c > 1)
-        if twice:
-            raise KilnError(f"PIECEWISE pieces {', '.join(twice)} are run by several wrappers")
         planned = []
         for desc in descs:
             bd = self.api.batch_descriptor(

@@ -124,8 +124,15 @@ class Wrapper:  # CUDAGraphWrapper.__call__, its three branches
 SHAPES = ("tuple", "tensor", "list")
 
 
-def make_model(world: World, shapes: tuple[str, ...] = SHAPES) -> list[Wrapper]:
-    return [Wrapper(world, Piece(world, i, s, f"submod_{2 * i}")) for i, s in enumerate(shapes)]
+def make_model(
+    world: World, shapes: tuple[str, ...] = SHAPES, *, mega: bool = False
+) -> list[Wrapper]:
+    """Backends as vLLM's compile path builds them (`submod_name` and index); with `mega`, as
+    it rebuilds them from the mega AOT artifact (no `submod_name`, index only)."""
+    return [
+        Wrapper(world, Piece(world, i, s, "" if mega else f"submod_{2 * i}"))
+        for i, s in enumerate(shapes)
+    ]
 
 
 def make_manager(world: World, model: list[Wrapper]) -> tuple[Any, Any]:
@@ -244,10 +251,10 @@ def save(shapes: tuple[str, ...] = SHAPES) -> tuple[World, Driver]:
 
 
 def load(
-    archive: dict[str, list[Any]], shapes: tuple[str, ...] = SHAPES
+    archive: dict[str, list[Any]], shapes: tuple[str, ...] = SHAPES, *, mega: bool = False
 ) -> tuple[World, Any, list[Wrapper]]:
     world = World()
-    model = make_model(world, shapes)
+    model = make_model(world, shapes, mega=mega)
     manager, create = make_manager(world, model)
     capture_all(manager, create, Driver("load", world.log, dict(archive)), make_api(world))
     return world, manager, model
@@ -265,12 +272,12 @@ def test_save_routes_exactly_each_piece_capture_through_the_driver() -> None:
     log = world.log
     recorded = [e.removeprefix("record ") for e in log if e.startswith("record pw/")]
     expected = [
-        piece_key(f"backbone/submod_{2 * i}", BatchDescriptor(num_tokens=n), s)
+        piece_key(f"backbone/#{i}", BatchDescriptor(num_tokens=n), s)
         for n in (4, 2, 1)
         for i, s in enumerate(("tuple2", "tensor", "list3"))
     ]
     assert recorded == expected
-    assert expected[0] == "pw/backbone/submod_0/t4/rNone/u0/h0/l0/otuple2"
+    assert expected[0] == "pw/backbone/#0/t4/rNone/u0/h0/l0/otuple2"
     # Each record is the piece's capture, and nothing else goes through the driver.
     for key in recorded:
         i = log.index(f"record {key}")
@@ -288,13 +295,13 @@ def test_save_routes_exactly_each_piece_capture_through_the_driver() -> None:
 
 def test_save_archives_each_piece_output() -> None:
     _world, driver = save()
-    outputs = driver.archive["pw/backbone/submod_0/t4/rNone/u0/h0/l0/otuple2"]
+    outputs = driver.archive["pw/backbone/#0/t4/rNone/u0/h0/l0/otuple2"]
     assert len(outputs) == 2 and all(isinstance(t, FakeTensor) for t in outputs)
 
 
 @pytest.mark.parametrize("shape", ["dict", "none-in-tuple"])
 def test_an_output_kiln_cannot_rebuild_fails_naming_the_piece(shape: str) -> None:
-    with pytest.raises(KilnError, match="piece backbone/submod_2 returns"):
+    with pytest.raises(KilnError, match="piece backbone/#1 returns"):
         save(("tensor", shape))
 
 
@@ -329,11 +336,13 @@ def test_load_installs_every_entry_without_running_a_piece() -> None:
     assert sum(e.startswith("run ") for e in log) == len(model)  # that warmup
     assert not any(e.startswith(("capture", "full-capture")) for e in log)
     # Entries exactly as vLLM's capture leaves them, outputs at SAVE's addresses.
-    for wrapper, shape in zip(model, ("tuple2", "tensor", "list3"), strict=True):
+    for place, (wrapper, shape) in enumerate(
+        zip(model, ("tuple2", "tensor", "list3"), strict=True)
+    ):
         entries = wrapper.concrete_cudagraph_entries
         assert list(entries) == [BatchDescriptor(num_tokens=n) for n in (4, 2, 1)]
         for bd, entry in entries.items():
-            key = piece_key(f"backbone/{wrapper.runnable.submod_name}", bd, shape)
+            key = piece_key(f"backbone/#{place}", bd, shape)
             saved = driver.archive[key]
             assert entry.batch_descriptor == bd and entry.input_addresses is None
             assert isinstance(entry.cudagraph, Restored) and entry.cudagraph.key == key
@@ -367,29 +376,42 @@ def test_after_load_a_piecewise_forward_replays_and_never_captures() -> None:
         model[0]()
 
 
+def test_pieces_saved_from_a_compiled_model_load_into_the_mega_artifact_backends() -> None:
+    # Regression: pieces were named by `submod_name`, which the backends vLLM rebuilds from
+    # its mega AOT artifact lack, so a SAVE that compiled the model and a LOAD that loaded it
+    # named the same pieces differently. Names now follow the pieces' order in the forward.
+    _saved, driver = save()
+    world, _manager, model = load(driver.archive, mega=True)
+    assert all(w.runnable.submod_name == "" for w in model)
+    assert not any(e.startswith("capture") for e in world.log)
+    for place, wrapper in enumerate(model):
+        for entry in wrapper.concrete_cudagraph_entries.values():
+            assert entry.cudagraph.key.startswith(f"pw/backbone/#{place}/")
+
+
 def test_load_names_a_piece_with_no_archived_graph() -> None:
     _saved, driver = save()
-    archive = {k: v for k, v in driver.archive.items() if piece_of_key(k) != "backbone/submod_2"}
-    with pytest.raises(KilnError, match="piece backbone/submod_2 has no archived graph"):
+    archive = {k: v for k, v in driver.archive.items() if piece_of_key(k) != "backbone/#1"}
+    with pytest.raises(KilnError, match="piece backbone/#1 has no archived graph"):
         load(archive)
 
 
 def test_load_names_an_archived_piece_no_wrapper_runs() -> None:
     _saved, driver = save()
-    with pytest.raises(KilnError, match=r"piece\(s\) backbone/submod_4, which no graph wrapper"):
+    with pytest.raises(KilnError, match=r"piece\(s\) backbone/#2, which no graph wrapper"):
         load(driver.archive, SHAPES[:2])
 
 
 def test_load_fails_when_a_piece_returns_another_structure() -> None:
     _saved, driver = save()
-    with pytest.raises(KilnError, match="piece backbone/submod_2 has no archived graph"):
+    with pytest.raises(KilnError, match="piece backbone/#1 has no archived graph"):
         load(driver.archive, ("tuple", "list", "list"))
 
 
 def test_load_fails_when_the_archive_lost_an_output() -> None:
     _saved, driver = save()
     archive = dict(driver.archive)
-    key = pw_keys("backbone/submod_0", "tuple2")[1]
+    key = pw_keys("backbone/#0", "tuple2")[1]
     archive[key] = archive[key][:1]
     with pytest.raises(KilnError, match=f"{key}: the archive holds 1 output tensors"):
         load(archive)
