@@ -44,6 +44,9 @@ STAGE_TIMES = "KILN_VLLM_STAGE_TIMES"  # a path ({rank} is replaced): per-stage 
 # Diagnostics: a stage name; its cProfile (top functions by cumulative time) is written
 # next to the stage times as <path>.<stage>.prof.txt.
 PROFILE_STAGE = "KILN_VLLM_PROFILE_STAGE"
+# Diagnostics: a count N; the first N engine steps after ready (execute_model and
+# sample_tokens calls) are profiled together, written as <path>.first-steps.prof.txt.
+PROFILE_STEPS = "KILN_VLLM_PROFILE_STEPS"
 
 # vLLM's kernel_warmup (FlashInfer autotune) runs before capture and allocates in the
 # region, so LOAD runs it too.
@@ -144,6 +147,9 @@ class KilnWorker(Worker):
             self.kiln.region_close()
         self.kiln.ready()
         self._write_times()
+        steps = int(os.environ.get(PROFILE_STEPS, "0") or 0)
+        if steps > 0 and os.environ.get(STAGE_TIMES):
+            self._profile_first_steps(steps)
         return result
 
     # --- helpers ---------------------------------------------------------------------------
@@ -175,10 +181,46 @@ class KilnWorker(Worker):
                 profile.disable()
                 self._write_profile(stage, profile)
 
-    def _write_profile(self, stage: str, profile: cProfile.Profile) -> None:
+    def _profile_first_steps(self, steps: int) -> None:
+        """Wrap execute_model and sample_tokens (instance attributes, so nothing wraps them
+        unless asked) until `steps` calls ran under one cProfile, then write it."""
+        profile = cProfile.Profile()
+        left = [steps]
+        durations: list[float] = []
+
+        def wrap(name: str) -> None:
+            original = getattr(self, name)
+
+            def run(*args: Any, **kwargs: Any) -> Any:
+                if left[0] <= 0:
+                    return original(*args, **kwargs)
+                t0 = time.perf_counter()
+                profile.enable()
+                try:
+                    return original(*args, **kwargs)
+                finally:
+                    profile.disable()
+                    durations.append(time.perf_counter() - t0)
+                    left[0] -= 1
+                    if left[0] == 0:
+                        self.__dict__.pop("execute_model", None)
+                        self.__dict__.pop("sample_tokens", None)
+                        self._write_profile(f"first-steps ({durations})", profile, "first-steps")
+
+            setattr(self, name, run)
+
+        wrap("execute_model")
+        wrap("sample_tokens")
+
+    def _write_profile(
+        self, stage: str, profile: cProfile.Profile, file_stage: str | None = None
+    ) -> None:
         path = os.environ[STAGE_TIMES].replace("{rank}", str(self.rank))
-        with open(f"{path}.{stage}.prof.txt", "w") as f:
-            pstats.Stats(profile, stream=f).sort_stats("cumulative").print_stats(60)
+        with open(f"{path}.{file_stage or stage}.prof.txt", "w") as f:
+            f.write(f"{stage}\n")
+            stats = pstats.Stats(profile, stream=f)
+            stats.sort_stats("cumulative").print_stats(60)
+            stats.sort_stats("tottime").print_stats(40)
 
     def _write_times(self) -> None:
         path = os.environ.get(STAGE_TIMES)
