@@ -69,11 +69,22 @@ class RestoredGraph:
 
 
 def _stream_handle(stream: Any, device: int) -> int:
+    if stream is None:
+        return current_stream_handle(device)
+    return int(stream.cuda_stream) if hasattr(stream, "cuda_stream") else int(stream)
+
+
+def current_stream_handle(device: int) -> int:
+    """The raw handle of `device`'s current stream. Read through torch's C getter where it
+    has one: `torch.cuda.current_stream` builds a Stream object per call, and a vLLM prefill
+    step replays ~37 PIECEWISE graphs (a cProfile of the first steps after LOAD put it at a
+    third of kiln's replay time)."""
     import torch
 
-    if stream is None:
-        stream = torch.cuda.current_stream(device)
-    return int(stream.cuda_stream) if hasattr(stream, "cuda_stream") else int(stream)
+    raw = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+    if raw is not None:
+        return int(raw(device))
+    return int(torch.cuda.current_stream(device).cuda_stream)
 
 
 class RestoredSet(Mapping[str, RestoredGraph]):
