@@ -9,10 +9,10 @@ and eager calls go to vLLM's `__call__` unchanged, and the classes switch back a
 
 Keys name the piece (`vllm_backend.prefix` of the wrapper's `PiecewiseBackend` and the
 piece's place in the forward, `#0`, `#1`, ...), every field of the BatchDescriptor, and the
-piece's output structure
-(a tensor, or a tuple or list of N tensors), so that LOAD can rebuild `entry.output` from
-the restored graph's outputs without running the piece. The structure is read from the first
-descriptor's eager warmup, which runs every piece in both modes before SAVE's capture window.
+piece's output structure (a tensor, or a tuple or list of N tensors), so that LOAD can
+rebuild `entry.output` from the restored graph's outputs without running the piece. Names
+and structures are read from the first descriptor's eager warmup, which runs every piece in
+both modes before SAVE's capture window.
 
 LOAD runs only that warmup, then installs a `CUDAGraphEntry` per piece and size, as vLLM's
 capture leaves it, and turns vLLM's capture monitor off so a missing entry raises instead of

@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 
 import torch
 from kiln import lifecycle
+from kiln.errors import KilnError
 from kiln.lifecycle import WarmupPhase
 from vllm.v1.worker import gpu_worker
 from vllm.v1.worker.gpu_worker import Worker
@@ -147,7 +148,7 @@ class KilnWorker(Worker):
             self.kiln.region_close()
         self.kiln.ready()
         self._write_times()
-        steps = int(os.environ.get(PROFILE_STEPS, "0") or 0)
+        steps = _count_setting(PROFILE_STEPS)
         if steps > 0 and os.environ.get(STAGE_TIMES):
             self._profile_first_steps(steps)
         return result
@@ -205,19 +206,18 @@ class KilnWorker(Worker):
                     if left[0] == 0:
                         self.__dict__.pop("execute_model", None)
                         self.__dict__.pop("sample_tokens", None)
-                        self._write_profile(f"first-steps ({durations})", profile, "first-steps")
+                        header = f"first {steps} steps, seconds each: {durations}"
+                        self._write_profile("first-steps", profile, header)
 
             setattr(self, name, run)
 
         wrap("execute_model")
         wrap("sample_tokens")
 
-    def _write_profile(
-        self, stage: str, profile: cProfile.Profile, file_stage: str | None = None
-    ) -> None:
+    def _write_profile(self, name: str, profile: cProfile.Profile, header: str = "") -> None:
         path = os.environ[STAGE_TIMES].replace("{rank}", str(self.rank))
-        with open(f"{path}.{file_stage or stage}.prof.txt", "w") as f:
-            f.write(f"{stage}\n")
+        with open(f"{path}.{name}.prof.txt", "w") as f:
+            f.write(f"{header or name}\n")
             stats = pstats.Stats(profile, stream=f)
             stats.sort_stats("cumulative").print_stats(60)
             stats.sort_stats("tottime").print_stats(40)
@@ -229,6 +229,13 @@ class KilnWorker(Worker):
         record = {"rank": self.rank, "mode": self.kiln.mode.value, "stages": self.kiln_times}
         with open(path.replace("{rank}", str(self.rank)), "w") as f:
             json.dump(record, f, indent=1)
+
+
+def _count_setting(name: str) -> int:
+    raw = os.environ.get(name, "") or "0"
+    if not raw.isdigit():
+        raise KilnError(f"{name}={raw!r}: expected a count (0 or more)")
+    return int(raw)
 
 
 @contextlib.contextmanager
