@@ -29,6 +29,20 @@ class FakeTensor:
         return self.ptr
 
 
+def graph_manager(descs: dict[str, list[Desc]], **extra: Any) -> SimpleNamespace:
+    """vLLM's ModelCudaGraphManager as kiln's capture loop reads it: the descriptors to
+    capture, and the state a capture leaves (`graphs`, `hidden_states`, `_graphs_captured`)."""
+    return SimpleNamespace(
+        _capture_descs=descs,
+        graphs={},
+        device="cuda:0",
+        pool="pool",
+        hidden_states=None,
+        _graphs_captured=False,
+        **extra,
+    )
+
+
 def capture_api(
     new_graph: Callable[[], Any],
     graph_context: Callable[[Any, Any], contextlib.AbstractContextManager[None]],

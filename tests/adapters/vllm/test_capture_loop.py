@@ -16,7 +16,7 @@ pytest.importorskip("kiln_vllm", reason="kiln-vllm is not installed (.ci/run ins
 from kiln.errors import KilnError
 from kiln_vllm.graphs import VllmCaptureApi, capture_all, full_graph_key, kiln_manager_class
 
-from tests.adapters.vllm.stand_ins import Desc, FakeTensor, capture_api
+from tests.adapters.vllm.stand_ins import Desc, FakeTensor, capture_api, graph_manager
 
 
 class FakeGraph:
@@ -81,14 +81,7 @@ def make_manager(log: list[str], *, piecewise: bool = True) -> Any:
     descs: dict[str, list[Desc]] = {"FULL": full}
     if piecewise:
         descs["PIECEWISE"] = [Desc("PIECEWISE", n) for n in (4, 2, 1)]
-    manager = SimpleNamespace(
-        _capture_descs=descs,
-        graphs={},
-        device="cuda:0",
-        pool="pool",
-        hidden_states=None,
-        _graphs_captured=False,
-    )
+    manager = graph_manager(descs)
 
     def create_forward_fn(desc: Desc, warmup: bool) -> tuple[Callable[[Any], None], str]:
         log.append(f"prepare {desc.cg_mode}{desc.num_tokens} warmup={warmup}")

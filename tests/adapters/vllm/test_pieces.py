@@ -28,7 +28,7 @@ from kiln_vllm.pieces import (
 )
 from kiln_vllm.seams import SEAMS, check_source
 
-from tests.adapters.vllm.stand_ins import Desc, FakeTensor, capture_api
+from tests.adapters.vllm.stand_ins import Desc, FakeTensor, capture_api, graph_manager
 
 # --- stand-ins for vLLM -------------------------------------------------------------------------
 
@@ -140,15 +140,7 @@ def make_manager(world: World, model: list[Wrapper]) -> tuple[Any, Any]:
         "PIECEWISE": [Desc("PIECEWISE", n) for n in (4, 2, 1)],
         "FULL": [Desc("FULL", n, n, 1) for n in (4, 2, 1)],
     }
-    manager = SimpleNamespace(
-        _capture_descs=descs,
-        graphs={},
-        device="cuda:0",
-        pool="pool",
-        hidden_states=None,
-        _graphs_captured=False,
-        vllm_config=SimpleNamespace(lora_config=None),
-    )
+    manager = graph_manager(descs, vllm_config=SimpleNamespace(lora_config=None))
 
     def create_forward_fn(desc: Desc, warmup: bool) -> tuple[Callable[[Any], None], str]:
         world.log.append(f"prepare {desc.cg_mode}{desc.num_tokens} warmup={warmup}")
