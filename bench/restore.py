@@ -10,7 +10,9 @@ RestoredSet.native_timings), their ratio, the first replay of each graph, steady
 replay of restored against natively captured graphs (median of interleaved replays, CUDA
 events), topology groups, archive bytes against kernel binary plus parameter bytes, and the
 bit-exactness results. With --stage restore, restore-stages-<device>-<date>.json holds the
-restore part only. A benchmark, not a test: it asserts nothing.
+restore part only; --stage reload runs one more LOAD process on a kept archive (to compare
+settings such as KILN_TEMPLATE_GROUPS or KILN_BINARY_THREADS; --label names its file). A
+benchmark, not a test: it asserts nothing.
 """
 
 from __future__ import annotations
@@ -70,10 +72,13 @@ def _write_restore_stages(args: argparse.Namespace, save: dict, load: dict) -> N
         "restore_stages": load["restore_stages"],
         "restore_binary_threads": load.get("restore_binary_threads"),
         "groups": load["groups"],
+        "templates": load["templates"],
+        "template_groups_env": os.environ.get("KILN_TEMPLATE_GROUPS", "0"),
         "dedicated_ready_after_restore_seconds": load["dedicated_wait_seconds"],
         "bit_exact_vs_save_native": load["all_bit_exact_vs_save_native"],
     }
-    out = Path(args.out_dir) / f"restore-stages-{device}-{date}.json"
+    label = f"-{args.label}" if args.label else ""
+    out = Path(args.out_dir) / f"restore-stages-{device}-{date}{label}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")
@@ -89,11 +94,13 @@ def main() -> int:
     p.add_argument("--archive-dir", help="keep the archive and partial results here")
     p.add_argument(
         "--stage",
-        choices=["all", "restore", "replay"],
+        choices=["all", "restore", "reload", "replay"],
         default="all",
-        help="restore: SAVE and LOAD processes only; replay: a further LOAD process timing "
-        "replays on the kept archive, then the result file (stages fit separate device calls)",
+        help="restore: SAVE and LOAD processes only; reload: one more LOAD process on the "
+        "kept archive (restore part only); replay: a further LOAD process timing replays on "
+        "the kept archive, then the result file (stages fit separate device calls)",
     )
+    p.add_argument("--label", help="suffix of the restore-stages result file name")
     p.add_argument(
         "--binary-threads",
         type=int,
@@ -119,6 +126,7 @@ def main() -> int:
                             "restore_seconds",
                             "restore_stages",
                             "groups",
+                            "templates",
                             "all_bit_exact_vs_save_native",
                         )
                     },
@@ -144,6 +152,11 @@ def main() -> int:
                 _write_restore_stages(args, save, load)
                 return 0
         save = json.loads((archive / "bench-save.json").read_text())
+        if args.stage == "reload":
+            load = run(args.workload, "load", archive)
+            print(json.dumps({k: load[k] for k in ("restore_seconds", "groups", "templates")}))
+            _write_restore_stages(args, save, load)
+            return 0
         load = json.loads((archive / "bench-load.json").read_text())
         load["replay_bench"] = run(
             args.workload, "load", archive, "--bench-replays", str(args.replays)
@@ -178,6 +191,8 @@ def main() -> int:
         "param_bytes": save["param_bytes"],
         "archive_over_binaries_plus_params": save["archive_bytes"] / payload,
         "groups": load["groups"],
+        "templates": load["templates"],
+        "template_groups_env": os.environ.get("KILN_TEMPLATE_GROUPS", "0"),
         "group_of_graph": {k: v["group"] for k, v in load["graphs"].items()},
         "dedicated_ready_after_restore_seconds": load["dedicated_wait_seconds"],
         "replay": bench,
@@ -212,6 +227,7 @@ def main() -> int:
                     "ratio_capture_over_restore",
                     "restore_stages",
                     "groups",
+                    "templates",
                     "archive_bytes",
                     "archive_over_binaries_plus_params",
                     "replay_restored_over_native_max",

@@ -119,6 +119,11 @@ class RestoredSet(Mapping[str, RestoredGraph]):
     def group_count(self) -> int:
         return int(self.graph_set.group_count)
 
+    @property
+    def template_count(self) -> int:
+        """Templates instantiated to make every graph replayable (one per family of groups)."""
+        return int(self.graph_set.family_count)
+
     def own_allocation(self, address: int) -> None:
         self._allocations.append(address)
 

@@ -335,6 +335,24 @@ def binary_thread_count(threads: int | None = None) -> int:
     return threads
 
 
+TEMPLATE_GROUPS_ENV = "KILN_TEMPLATE_GROUPS"
+
+
+def template_group_limit(limit: int | None = None) -> int:
+    """How many topology groups one template may serve (groups that differ in a few nodes
+    share a merged template; see docs/restore.md): `limit`, else $KILN_TEMPLATE_GROUPS,
+    else 0, which lets the graph set pick ceil(groups / threads). 1 merges none."""
+    if limit is None:
+        raw = os.environ.get(TEMPLATE_GROUPS_ENV, "0")
+        try:
+            limit = int(raw)
+        except ValueError:
+            raise KilnError(f"{TEMPLATE_GROUPS_ENV}={raw!r} is not a group count") from None
+    if limit < 0:
+        raise KilnError(f"groups per template must be >= 0, got {limit}")
+    return limit
+
+
 def load_kernels(
     reader: Any, manifest: Manifest, restored: RestoredSet, *, threads: int | None = None
 ) -> None:
@@ -355,9 +373,9 @@ def start_graphs(
     reader: Any, manifest: Manifest, restored: RestoredSet, *, dedicated: bool, threads: int | None
 ) -> None:
     """Decode and group every graph (while load_kernels' threads load the binaries), then
-    build in the background: one template per topology group first (every graph is
-    replayable once those exist), then each graph's own executable. Returns once decoded;
-    RestoredSet.wait_replayable waits for the templates."""
+    build in the background: the templates first, one per family of topology groups
+    (every graph is replayable once those exist), then each graph's own executable.
+    Returns once decoded; RestoredSet.wait_replayable waits for the templates."""
     # More threads contend inside the driver (16 were slower than 4 on the H100).
     workers = threads or min(4, os.cpu_count() or 1)
     graph_set = native().GraphSet(
@@ -365,6 +383,7 @@ def start_graphs(
         restored.kernels,
         restored.device,
         workers,
+        template_group_limit(),
     )
     restored.graph_set = graph_set
     _check_groups(manifest, graph_set)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.gpu.conftest import run_workload
+from tests.gpu.conftest import kiln_env, run_workload
 
 pytestmark = pytest.mark.gpu
 
@@ -55,6 +55,23 @@ def test_two_topology_groups_restore_through_both_templates(tmp_path: Path) -> N
     assert loaded["groups"] >= 2
     assert {g["group"] for g in loaded["graphs"].values()} == set(range(loaded["groups"]))
     # Each graph replayed through its (switched) template and through its own executable.
+    for name, graph in loaded["graphs"].items():
+        assert graph["template_vs_save_native"]["bit_exact"], name
+        assert graph["dedicated_vs_save_native"]["bit_exact"], name
+        assert graph["vs_eager"]["bit_exact"], name
+
+
+def test_topology_groups_restore_bit_exact_through_one_merged_template(tmp_path: Path) -> None:
+    """The groups of two_topologies share one template (KILN_TEMPLATE_GROUPS): each graph
+    replays through it with the nodes it lacks disabled, bit-exact on the real driver."""
+    saved = run_workload("two_topologies", "save", tmp_path)
+    assert saved["ok"], saved
+    loaded = run_workload(
+        "two_topologies", "load", tmp_path, env=kiln_env(KILN_TEMPLATE_GROUPS="64")
+    )
+    assert loaded["ok"], loaded
+    assert loaded["groups"] >= 2
+    assert loaded["templates"] == 1
     for name, graph in loaded["graphs"].items():
         assert graph["template_vs_save_native"]["bit_exact"], name
         assert graph["dedicated_vs_save_native"]["bit_exact"], name

@@ -202,6 +202,7 @@ def run_load(args: argparse.Namespace) -> dict[str, Any]:
         "restore_binary_threads": restored.kernels.loader_threads,
         "graphs": results,
         "groups": restored.group_count,
+        "templates": restored.template_count,
         "dedicated_wait_seconds": dedicated_wait,
         "replay_bench": replay_bench,
         "all_bit_exact_vs_save_native": all(

@@ -35,14 +35,17 @@ void bind_graph_set(nb::module_& m) {
 
   nb::class_<GraphSet>(m, "GraphSet")
       .def("__init__",
-           [](GraphSet* self, const std::vector<nb::object>& blobs, KernelTable& kernels, int device, unsigned threads) {
+           [](GraphSet* self, const std::vector<nb::object>& blobs, KernelTable& kernels, int device, unsigned threads,
+              size_t family_groups) {
              BufferViews views(blobs);
              std::vector<BlobView> list = views.blobs();
              nb::gil_scoped_release release;
-             new (self) GraphSet(list, kernels, device, threads);
+             new (self) GraphSet(list, kernels, device, threads, family_groups);
            },
-           "blobs"_a, "kernels"_a, "device"_a, "threads"_a = 4, nb::keep_alive<1, 3>(),
-           "Decode, group and prepare every graph blob (the blobs are copied).")
+           "blobs"_a, "kernels"_a, "device"_a, "threads"_a = 4, "family_groups"_a = 0, nb::keep_alive<1, 3>(),
+           "Decode, group and prepare every graph blob (the blobs are copied). Topology groups that differ in a "
+           "few nodes share one template, at most `family_groups` groups each (1: none; 0: ceil(groups / "
+           "threads)).")
       .def("start", &GraphSet::start, "dedicated"_a = true, nb::call_guard<nb::gil_scoped_release>(),
            "Background builds: templates, then one executable per graph if `dedicated`.")
       .def("wait", &GraphSet::wait, "index"_a, "dedicated"_a = false, nb::call_guard<nb::gil_scoped_release>())
@@ -62,7 +65,13 @@ void bind_graph_set(nb::module_& m) {
       .def_prop_ro("group_count", &GraphSet::group_count)
       .def("group_of", &GraphSet::group_of, "index"_a)
       .def("template_of", &GraphSet::template_of, "group"_a)
-      .def("differing_from_template", &GraphSet::differing_from_template, "index"_a)
+      .def("differing_from_template", &GraphSet::differing_from_template, "index"_a,
+           "Nodes whose parameters differ from the group's template.")
+      .def_prop_ro("family_count", &GraphSet::family_count, "Templates instantiated: one per family of groups.")
+      .def("family_of_group", &GraphSet::family_of_group, "group"_a)
+      .def("family_slots", &GraphSet::family_slots, "family"_a, "Nodes of the family's template.")
+      .def("switch_nodes", &GraphSet::switch_nodes, "index"_a,
+           "Template nodes that replaying graph `index` changes (updated or disabled).")
       .def("has_dedicated", &GraphSet::has_dedicated, "index"_a)
       .def("node_count", [](const GraphSet& s, size_t i) { return s.desc(i).nodes.size(); }, "index"_a)
       .def_prop_ro("switches", &GraphSet::switches);

@@ -352,8 +352,11 @@ NB_MODULE(_native, m) {
     d["instantiations"] = s.instantiations;
     d["library_get_kernel_calls"] = s.get_kernel_calls;
     d["param_info_calls"] = s.param_info_calls;
+    d["enable_calls"] = s.enable_calls;
     return d;
   });
+  t.def("fail_node_enables", &testing::fail_node_enables, "count"_a,
+        "The next `count` cuGraphNodeSetEnabled calls fail with CUDA_ERROR_NOT_SUPPORTED.");
   t.def("fake_launches", [] {
     nb::list out;
     for (const std::string& r : testing::fake_launches()) out.append(nb::str(r.c_str()));

@@ -55,6 +55,7 @@ namespace kiln {
   X(cuGraphExecDestroy, cuGraphExecDestroy, 10000)            \
   X(cuGraphExecKernelNodeSetParams, cuGraphExecKernelNodeSetParams, 12000) \
   X(cuGraphExecMemsetNodeSetParams, cuGraphExecMemsetNodeSetParams, 10020) \
+  X(cuGraphNodeSetEnabled, cuGraphNodeSetEnabled, 11060)      \
   X(cuGraphExecMemcpyNodeSetParams, cuGraphExecMemcpyNodeSetParams, 10020) \
   X(cuGraphLaunch, cuGraphLaunch, 10000)                      \
   X(cuGraphUpload, cuGraphUpload, 11010)                      \

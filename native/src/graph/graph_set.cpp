@@ -45,7 +45,8 @@ std::vector<uint32_t> merged(const std::vector<uint32_t>& a, const std::vector<u
 
 }  // namespace
 
-GraphSet::GraphSet(const std::vector<BlobView>& blobs, KernelTable& kernels, int device, unsigned threads)
+GraphSet::GraphSet(const std::vector<BlobView>& blobs, KernelTable& kernels, int device, unsigned threads,
+                   size_t family_groups)
     : kernels_(kernels), device_(device), threads_(std::max(1u, threads)) {
   members_.resize(blobs.size());
   std::vector<std::string> signatures(blobs.size());
@@ -66,14 +67,28 @@ GraphSet::GraphSet(const std::vector<BlobView>& blobs, KernelTable& kernels, int
     members_[i]->group = it->second;
     groups_[it->second]->members.push_back(i);
   }
+  plan(family_groups);
   // What switching a template to each member will update.
   parallel_for(members_.size(), threads_, [&](size_t i) {
     TimedSpan span(timeline_, "updates");
     Member& m = *members_[i];
-    m.diff = differing_nodes(members_[groups_[m.group]->tmpl]->desc, m.desc);
+    const Group& g = *groups_[m.group];
+    const Family& f = *families_[g.family];
+    std::vector<uint32_t> own = differing_nodes(members_[g.tmpl]->desc, m.desc);
+    m.group_differing = own.size();
+    if (!f.plan.merged()) {
+      m.diff = std::move(own);
+      return;
+    }
+    const std::vector<int32_t>& at = f.node_at[g.place];
+    for (uint32_t s = 0; s < at.size(); ++s) {
+      const Node& slot = f.merged.nodes[s];
+      if (at[s] < 0 ? can_disable(slot.type) : node_params_differ(slot, m.desc.nodes[static_cast<size_t>(at[s])]))
+        m.diff.push_back(s);
+    }
   });
-  for (auto& g : groups_)
-    for (size_t i : g->members) g->varying = merged(g->varying, members_[i]->diff);
+  for (auto& f : families_)
+    for (size_t i : f->members) f->varying = merged(f->varying, members_[i]->diff);
   // Every graph's kernels at once, so that each function attribute is set once, at its
   // maximum, before any graph uses the function.
   std::vector<const GraphDesc*> descs;
@@ -82,7 +97,37 @@ GraphSet::GraphSet(const std::vector<BlobView>& blobs, KernelTable& kernels, int
   ctx_ = kernels_.context();
   if (!ctx_) check(driver().cuCtxGetCurrent(&ctx_), "cuCtxGetCurrent");
   if (!ctx_) throw Error(ErrorKind::restore, "no CUDA context is current on the restoring thread");
-  KILN_INFO("graph set: %zu graphs in %zu topology groups", members_.size(), groups_.size());
+  KILN_INFO("graph set: %zu graphs in %zu topology groups, %zu templates", members_.size(), groups_.size(),
+            families_.size());
+}
+
+void GraphSet::plan(size_t family_groups) {
+  TimedSpan span(timeline_, "families");
+  std::vector<const GraphDesc*> templates;
+  for (auto& g : groups_) templates.push_back(&members_[g->tmpl]->desc);
+  FamilyLimits limits;
+  limits.max_groups = family_groups ? family_groups : (groups_.size() + threads_ - 1) / threads_;
+  for (FamilyPlan& p : plan_families(templates, limits)) {
+    auto f = std::make_unique<Family>();
+    for (size_t place = 0; place < p.groups.size(); ++place) {
+      Group& g = *groups_[p.groups[place]];
+      g.family = families_.size(), g.place = place;
+      f->members.insert(f->members.end(), g.members.begin(), g.members.end());
+    }
+    if (p.merged()) {
+      f->merged = family_graph(p, templates);
+      f->node_at.assign(p.groups.size(), std::vector<int32_t>(p.slot_count(), -1));
+      for (size_t place = 0; place < p.groups.size(); ++place)
+        for (size_t n = 0; n < p.slot_of[place].size(); ++n)
+          f->node_at[place][p.slot_of[place][n]] = static_cast<int32_t>(n);
+    } else {
+      f->single = templates[p.groups[0]];
+      f->current = static_cast<long>(groups_[p.groups[0]]->tmpl);  // its exec holds the template's parameters
+    }
+    f->plan = std::move(p);
+    f->enabled.assign(f->base().nodes.size(), 1);
+    families_.push_back(std::move(f));
+  }
 }
 
 GraphSet::~GraphSet() {
@@ -94,7 +139,7 @@ GraphSet::~GraphSet() {
 
 void GraphSet::start(bool dedicated) {
   if (!workers_.empty()) throw Error(ErrorKind::restore, "graph set: background builds already started");
-  task_count_ = groups_.size() + (dedicated ? members_.size() : 0);
+  task_count_ = families_.size() + (dedicated ? members_.size() : 0);
   started_ = SteadyClock::now();
   unsigned n = static_cast<unsigned>(std::min<size_t>(threads_, task_count_));
   for (unsigned t = 0; t < n; ++t) workers_.emplace_back([this] { worker(); });
@@ -115,20 +160,19 @@ void GraphSet::record(const char* phase, const BuildTimes& t) {
   timeline_.add(p + ".instantiate", t.described, t.instantiated);
 }
 
-std::unique_ptr<BuiltGraph> GraphSet::build_template(Group& g) {
+std::unique_ptr<BuiltGraph> GraphSet::build_template(Family& f) {
   TimedSpan task(timeline_, "templates.task");
   {
     TimedSpan span(timeline_, "templates.kernels");
-    kernels_.require(members_[g.tmpl]->desc);  // waits only for the binaries it launches
+    kernels_.require(f.base());  // waits only for the binaries it launches
   }
   BuildTimes t;
-  auto built = build_graph(members_[g.tmpl]->desc, kernels_, device_, /*keep_topology=*/true, /*prepared=*/true, &t);
+  auto built = build_graph(f.base(), kernels_, device_, /*keep_topology=*/true, /*prepared=*/true, &t);
   record("templates", t);
-  // Switching to any member launches that member's kernels: resolved before the group
+  // Switching to any member launches that member's kernels: resolved before the family
   // counts as replayable, so a failure surfaces at wait, not at the first switch.
   TimedSpan span(timeline_, "templates.member_kernels");
-  for (size_t i : g.members)
-    if (i != g.tmpl) kernels_.require(members_[i]->desc);
+  for (size_t i : f.members) kernels_.require(members_[i]->desc);
   return built;
 }
 
@@ -144,29 +188,28 @@ std::unique_ptr<BuiltGraph> GraphSet::build_dedicated(Member& m) {
 void GraphSet::run_task(size_t task) {
   std::exception_ptr error;
   std::unique_ptr<BuiltGraph> built;
-  bool is_group = task < groups_.size();
-  size_t index = is_group ? task : task - groups_.size();
-  if (!is_group) {
+  bool is_family = task < families_.size();
+  size_t index = is_family ? task : task - families_.size();
+  if (!is_family) {
     // Own executables only after every template exists: until then all threads work on
     // making every graph replayable (builds contend inside the driver).
     std::unique_lock<std::mutex> lk(mu_);
-    cv_.wait(lk, [&] { return templates_done_ == groups_.size() || stop_.load(); });
+    cv_.wait(lk, [&] { return templates_done_ == families_.size() || stop_.load(); });
   }
   try {
     bind_context(ctx_);
-    built = is_group ? build_template(*groups_[index]) : build_dedicated(*members_[index]);
+    built = is_family ? build_template(*families_[index]) : build_dedicated(*members_[index]);
   } catch (...) {
     error = std::current_exception();
   }
   {
     std::lock_guard<std::mutex> lk(mu_);
-    if (is_group) {
-      Group& g = *groups_[index];
-      g.exec = std::move(built);
-      g.current = static_cast<long>(g.tmpl);
-      g.error = error;
-      g.done = true;
-      if (++templates_done_ == groups_.size()) timeline_.add("templates.all", started_, SteadyClock::now());
+    if (is_family) {
+      Family& f = *families_[index];
+      f.exec = std::move(built);
+      f.error = error;
+      f.done = true;
+      if (++templates_done_ == families_.size()) timeline_.add("templates.all", started_, SteadyClock::now());
     } else {
       Member& m = *members_[index];
       m.dedicated_error = error;
@@ -182,13 +225,13 @@ void GraphSet::run_task(size_t task) {
 
 void GraphSet::wait(size_t i, bool dedicated) {
   Member& m = *members_.at(i);
-  Group& g = *groups_[m.group];
+  Family& f = *families_[groups_[m.group]->family];
   std::unique_lock<std::mutex> lk(mu_);
   if (workers_.empty()) throw Error(ErrorKind::restore, "graph set: background builds were not started");
-  if (dedicated && task_count_ == groups_.size())
+  if (dedicated && task_count_ == families_.size())
     throw Error(ErrorKind::restore, "graph set: dedicated executables were not requested");
-  cv_.wait(lk, [&] { return g.done; });
-  if (g.error) std::rethrow_exception(g.error);
+  cv_.wait(lk, [&] { return f.done; });
+  if (f.error) std::rethrow_exception(f.error);
   if (!dedicated) return;
   cv_.wait(lk, [&] { return m.dedicated_done; });
   if (m.dedicated_error) std::rethrow_exception(m.dedicated_error);
@@ -200,9 +243,9 @@ void GraphSet::wait_all(bool dedicated) {
 }
 
 void GraphSet::upload_templates(CUstream stream) {
-  for (auto& g : groups_) {
-    std::lock_guard<std::mutex> lk(g->launch_mu);
-    if (g->exec) g->exec->upload(stream);
+  for (auto& f : families_) {
+    std::lock_guard<std::mutex> lk(f->launch_mu);
+    if (f->exec) f->exec->upload(stream);
   }
 }
 
@@ -214,33 +257,53 @@ void GraphSet::launch(size_t i, CUstream stream) {
   launch_template(i, stream);
 }
 
-void GraphSet::switch_to(Group& g, size_t target) {
+void GraphSet::set_enabled(Family& f, uint32_t slot, bool on, size_t target) {
+  const int8_t want = on ? 1 : 0;
+  if (f.enabled[slot] == want) return;
+  f.enabled[slot] = -1;  // unknown until the call succeeds
+  CUresult r = driver().cuGraphNodeSetEnabled(f.exec->exec(), f.exec->handles()[slot], on ? 1u : 0u);
+  if (r != CUDA_SUCCESS)
+    throw Error(ErrorKind::restore,
+                format("%s node %u of the merged template for graph %zu: %s", on ? "enabling" : "disabling", slot,
+                       target, describe_result("cuGraphNodeSetEnabled", r).c_str()),
+                r);
+  f.enabled[slot] = want;
+}
+
+void GraphSet::switch_to(Family& f, size_t target) {
   const DriverTable& drv = driver();
-  const std::vector<uint32_t>& nodes =
-      g.current < 0 ? g.varying : merged(members_[static_cast<size_t>(g.current)]->diff, members_[target]->diff);
-  const GraphDesc& d = members_[target]->desc;
-  const std::vector<CUgraphNode>& handles = g.exec->handles();
-  g.current = -1;  // until every node is updated
-  for (uint32_t n : nodes) {
-    const Node& node = d.nodes[n];
+  const Member& t = *members_[target];
+  const std::vector<uint32_t>& slots =
+      f.current < 0 ? f.varying : merged(members_[static_cast<size_t>(f.current)]->diff, t.diff);
+  const std::vector<int32_t>* node_at = f.plan.merged() ? &f.node_at[groups_[t.group]->place] : nullptr;
+  const std::vector<CUgraphNode>& handles = f.exec->handles();
+  f.current = -1;  // until every node is updated
+  for (uint32_t s : slots) {
+    const long n = node_at ? (*node_at)[s] : static_cast<long>(s);
     CUresult r = CUDA_SUCCESS;
     const char* call = "";
+    if (n < 0) {  // the graph lacks this node
+      set_enabled(f, s, false, target);
+      continue;
+    }
+    const Node& node = t.desc.nodes[static_cast<size_t>(n)];
+    if (node_at && can_disable(node.type)) set_enabled(f, s, true, target);
     switch (node.type) {
       case NodeType::kernel: {
         KernelLaunchParams p(node.kernel, kernels_);
-        r = drv.cuGraphExecKernelNodeSetParams(g.exec->exec(), handles[n], &p.params);
+        r = drv.cuGraphExecKernelNodeSetParams(f.exec->exec(), handles[s], &p.params);
         call = "cuGraphExecKernelNodeSetParams";
         break;
       }
       case NodeType::memset: {
         CUDA_MEMSET_NODE_PARAMS p = memset_params(node.memset);
-        r = drv.cuGraphExecMemsetNodeSetParams(g.exec->exec(), handles[n], &p, ctx_);
+        r = drv.cuGraphExecMemsetNodeSetParams(f.exec->exec(), handles[s], &p, ctx_);
         call = "cuGraphExecMemsetNodeSetParams";
         break;
       }
       case NodeType::memcpy: {
         CUDA_MEMCPY3D p = memcpy_params(node.memcpy);
-        r = drv.cuGraphExecMemcpyNodeSetParams(g.exec->exec(), handles[n], &p, ctx_);
+        r = drv.cuGraphExecMemcpyNodeSetParams(f.exec->exec(), handles[s], &p, ctx_);
         call = "cuGraphExecMemcpyNodeSetParams";
         break;
       }
@@ -248,22 +311,22 @@ void GraphSet::switch_to(Group& g, size_t target) {
     }
     if (r != CUDA_SUCCESS)
       throw Error(ErrorKind::restore,
-                  format("updating node %u of the template for graph %zu: %s", n, target,
+                  format("updating node %u of the template for graph %zu: %s", s, target,
                          describe_result(call, r).c_str()),
                   r);
   }
-  g.current = static_cast<long>(target);
+  f.current = static_cast<long>(target);
   switches_.fetch_add(1);
 }
 
 void GraphSet::launch_template(size_t i, CUstream stream) {
   wait(i, false);
   Member& m = *members_[i];
-  Group& g = *groups_[m.group];
-  std::unique_lock<std::mutex> lk(g.launch_mu);
-  if (g.current != static_cast<long>(i)) {
+  Family& f = *families_[groups_[m.group]->family];
+  std::unique_lock<std::mutex> lk(f.launch_mu);
+  if (f.current != static_cast<long>(i)) {
     try {
-      switch_to(g, i);
+      switch_to(f, i);
     } catch (const Error& e) {
       // Never replay a half-updated template: give this graph its own executable instead.
       KILN_WARN("%s; instantiating graph %zu on its own", e.what(), i);
@@ -278,7 +341,7 @@ void GraphSet::launch_template(size_t i, CUstream stream) {
       return;
     }
   }
-  g.exec->launch(stream);
+  f.exec->launch(stream);
 }
 
 }  // namespace kiln

@@ -1,10 +1,12 @@
-// Every graph of an archive, restored through topology templates: graphs with one
-// signature share an instantiated template whose differing nodes are updated (stream-
-// ordered: updates apply to later launches only) when another member replays. Background
-// threads instantiate the templates first (making every graph replayable) and then a
-// dedicated executable per graph, swapped in atomically so steady state runs without
-// per-switch updates. Decoding needs no kernel binary, so it runs while the KernelTable's
-// pool still loads them; each template then waits only for the kernels it launches.
+// Every graph of an archive, restored through templates: graphs with one topology
+// signature form a group, and groups that differ in a few nodes form a family (family.h)
+// that shares one instantiated template. Replaying a member updates the template's nodes
+// that differ (stream-ordered: updates apply to later launches only) and disables the
+// nodes the member lacks. Background threads instantiate the templates first (making
+// every graph replayable) and then a dedicated executable per graph, swapped in
+// atomically so steady state runs without per-switch updates. Decoding needs no kernel
+// binary, so it runs while the KernelTable's pool still loads them; each template then
+// waits only for the kernels it launches.
 #pragma once
 
 #include <cuda.h>
@@ -22,6 +24,7 @@
 #include "common/timeline.h"
 #include "graph/build.h"
 #include "graph/desc.h"
+#include "graph/family.h"
 #include "graph/kernels.h"
 
 namespace kiln {
@@ -35,8 +38,11 @@ class GraphSet {
  public:
   // Decodes the blobs (in parallel), groups the graphs and plans their kernels (CPU only:
   // kernels are resolved by the background builds that need them). The blobs' memory must
-  // outlive the set only during construction; `kernels` must outlive it.
-  GraphSet(const std::vector<BlobView>& blobs, KernelTable& kernels, int device, unsigned threads);
+  // outlive the set only during construction; `kernels` must outlive it. `family_groups`
+  // caps the groups one template serves: 1 merges none, 0 picks ceil(groups / threads)
+  // so that the templates still build on every thread.
+  GraphSet(const std::vector<BlobView>& blobs, KernelTable& kernels, int device, unsigned threads,
+           size_t family_groups = 0);
   ~GraphSet();
   GraphSet(const GraphSet&) = delete;
   GraphSet& operator=(const GraphSet&) = delete;
@@ -59,7 +65,13 @@ class GraphSet {
   size_t group_count() const { return groups_.size(); }
   size_t group_of(size_t i) const { return members_.at(i)->group; }
   size_t template_of(size_t group) const { return groups_.at(group)->tmpl; }
-  size_t differing_from_template(size_t i) const { return members_.at(i)->diff.size(); }
+  // Nodes whose parameters differ from the group's template (what SAVE's manifest records).
+  size_t differing_from_template(size_t i) const { return members_.at(i)->group_differing; }
+  size_t family_count() const { return families_.size(); }
+  size_t family_of_group(size_t group) const { return groups_.at(group)->family; }
+  // Nodes of the family's template (its slots) and how many a switch to graph i touches.
+  size_t family_slots(size_t family) const { return families_.at(family)->base().nodes.size(); }
+  size_t switch_nodes(size_t i) const { return members_.at(i)->diff.size(); }
   bool has_dedicated(size_t i) const { return members_.at(i)->dedicated.load(std::memory_order_acquire) != nullptr; }
   uint64_t switches() const { return switches_.load(); }
   const GraphDesc& desc(size_t i) const { return members_.at(i)->desc; }
@@ -71,7 +83,10 @@ class GraphSet {
   struct Member {
     GraphDesc desc;
     size_t group = 0;
-    std::vector<uint32_t> diff;  // nodes differing from the template, ascending
+    size_t group_differing = 0;  // nodes differing from the group's template
+    // Slots of the family's template that replaying this graph changes from the state it
+    // was instantiated in (parameters, or disabled because the graph lacks them), ascending.
+    std::vector<uint32_t> diff;
     std::atomic<BuiltGraph*> dedicated{nullptr};
     std::unique_ptr<BuiltGraph> dedicated_owner;
     bool dedicated_done = false;  // guarded by mu_
@@ -80,23 +95,38 @@ class GraphSet {
   struct Group {
     std::vector<size_t> members;
     size_t tmpl = 0;
+    size_t family = 0;
+    size_t place = 0;  // its index in the family's plan
+  };
+  struct Family {
+    FamilyPlan plan;
+    GraphDesc merged;                       // the template's graph when plan.merged()
+    const GraphDesc* single = nullptr;      // else the one group's template graph
+    std::vector<std::vector<int32_t>> node_at;  // per place: slot -> node, -1 if lacking
+    std::vector<size_t> members;
     std::unique_ptr<BuiltGraph> exec;
     bool done = false;  // guarded by mu_
     std::exception_ptr error;
     std::mutex launch_mu;            // serialises switching and launching the template
     long current = -1;               // member the template holds now; -1: unknown
     std::vector<uint32_t> varying;   // union of members' diffs
+    std::vector<int8_t> enabled;     // per slot: 1, 0, or -1 when a failed call left it unknown
+
+    const GraphDesc& base() const { return plan.merged() ? merged : *single; }
   };
 
   void worker();
   void run_task(size_t task);
-  std::unique_ptr<BuiltGraph> build_template(Group& g);
+  void plan(size_t family_groups);
+  std::unique_ptr<BuiltGraph> build_template(Family& f);
   std::unique_ptr<BuiltGraph> build_dedicated(Member& m);
   void record(const char* phase, const BuildTimes& t);
-  void switch_to(Group& g, size_t target);
+  void switch_to(Family& f, size_t target);
+  void set_enabled(Family& f, uint32_t slot, bool on, size_t target);
 
   std::vector<std::unique_ptr<Member>> members_;
   std::vector<std::unique_ptr<Group>> groups_;
+  std::vector<std::unique_ptr<Family>> families_;
   KernelTable& kernels_;
   int device_;
   unsigned threads_;

@@ -24,40 +24,48 @@ class Writer {
 
 bool one_dimensional(const MemcpyNode& c) { return c.height <= 1 && c.depth <= 1; }
 
+void put_node_signature(Writer& w, const Node& n) {
+  w.put(static_cast<uint8_t>(n.type));
+  switch (n.type) {
+    case NodeType::kernel:
+      w.put(static_cast<uint32_t>(n.kernel.attributes.size()));
+      for (const LaunchAttribute& a : n.kernel.attributes) {
+        w.put(a.id);
+        w.bytes(a.value, sizeof a.value);
+      }
+      break;
+    case NodeType::memset: {
+      const MemsetNode& m = n.memset;
+      w.put(m.pitch), w.put(m.width), w.put(m.height), w.put(m.value), w.put(m.element_size);
+      break;
+    }
+    case NodeType::memcpy: {
+      const MemcpyNode& c = n.memcpy;
+      // Only the addresses of 1-D copies can be updated in an exec.
+      MemcpyNode shape = c;
+      if (one_dimensional(c)) shape.src = shape.dst = 0;
+      w.bytes(&shape, sizeof shape);
+      break;
+    }
+    case NodeType::event_record:
+    case NodeType::event_wait: w.put(n.event); break;
+    case NodeType::empty: break;
+  }
+}
+
 }  // namespace
+
+std::string node_signature(const Node& node) {
+  Writer w;
+  put_node_signature(w, node);
+  return w.take();
+}
 
 std::string topology_signature(const GraphDesc& desc) {
   Writer w;
   w.put(static_cast<uint64_t>(desc.nodes.size()));
   w.put(desc.event_count);
-  for (const Node& n : desc.nodes) {
-    w.put(static_cast<uint8_t>(n.type));
-    switch (n.type) {
-      case NodeType::kernel:
-        w.put(static_cast<uint32_t>(n.kernel.attributes.size()));
-        for (const LaunchAttribute& a : n.kernel.attributes) {
-          w.put(a.id);
-          w.bytes(a.value, sizeof a.value);
-        }
-        break;
-      case NodeType::memset: {
-        const MemsetNode& m = n.memset;
-        w.put(m.pitch), w.put(m.width), w.put(m.height), w.put(m.value), w.put(m.element_size);
-        break;
-      }
-      case NodeType::memcpy: {
-        const MemcpyNode& c = n.memcpy;
-        // Only the addresses of 1-D copies can be updated in an exec.
-        MemcpyNode shape = c;
-        if (one_dimensional(c)) shape.src = shape.dst = 0;
-        w.bytes(&shape, sizeof shape);
-        break;
-      }
-      case NodeType::event_record:
-      case NodeType::event_wait: w.put(n.event); break;
-      case NodeType::empty: break;
-    }
-  }
+  for (const Node& n : desc.nodes) put_node_signature(w, n);
   std::vector<Edge> edges = desc.edges;
   std::sort(edges.begin(), edges.end(), [](const Edge& a, const Edge& b) {
     return std::tie(a.from, a.to, a.from_port, a.to_port, a.type) < std::tie(b.from, b.to, b.from_port, b.to_port, b.type);
@@ -96,9 +104,7 @@ std::string topology_difference(const GraphDesc& a, const GraphDesc& b) {
   for (size_t i = 0; i < a.nodes.size(); ++i) {
     const Node &x = a.nodes[i], &y = b.nodes[i];
     if (x.type != y.type) return format("node %zu is a %s node against a %s node", i, type_word(x.type), type_word(y.type));
-    GraphDesc one, other;
-    one.nodes = {x}, other.nodes = {y};
-    if (topology_signature(one) == topology_signature(other)) continue;
+    if (node_signature(x) == node_signature(y)) continue;
     if (x.type == NodeType::kernel) {
       const auto &p = x.kernel.attributes, &q = y.kernel.attributes;
       for (size_t k = 0; k < std::max(p.size(), q.size()); ++k) {

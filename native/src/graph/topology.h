@@ -22,6 +22,10 @@ std::string topology_signature(const GraphDesc& desc);
 // words ("" when they can). For `kiln inspect`, to see what splits a graph set into groups.
 std::string topology_difference(const GraphDesc& a, const GraphDesc& b);
 
+// The part of the signature one node contributes: equal for two nodes exactly when an exec
+// update can turn one into the other.
+std::string node_signature(const Node& node);
+
 // True when an exec update is needed to turn node `a` into node `b` (same signature).
 bool node_params_differ(const Node& a, const Node& b);
 

@@ -69,7 +69,9 @@ struct Graph {
 
 struct Exec {
   std::vector<std::string> nodes;
-  std::vector<std::string> edges;
+  std::vector<std::pair<size_t, size_t>> links;  // edges by node index
+  std::vector<std::string> link_data;            // "from_port,to_port,type" of each link
+  std::vector<char> enabled;                     // cuGraphNodeSetEnabled
   std::map<const Node*, size_t> index;
   unsigned long long flags;
 };
@@ -89,6 +91,8 @@ struct State {
   std::set<std::thread::id> loader_threads;
   int64_t loads = 0, loading = 0, max_loading = 0, attribute_sets = 0, context_errors = 0, instantiations = 0;
   int64_t get_kernel_calls = 0, param_info_calls = 0;
+  int64_t enable_failures = 0;  // the next this many cuGraphNodeSetEnabled calls fail
+  int64_t enable_calls = 0;
   uint64_t next_event = 1;
 };
 
@@ -576,7 +580,12 @@ CUresult instantiate(CUgraphExec* out, CUgraph graph, unsigned long long flags) 
     x->index[n.get()] = x->nodes.size();
     x->nodes.push_back(n->digest);
   }
-  x->edges = g->edges;
+  for (const Edge& e : g->links) {
+    x->links.emplace_back(x->index.at(e.from), x->index.at(e.to));
+    x->link_data.push_back(std::to_string(e.data.from_port) + "," + std::to_string(e.data.to_port) + "," +
+                           std::to_string(e.data.type));
+  }
+  x->enabled.assign(x->nodes.size(), 1);
   x->flags = flags;
   *out = reinterpret_cast<CUgraphExec>(x.get());
   s.live_execs.insert(x.get());
@@ -625,14 +634,69 @@ CUresult exec_memcpy_set(CUgraphExec exec, CUgraphNode node, const CUDA_MEMCPY3D
   return CUDA_SUCCESS;
 }
 
+CUresult node_set_enabled(CUgraphExec exec, CUgraphNode node, unsigned on) {
+  if (no_context()) return CUDA_ERROR_INVALID_CONTEXT;
+  std::lock_guard<std::mutex> l(st().mu);
+  size_t i;
+  Exec* x = exec_node(exec, node, &i);
+  if (!x) return CUDA_ERROR_INVALID_VALUE;
+  ++st().enable_calls;
+  if (st().enable_failures > 0) {
+    --st().enable_failures;
+    return CUDA_ERROR_NOT_SUPPORTED;
+  }
+  if (x->nodes[i].rfind("kernel", 0) != 0 && x->nodes[i].rfind("memset", 0) != 0 &&
+      x->nodes[i].rfind("memcpy", 0) != 0)
+    return CUDA_ERROR_INVALID_VALUE;  // the driver supports kernel, memset and memcpy nodes only
+  x->enabled[i] = on ? 1 : 0;
+  return CUDA_SUCCESS;
+}
+
+// What a launch runs: the enabled nodes in order and the order the graph imposes among
+// them (a disabled node passes its dependencies on, as an empty node does), as the
+// transitive reduction, so an executable with nodes disabled records what one built
+// without them would.
+std::string launch_record(const Exec& x) {
+  const size_t n = x.nodes.size();
+  std::vector<std::vector<size_t>> out(n);
+  std::map<std::pair<size_t, size_t>, std::string> data;
+  for (size_t e = 0; e < x.links.size(); ++e) {
+    out[x.links[e].first].push_back(x.links[e].second);
+    data.emplace(x.links[e], x.link_data[e]);
+  }
+  std::vector<long> renumbered(n, -1);
+  std::string record;
+  long count = 0;
+  for (size_t i = 0; i < n; ++i)
+    if (x.enabled[i]) renumbered[i] = count++, record += x.nodes[i] + "\n";
+  // reach[i]: enabled nodes reachable from i.
+  std::vector<std::vector<char>> reach(n, std::vector<char>(n, 0));
+  for (size_t i = n; i-- > 0;)
+    for (size_t j : out[i]) {
+      if (x.enabled[j]) reach[i][j] = 1;
+      for (size_t k = 0; k < n; ++k) reach[i][k] |= reach[j][k];
+    }
+  for (size_t i = 0; i < n; ++i) {
+    if (!x.enabled[i]) continue;
+    for (size_t j = 0; j < n; ++j) {
+      if (!reach[i][j]) continue;
+      bool implied = false;
+      for (size_t k = 0; k < n && !implied; ++k) implied = k != j && reach[i][k] && reach[k][j];
+      if (implied) continue;
+      auto d = data.find({i, j});
+      record += "edge " + std::to_string(renumbered[i]) + ">" + std::to_string(renumbered[j]) + " " +
+                (d == data.end() ? std::string("0,0,0") : d->second) + "\n";
+    }
+  }
+  return record;
+}
+
 CUresult launch(CUgraphExec exec, CUstream) {
   if (no_context()) return CUDA_ERROR_INVALID_CONTEXT;
   std::lock_guard<std::mutex> l(st().mu);
   if (!st().live_execs.count(exec)) return CUDA_ERROR_INVALID_HANDLE;
   const Exec* x = st().execs.at(reinterpret_cast<const Exec*>(exec)).get();
-  std::string record;
-  for (const std::string& n : x->nodes) record += n + "\n";
-  for (const std::string& e : x->edges) record += "edge " + e + "\n";
+  std::string record = launch_record(*x);
   record += "flags " + std::to_string(x->flags);
   st().launches.push_back(std::move(record));
   return CUDA_SUCCESS;
@@ -683,7 +747,7 @@ void install_fake_graph_calls(DriverTable& t, bool strict_context) {
     s.live_execs.clear(), s.live_events.clear(), s.launches.clear(), s.loader_threads.clear();
     s.unloaded.clear();
     s.loads = s.loading = s.max_loading = s.attribute_sets = s.context_errors = s.instantiations = 0;
-    s.get_kernel_calls = s.param_info_calls = 0;
+    s.get_kernel_calls = s.param_info_calls = s.enable_failures = s.enable_calls = 0;
   }
   tl_current = nullptr;
   t.cuCtxGetCurrent = ctx_get_current;
@@ -714,6 +778,7 @@ void install_fake_graph_calls(DriverTable& t, bool strict_context) {
   t.cuGraphExecMemsetNodeSetParams = exec_memset_set;
   t.cuGraphExecMemcpyNodeSetParams = exec_memcpy_set;
   t.cuGraphLaunch = launch;
+  t.cuGraphNodeSetEnabled = node_set_enabled;
   t.cuGraphUpload = upload;
   t.cuEventCreate = event_create;
   t.cuEventDestroy = event_destroy;
@@ -742,7 +807,13 @@ FakeGraphStats fake_graph_stats() {
           s.context_errors,
           s.instantiations,
           s.get_kernel_calls,
-          s.param_info_calls};
+          s.param_info_calls,
+          s.enable_calls};
+}
+
+void fail_node_enables(int64_t count) {
+  std::lock_guard<std::mutex> l(st().mu);
+  st().enable_failures = count;
 }
 
 std::vector<std::string> fake_launches() {

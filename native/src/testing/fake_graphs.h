@@ -35,6 +35,7 @@ struct FakeGraphStats {
   int64_t instantiations;
   int64_t get_kernel_calls;     // cuLibraryGetKernel calls
   int64_t param_info_calls;     // cuFuncGetParamInfo calls
+  int64_t enable_calls;         // cuGraphNodeSetEnabled calls
 };
 
 // Fills the table's module, graph and context calls and resets their state. Strict
@@ -44,5 +45,7 @@ void install_fake_graph_calls(DriverTable& table, bool strict_context);
 FakeGraphStats fake_graph_stats();
 std::vector<std::string> fake_launches();  // in launch order
 void clear_fake_launches();
+// The next `count` cuGraphNodeSetEnabled calls fail (CUDA_ERROR_NOT_SUPPORTED).
+void fail_node_enables(int64_t count);
 
 }  // namespace kiln::testing

@@ -1,0 +1,240 @@
+"""Families: topology groups that differ in a few nodes share one instantiated template.
+Replaying a member through it disables the nodes the member lacks and updates the rest;
+on the fake driver a launch records the enabled nodes and the order the graph imposes
+among them, so a member replayed through the merged template must record exactly what
+its own executable does."""
+
+from __future__ import annotations
+
+import struct
+
+from ._restore_fixture import DEV, image, native
+
+CLUSTER_DIMENSION = 4  # CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION
+PROGRAMMATIC = 1  # CU_GRAPH_DEPENDENCY_TYPE_PROGRAMMATIC
+
+
+def kernel(entry: str, bs: int, ptr: int, *, slot: int = 0, cluster: int = 0) -> dict:
+    attributes = []
+    if cluster:
+        attributes.append((CLUSTER_DIMENSION, struct.pack("<3I", cluster, 1, 1).ljust(64, b"\0")))
+    return {
+        "type": "kernel",
+        "kernel": {
+            "binary": slot,
+            "entry": entry,
+            "grid": (bs, 1, 1),
+            "block": (128, 1, 1),
+            "shared_mem": 0,
+            "extra_buffer": False,
+            "args": struct.pack("<QI4x", ptr, bs),
+            "params": [(0, 8), (8, 4)],
+            "region_pointers": [(0, ptr)],
+            "attributes": attributes,
+            "function_attributes": [],
+        },
+    }
+
+
+def chain(nodes: list[dict], edges: list[tuple] | None = None, events: int = 0) -> bytes:
+    if edges is None:
+        edges = [(i, i + 1, 0, 0, 0) for i in range(len(nodes) - 1)]
+    desc = {"nodes": nodes, "edges": edges, "event_count": events}
+    return native.GraphDesc.from_dict(desc).encode()
+
+
+def decode_like(bs: int, ptr: int, *, split_k: bool = False, cluster: int = 2) -> list[dict]:
+    """A layer-like chain: norm, GEMM (cuBLAS picks another cluster size for some batch
+    sizes), an optional split-K reduction, activation, a memset."""
+    nodes = [
+        kernel("k0", bs, ptr),
+        kernel("k1", bs, ptr, cluster=cluster),
+    ]
+    if split_k:
+        nodes.append(kernel("k2", bs, ptr))
+    nodes += [kernel("k0", bs, ptr), {"type": "memset", "memset": (ptr, 0, 64, 1, 0, 1)}]
+    return nodes
+
+
+def restore(blobs: list[bytes], *, family_groups: int, threads: int = 2):
+    kernels = native.make_kernel_table([image(0)], [-1], device=DEV, threads=0)
+    graphs = native.GraphSet(blobs, kernels, DEV, threads, family_groups)  # keeps `kernels` alive
+    graphs.start(True)
+    return graphs
+
+
+def records(graphs) -> dict[str, list[str]]:
+    """Each graph through the template (switched from another member), in order and in
+    reverse, then through its own executable."""
+    n = len(graphs)
+    native.testing.clear_fake_launches()
+    graphs.wait_all(False)
+    for i in list(range(n)) + list(reversed(range(n))):
+        graphs.launch_template(i, 0)
+    graphs.wait_all(True)
+    for i in range(n):
+        graphs.launch(i, 0)
+    out = native.testing.fake_launches()
+    return {"template": out[:n], "reversed": out[n : 2 * n][::-1], "own": out[2 * n :]}
+
+
+def variants(buffer: int) -> list[bytes]:
+    """Six graphs in three topology groups: cluster 2 (bs 8, 7), cluster 1 (bs 6, 5), and
+    cluster 1 with a split-K node (bs 4, 3)."""
+    blobs = []
+    for bs in range(8, 2, -1):
+        ptr = buffer + 256 * bs
+        if bs >= 7:
+            blobs.append(chain(decode_like(bs, ptr, cluster=2)))
+        elif bs >= 5:
+            blobs.append(chain(decode_like(bs, ptr, cluster=1)))
+        else:
+            blobs.append(chain(decode_like(bs, ptr, cluster=1, split_k=True)))
+    return blobs
+
+
+def test_groups_that_differ_in_a_few_nodes_share_one_template(buffer) -> None:
+    graphs = restore(variants(buffer), family_groups=3)
+    assert graphs.group_count == 3
+    assert graphs.family_count == 1
+    # Both GEMM variants and the split-K node get a slot: 4 + 1 + 1.
+    assert graphs.family_slots(0) == 6
+    got = records(graphs)
+    assert got["template"] == got["own"]
+    assert got["reversed"] == got["own"]
+    assert len(set(got["own"])) == 6
+    # Only the template and the six own executables were instantiated.
+    assert native.testing.fake_graph_stats()["instantiations"] == 1 + 6
+
+
+def test_the_manifest_view_of_groups_is_unchanged_by_families(buffer) -> None:
+    merged = restore(variants(buffer), family_groups=3)
+    separate = restore(variants(buffer), family_groups=1)
+    assert separate.family_count == separate.group_count == merged.group_count == 3
+    for i in range(len(merged)):
+        assert merged.group_of(i) == separate.group_of(i)
+        assert merged.differing_from_template(i) == separate.differing_from_template(i)
+    for g in range(3):
+        assert merged.template_of(g) == separate.template_of(g)
+
+
+def test_family_groups_caps_the_groups_one_template_serves(buffer) -> None:
+    graphs = restore(variants(buffer), family_groups=2)
+    assert graphs.family_count == 2
+    assert [graphs.family_of_group(g) for g in range(3)] == [0, 0, 1]
+    got = records(graphs)
+    assert got["template"] == got["own"] == got["reversed"]
+
+
+def test_automatic_families_leave_a_template_per_thread(buffer) -> None:
+    # 0: at most ceil(groups / threads) groups per family.
+    graphs = restore(variants(buffer), family_groups=0, threads=3)
+    assert graphs.family_count == 3
+    graphs2 = restore(variants(buffer), family_groups=0, threads=1)
+    assert graphs2.family_count == 1
+
+
+def four(bs: int, ptr: int, cluster: int) -> list[dict]:
+    """Four kernels; the second one's cluster size varies."""
+    ks = [kernel("k0", bs, ptr), kernel("k1", bs, ptr, cluster=cluster)]
+    return ks + [kernel("k0", bs, ptr), kernel("k2", bs, ptr)]
+
+
+LAST_PROGRAMMATIC = [(0, 1, 0, 0, 0), (1, 2, 0, 0, 0), (2, 3, 1, 0, PROGRAMMATIC)]
+
+
+def test_an_event_node_one_group_lacks_keeps_the_groups_apart(buffer) -> None:
+    base = decode_like(8, buffer, cluster=2)
+    with_event = base[:2] + [{"type": "event_record", "event": 0}] + base[2:]
+    blobs = [chain(base), chain(with_event, events=1)]
+    graphs = restore(blobs, family_groups=2)
+    assert (graphs.group_count, graphs.family_count) == (2, 2)
+
+
+def test_a_programmatic_edge_to_a_node_one_group_lacks_keeps_the_groups_apart(buffer) -> None:
+    plain = decode_like(8, buffer, cluster=1)
+    split = decode_like(4, buffer + 4096, cluster=1, split_k=True)
+    edges = [(0, 1, 0, 0, 0), (1, 2, 1, 0, PROGRAMMATIC), (2, 3, 0, 0, 0), (3, 4, 0, 0, 0)]
+    graphs = restore([chain(plain), chain(split, edges)], family_groups=2)
+    assert (graphs.group_count, graphs.family_count) == (2, 2)
+    # The same programmatic edge between nodes both groups have does not.
+    blobs = [
+        chain(four(8, buffer, 2), LAST_PROGRAMMATIC),
+        chain(four(4, buffer, 1), LAST_PROGRAMMATIC),
+    ]
+    graphs2 = restore(blobs, family_groups=2)
+    assert (graphs2.group_count, graphs2.family_count) == (2, 1)
+    got = records(graphs2)
+    assert got["template"] == got["own"]
+
+
+def test_one_edge_with_two_types_keeps_the_groups_apart(buffer) -> None:
+    a, b = four(8, buffer, 2), four(4, buffer, 1)
+    graphs = restore([chain(a), chain(b, LAST_PROGRAMMATIC)], family_groups=2)
+    assert (graphs.group_count, graphs.family_count) == (2, 2)
+
+
+def test_edges_that_do_not_run_forward_keep_the_groups_apart(buffer) -> None:
+    a = decode_like(8, buffer, cluster=2)
+    b = decode_like(4, buffer, cluster=1)
+    backward = [(1, 0, 0, 0, 0), (1, 2, 0, 0, 0), (2, 3, 0, 0, 0)]
+    graphs = restore([chain(a), chain(b, backward)], family_groups=2)
+    assert (graphs.group_count, graphs.family_count) == (2, 2)
+
+
+def test_graphs_too_different_get_templates_of_their_own(buffer) -> None:
+    # Every kernel launches with another cluster size: nothing could share a node.
+    a = [kernel("k0", 8, buffer, cluster=2) for _ in range(40)]
+    b = [kernel("k0", 8, buffer, cluster=1) for _ in range(40)]
+    graphs = restore([chain(a), chain(b)], family_groups=2)
+    assert (graphs.group_count, graphs.family_count) == (2, 2)
+
+
+def test_a_failed_enable_gives_the_graph_its_own_executable(buffer) -> None:
+    kernels = native.make_kernel_table([image(0)], [-1], device=DEV, threads=0)
+    graphs = native.GraphSet(variants(buffer), kernels, DEV, 2, 3)
+    graphs.start(False)
+    graphs.wait_all(False)
+    assert graphs.family_count == 1
+    native.testing.clear_fake_launches()
+    graphs.launch_template(0, 0)
+    native.testing.fail_node_enables(1)
+    graphs.launch_template(5, 0)  # disables slots: the first call fails
+    assert graphs.has_dedicated(5)
+    # The template's state after the failure is unknown: the next switch sets every slot
+    # it may have left wrong, so later replays through it are still exact.
+    graphs.launch_template(3, 0)
+    graphs.launch_template(5, 0)
+    graphs.launch(0, 0)
+    first, fallback, third, again, back = native.testing.fake_launches()
+    assert "kernel b0:k2" in fallback  # the split-K graph, replayed whole
+    assert again == fallback
+    assert "kernel b0:k2" not in third and "kernel b0:k2" not in first
+    assert back == first
+
+
+def test_a_disabled_node_is_re_enabled_for_the_member_that_has_it(buffer) -> None:
+    graphs = restore(variants(buffer), family_groups=3)
+    graphs.wait_all(True)
+    native.testing.clear_fake_launches()
+    for i in (5, 0, 5, 2, 4):  # split-K, cluster 2, split-K, cluster 1, split-K
+        graphs.launch_template(i, 0)
+    for i in (5, 0, 2):
+        graphs.launch(i, 0)
+    split, big, split_again, small, split4, own_split, own_big, own_small = (
+        native.testing.fake_launches()
+    )
+    assert split == split_again == own_split
+    assert big == own_big and small == own_small
+    assert "kernel b0:k2" in split4
+
+
+def test_switching_calls_the_driver_only_for_slots_whose_state_changes(buffer) -> None:
+    graphs = restore(variants(buffer), family_groups=3)
+    graphs.wait_all(False)
+    graphs.launch_template(4, 0)  # first switch: every varying slot
+    before = native.testing.fake_graph_stats()["enable_calls"]
+    graphs.launch_template(5, 0)  # same group: nothing to enable or disable
+    assert native.testing.fake_graph_stats()["enable_calls"] == before
+    graphs.launch_template(0, 0)  # cluster 2: swap the GEMM slots, drop split-K
+    assert native.testing.fake_graph_stats()["enable_calls"] == before + 3
