@@ -172,6 +172,22 @@ def test_one_edge_with_two_types_keeps_the_groups_apart(buffer) -> None:
     a, b = four(8, buffer, 2), four(4, buffer, 1)
     graphs = restore([chain(a), chain(b, LAST_PROGRAMMATIC)], family_groups=2)
     assert (graphs.group_count, graphs.family_count) == (2, 2)
+    # As many programmatic edges on each side, on other pairs: still one pair, two types.
+    first_programmatic = [(0, 1, 1, 0, PROGRAMMATIC), (1, 2, 0, 0, 0), (2, 3, 0, 0, 0)]
+    graphs = restore([chain(a, first_programmatic), chain(b, LAST_PROGRAMMATIC)], family_groups=2)
+    assert (graphs.group_count, graphs.family_count) == (2, 2)
+
+
+def test_an_extra_node_inside_a_run_of_alike_nodes_gets_its_own_slot(buffer) -> None:
+    # Ten kernels that only exec updates tell apart, then one more: aligned node by node,
+    # the extra kernel becomes the one slot the shorter graph disables.
+    a = [kernel("k0", 8, buffer) for _ in range(10)] + [kernel("k1", 8, buffer, cluster=2)]
+    b = [kernel("k0", 4, buffer) for _ in range(11)] + [kernel("k1", 4, buffer, cluster=2)]
+    graphs = restore([chain(a), chain(b)], family_groups=2)
+    assert (graphs.group_count, graphs.family_count) == (2, 1)
+    assert graphs.family_slots(0) == 12
+    got = records(graphs)
+    assert got["template"] == got["own"] == got["reversed"]
 
 
 def test_edges_that_do_not_run_forward_keep_the_groups_apart(buffer) -> None:

@@ -5,81 +5,66 @@
 #include <functional>
 #include <string>
 #include <tuple>
-#include <unordered_map>
 
 #include "graph/topology.h"
 
 namespace kiln {
 namespace {
 
-uint64_t mix(uint64_t h, uint64_t v) { return h ^ (v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2)); }
-
-// Per node: `coarse` is equal for nodes one exec update can turn into each other (their
-// node signatures; hashed for speed, checked exactly before a merge is kept); `fine`
-// adds the kernel, so alignment keeps identical kernels together.
 struct Keys {
-  std::vector<uint64_t> coarse, fine;
-  std::vector<uint64_t> sorted;  // `fine`, sorted: for the quick lower bound
+  std::vector<uint64_t> coarse;  // node_keys
+  std::vector<uint64_t> sorted;  // `coarse`, sorted: for the quick lower bound
 
   void sort() {
-    sorted = fine;
+    sorted = coarse;
     std::sort(sorted.begin(), sorted.end());
   }
 };
 
-Keys keys_of(const GraphDesc& d) {
-  Keys k;
-  k.coarse.reserve(d.nodes.size()), k.fine.reserve(d.nodes.size());
-  std::hash<std::string> hash;
-  for (const Node& n : d.nodes) {
-    uint64_t c = hash(node_signature(n));
-    uint64_t f = n.type == NodeType::kernel ? mix(mix(c, n.kernel.binary), hash(n.kernel.entry)) : c;
-    k.coarse.push_back(c), k.fine.push_back(f);
-  }
-  k.sort();
-  return k;
+size_t programmatic_edges(const std::vector<Edge>& edges) {
+  size_t n = 0;
+  for (const Edge& e : edges) n += e.from_port != 0 || e.to_port != 0 || e.type != 0;
+  return n;
 }
 
 using Matches = std::vector<std::pair<uint32_t, uint32_t>>;
 
-// Index pairs (ascending) that a shortest edit script between a and b keeps, by Myers'
-// O((N+M)D) algorithm; false when it needs more than max_d insertions plus deletions.
+// Index pairs (ascending) that keep a and b aligned: equal keys advance together; at a
+// mismatch the nearest resynchronisation (fewest nodes skipped on both sides, confirmed by
+// the keys after it) is taken. One engine's graphs differ in short local runs (another
+// GEMM variant, a split-K step), which this finds in linear time; it need not be minimal,
+// as every alignment it returns is checked. False when no resynchronisation lies within
+// the window or more than max_d nodes are skipped.
 bool align(const std::vector<uint64_t>& a, const std::vector<uint64_t>& b, size_t max_d, Matches& out) {
-  const long n = static_cast<long>(a.size()), m = static_cast<long>(b.size());
-  const long limit = std::min<long>(static_cast<long>(max_d), n + m);
-  const long off = limit + 1;
-  std::vector<int32_t> v(static_cast<size_t>(2 * limit + 3), 0);
-  std::vector<std::vector<int32_t>> trace;  // v before each step, to walk the script back
-  long found = -1;
-  for (long d = 0; d <= limit && found < 0; ++d) {
-    trace.push_back(v);
-    for (long k = -d; k <= d; k += 2) {
-      bool down = k == -d || (k != d && v[off + k - 1] < v[off + k + 1]);
-      long x = down ? v[off + k + 1] : v[off + k - 1] + 1;
-      long y = x - k;
-      while (x < n && y < m && a[x] == b[y]) ++x, ++y;
-      v[off + k] = static_cast<int32_t>(x);
-      if (x >= n && y >= m) {
-        found = d;
-        break;
+  constexpr size_t window = 32, confirm = 2;
+  const size_t n = a.size(), m = b.size();
+  auto agree = [&](size_t x, size_t y) {
+    for (size_t k = 0; k <= confirm; ++k) {
+      if (x + k >= n || y + k >= m) return k > 0 || (x + k >= n && y + k >= m);
+      if (a[x + k] != b[y + k]) return false;
+    }
+    return true;
+  };
+  out.clear();
+  size_t x = 0, y = 0, skipped = 0;
+  while (x < n && y < m) {
+    if (a[x] == b[y]) {
+      out.emplace_back(static_cast<uint32_t>(x++), static_cast<uint32_t>(y++));
+      continue;
+    }
+    bool found = false;
+    for (size_t step = 1; step <= 2 * window && !found; ++step) {
+      for (size_t i = step > window ? step - window : 0; i <= std::min(step, window); ++i) {
+        const size_t j = step - i;
+        if (x + i < n && y + j < m && agree(x + i, y + j)) {
+          x += i, y += j, skipped += step, found = true;
+          break;
+        }
       }
     }
+    if (!found || skipped > max_d) return false;
   }
-  if (found < 0) return false;
-  out.clear();
-  long x = n, y = m;
-  for (long d = found; d > 0; --d) {
-    const std::vector<int32_t>& pv = trace[static_cast<size_t>(d)];
-    long k = x - y;
-    bool down = k == -d || (k != d && pv[off + k - 1] < pv[off + k + 1]);
-    long pk = down ? k + 1 : k - 1;
-    long px = pv[off + pk], py = px - pk;
-    while (x > px && y > py) --x, --y, out.emplace_back(x, y);
-    x = px, y = py;
-  }
-  while (x > 0 && y > 0) --x, --y, out.emplace_back(x, y);
-  std::reverse(out.begin(), out.end());
-  return true;
+  return skipped + (n - x) + (m - y) <= max_d;
 }
 
 // Within one hunk of an alignment (nodes only one side has), the pairs that can share a
@@ -120,9 +105,41 @@ struct Building {
   std::vector<size_t> groups;
   std::vector<std::vector<uint32_t>> slot_of;
   std::vector<std::pair<uint32_t, uint32_t>> source;
-  Keys keys;  // per slot
+  Keys keys;                    // per slot
   std::vector<uint32_t> cover;  // how many of the family's groups have each slot
+  std::vector<Edge> edges;      // in slot numbers, sorted by (from, to), each pair once
+  size_t programmatic = 0;      // edges with ports or a type
+  bool closed = false;          // its edges cannot be merged: no group joins it
 };
+
+bool edge_before(const Edge& a, const Edge& b) { return std::tie(a.from, a.to) < std::tie(b.from, b.to); }
+bool same_data(const Edge& a, const Edge& b) {
+  return a.from_port == b.from_port && a.to_port == b.to_port && a.type == b.type;
+}
+
+// A group's edges in slot numbers, sorted, each pair once; false when one runs backward in
+// slot order (the merged order could cycle) or one pair carries two sets of data.
+bool slot_edges(const GraphDesc& d, const std::vector<uint32_t>& slot, std::vector<Edge>& out) {
+  out.clear();
+  out.reserve(d.edges.size());
+  for (const Edge& e : d.edges) {
+    if (e.from >= slot.size() || e.to >= slot.size()) return false;
+    Edge m{slot[e.from], slot[e.to], e.from_port, e.to_port, e.type};
+    if (m.from >= m.to) return false;
+    out.push_back(m);
+  }
+  std::sort(out.begin(), out.end(), edge_before);
+  size_t kept = 0;
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (kept && out[kept - 1].from == out[i].from && out[kept - 1].to == out[i].to) {
+      if (!same_data(out[kept - 1], out[i])) return false;
+      continue;
+    }
+    out[kept++] = out[i];
+  }
+  out.resize(kept);
+  return true;
+}
 
 const Node& source_node(const Building& f, uint32_t slot, const std::vector<const GraphDesc*>& descs) {
   auto [g, node] = f.source[slot];
@@ -146,8 +163,6 @@ bool surely_more_than(const std::vector<uint64_t>& a, const std::vector<uint64_t
   return d + (a.size() - i) + (b.size() - j) > limit;
 }
 
-uint64_t edge_key(uint32_t from, uint32_t to) { return (static_cast<uint64_t>(from) << 32) | to; }
-
 bool default_edge(const Edge& e) { return e.from_port == 0 && e.to_port == 0 && e.type == 0; }
 
 // Joins group `gi` into `f` when the limits and the rules in family.h allow it.
@@ -158,8 +173,11 @@ bool try_merge(Building& f, size_t gi, const Keys& keys, const std::vector<const
   const size_t max_d = std::max<size_t>(
       limits.min_difference, static_cast<size_t>(std::floor(limits.max_difference * static_cast<double>(longer))));
   if (surely_more_than(f.keys.sorted, keys.sorted, max_d)) return false;
+  // Groups whose programmatic edges differ in number almost always put two edge types on
+  // one pair of nodes, which no template can hold: not worth aligning.
+  if (programmatic_edges(g.edges) != f.programmatic) return false;
   Matches matches;
-  if (!align(f.keys.fine, keys.fine, max_d, matches)) return false;
+  if (!align(f.keys.coarse, keys.coarse, max_d, matches)) return false;
 
   // The merged order: matches in place; between two matches, the hunk's pairs in place and
   // each side's unpaired nodes before the next pair.
@@ -167,6 +185,7 @@ bool try_merge(Building& f, size_t gi, const Keys& keys, const std::vector<const
     long slot, node;  // -1: absent on that side
   };
   std::vector<Entry> order;
+  order.reserve(longer + max_d);
   uint32_t pa = 0, pb = 0;
   matches.emplace_back(static_cast<uint32_t>(f.source.size()), static_cast<uint32_t>(g.nodes.size()));
   for (size_t mi = 0; mi < matches.size(); ++mi) {
@@ -183,62 +202,66 @@ bool try_merge(Building& f, size_t gi, const Keys& keys, const std::vector<const
     }
   }
 
-  const size_t total = f.groups.size() + 1;
-  std::vector<uint32_t> renumber(f.source.size()), slot_g(g.nodes.size());
-  std::vector<uint32_t> cover(order.size());
+  const uint32_t total = static_cast<uint32_t>(f.groups.size() + 1);
+  std::vector<uint32_t> renumber(f.source.size()), slot_g(g.nodes.size()), cover(order.size());
   for (size_t s = 0; s < order.size(); ++s) {
     const Entry& e = order[s];
     if (e.slot >= 0) renumber[static_cast<size_t>(e.slot)] = static_cast<uint32_t>(s);
     if (e.node >= 0) slot_g[static_cast<size_t>(e.node)] = static_cast<uint32_t>(s);
     cover[s] = (e.slot >= 0 ? f.cover[static_cast<size_t>(e.slot)] : 0) + (e.node >= 0 ? 1 : 0);
-    NodeType type = e.slot >= 0 ? source_node(f, static_cast<uint32_t>(e.slot), descs).type
-                                : g.nodes[static_cast<size_t>(e.node)].type;
-    if (cover[s] < total && !may_be_absent(type)) return false;
+    const Node* have = e.slot >= 0 ? &source_node(f, static_cast<uint32_t>(e.slot), descs) : nullptr;
+    const Node* join = e.node >= 0 ? &g.nodes[static_cast<size_t>(e.node)] : nullptr;
+    if (cover[s] < total && !may_be_absent(have ? have->type : join->type)) return false;
     // Hashes aligned these: one exec update must really turn one into the other.
-    if (e.slot >= 0 && e.node >= 0 &&
-        node_signature(source_node(f, static_cast<uint32_t>(e.slot), descs)) !=
-            node_signature(g.nodes[static_cast<size_t>(e.node)]))
-      return false;
+    if (have && join && !same_node_signature(*have, *join)) return false;
   }
 
-  // Every group's edges, renumbered; one edge with two sets of data cannot be built.
-  std::unordered_map<uint64_t, Edge> edges;
-  auto add_edges = [&](const GraphDesc& d, const std::vector<uint32_t>& slot) {
-    for (const Edge& e : d.edges) {
-      if (e.from >= slot.size() || e.to >= slot.size()) return false;
-      Edge m{slot[e.from], slot[e.to], e.from_port, e.to_port, e.type};
-      if (m.from >= m.to) return false;  // not forward: the merged order could cycle
-      if (!default_edge(m) && (cover[m.from] < total || cover[m.to] < total)) return false;
-      auto [it, fresh] = edges.emplace(edge_key(m.from, m.to), m);
-      if (!fresh && !(it->second.from_port == m.from_port && it->second.to_port == m.to_port &&
-                      it->second.type == m.type))
-        return false;
+  // The family's edges renumbered (a monotone renumbering keeps them sorted) and the
+  // group's, merged; one pair with two sets of data cannot be built, and a programmatic
+  // edge must not touch a node some group lacks.
+  std::vector<Edge> joining;
+  if (!slot_edges(g, slot_g, joining)) return false;
+  std::vector<Edge> edges;
+  edges.reserve(f.edges.size() + joining.size());
+  size_t i = 0, j = 0;
+  auto renumbered = [&](const Edge& e) { return Edge{renumber[e.from], renumber[e.to], e.from_port, e.to_port, e.type}; };
+  while (i < f.edges.size() || j < joining.size()) {
+    Edge e = i < f.edges.size() ? renumbered(f.edges[i]) : Edge{};
+    if (j < joining.size() && (i == f.edges.size() || edge_before(joining[j], e)))
+      e = joining[j++];
+    else
+      ++i;
+    if (!edges.empty() && edges.back().from == e.from && edges.back().to == e.to) {
+      if (!same_data(edges.back(), e)) return false;
+      continue;
     }
-    return true;
-  };
-  std::vector<std::vector<uint32_t>> slot_of(f.slot_of.size());
-  for (size_t h = 0; h < f.groups.size(); ++h) {
-    for (uint32_t s : f.slot_of[h]) slot_of[h].push_back(renumber[s]);
-    if (!add_edges(*descs[f.groups[h]], slot_of[h])) return false;
+    if (!default_edge(e) && (cover[e.from] < total || cover[e.to] < total)) return false;
+    edges.push_back(e);
   }
-  if (!add_edges(g, slot_g)) return false;
 
   // Kept: commit.
   Building next;
   next.groups = f.groups;
   next.groups.push_back(gi);
-  next.slot_of = std::move(slot_of);
+  for (const std::vector<uint32_t>& old : f.slot_of) {
+    next.slot_of.emplace_back();
+    next.slot_of.back().reserve(old.size());
+    for (uint32_t s : old) next.slot_of.back().push_back(renumber[s]);
+  }
   next.slot_of.push_back(std::move(slot_g));
   next.cover = std::move(cover);
+  next.edges = std::move(edges);
+  next.programmatic = programmatic_edges(next.edges);
+  next.keys.coarse.reserve(order.size());
   for (const Entry& e : order) {
     if (e.slot >= 0) {
       size_t s = static_cast<size_t>(e.slot);
       next.source.push_back(f.source[s]);
-      next.keys.coarse.push_back(f.keys.coarse[s]), next.keys.fine.push_back(f.keys.fine[s]);
+      next.keys.coarse.push_back(f.keys.coarse[s]);
     } else {
       size_t n = static_cast<size_t>(e.node);
       next.source.emplace_back(static_cast<uint32_t>(f.groups.size()), static_cast<uint32_t>(n));
-      next.keys.coarse.push_back(keys.coarse[n]), next.keys.fine.push_back(keys.fine[n]);
+      next.keys.coarse.push_back(keys.coarse[n]);
     }
   }
   next.keys.sort();
@@ -254,15 +277,31 @@ bool can_disable(NodeType type) {
 
 bool may_be_absent(NodeType type) { return can_disable(type) || type == NodeType::empty; }
 
-std::vector<FamilyPlan> plan_families(const std::vector<const GraphDesc*>& groups, const FamilyLimits& limits) {
+std::vector<uint64_t> node_keys(const GraphDesc& d) {
+  std::vector<uint64_t> keys;
+  keys.reserve(d.nodes.size());
+  std::hash<std::string> hash;
+  std::string buffer;
+  for (const Node& n : d.nodes) {
+    buffer.clear();
+    append_node_signature(buffer, n);
+    keys.push_back(hash(buffer));
+  }
+  return keys;
+}
+
+std::vector<FamilyPlan> plan_families(const std::vector<const GraphDesc*>& groups,
+                                      std::vector<std::vector<uint64_t>> keys, const FamilyLimits& limits) {
   std::vector<Building> families;
-  const bool merging = limits.max_groups > 1;
+  const bool merging = limits.max_groups > 1 && keys.size() == groups.size();
   for (size_t gi = 0; gi < groups.size(); ++gi) {
-    Keys keys = merging ? keys_of(*groups[gi]) : Keys{};
+    Keys k;
+    if (merging) k.coarse = std::move(keys[gi]), k.sort();
     bool joined = false;
     if (merging)
       for (Building& f : families)
-        if (f.groups.size() < limits.max_groups && (joined = try_merge(f, gi, keys, groups, limits))) break;
+        if (!f.closed && f.groups.size() < limits.max_groups && (joined = try_merge(f, gi, k, groups, limits)))
+          break;
     if (joined) continue;
     Building f;
     f.groups = {gi};
@@ -270,7 +309,10 @@ std::vector<FamilyPlan> plan_families(const std::vector<const GraphDesc*>& group
     f.slot_of.emplace_back(n);
     for (uint32_t i = 0; i < n; ++i) f.slot_of[0][i] = i, f.source.emplace_back(0, i);
     f.cover.assign(n, 1);
-    f.keys = std::move(keys);
+    // A group whose edges cannot be listed this way only ever has a family of its own.
+    f.closed = merging && !slot_edges(*groups[gi], f.slot_of[0], f.edges);
+    f.programmatic = programmatic_edges(f.edges);
+    f.keys = std::move(k);
     families.push_back(std::move(f));
   }
   std::vector<FamilyPlan> out;
@@ -279,34 +321,13 @@ std::vector<FamilyPlan> plan_families(const std::vector<const GraphDesc*>& group
     p.groups = std::move(f.groups);
     p.slot_of = std::move(f.slot_of);
     p.source = std::move(f.source);
-    if (!p.merged()) {  // its template is the group's own graph
-      out.push_back(std::move(p));
-      continue;
+    if (p.merged()) {  // else its template is the group's own graph
+      p.edges = std::move(f.edges);
+      for (size_t g : p.groups) p.event_count = std::max(p.event_count, groups[g]->event_count);
     }
-    std::unordered_map<uint64_t, Edge> unique;
-    for (size_t h = 0; h < p.groups.size(); ++h) {
-      const GraphDesc& d = *groups[p.groups[h]];
-      p.event_count = std::max(p.event_count, d.event_count);
-      for (const Edge& e : d.edges) {
-        Edge m{p.slot_of[h][e.from], p.slot_of[h][e.to], e.from_port, e.to_port, e.type};
-        unique.emplace(edge_key(m.from, m.to), m);
-      }
-    }
-    for (const auto& [k, e] : unique) p.edges.push_back(e);
-    std::sort(p.edges.begin(), p.edges.end(),
-              [](const Edge& a, const Edge& b) { return std::tie(a.from, a.to) < std::tie(b.from, b.to); });
     out.push_back(std::move(p));
   }
   return out;
-}
-
-GraphDesc family_graph(const FamilyPlan& plan, const std::vector<const GraphDesc*>& groups) {
-  GraphDesc d;
-  d.nodes.reserve(plan.source.size());
-  for (auto [g, node] : plan.source) d.nodes.push_back(groups[plan.groups[g]]->nodes[node]);
-  d.edges = plan.edges;
-  d.event_count = plan.event_count;
-  return d;
 }
 
 }  // namespace kiln

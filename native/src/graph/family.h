@@ -44,10 +44,13 @@ struct FamilyLimits {
 // it is refused when a node a group lacks could not be disabled (event nodes), when two
 // groups give one edge different types or ports, when a programmatic edge would touch a
 // node some group lacks, or when a group's edges do not run forward in node order.
-std::vector<FamilyPlan> plan_families(const std::vector<const GraphDesc*>& groups, const FamilyLimits& limits);
+// `keys` holds node_keys of each group (none: merge nothing).
+std::vector<FamilyPlan> plan_families(const std::vector<const GraphDesc*>& groups,
+                                      std::vector<std::vector<uint64_t>> keys, const FamilyLimits& limits);
 
-// The graph a merged family's template instantiates: slot s is its source node.
-GraphDesc family_graph(const FamilyPlan& plan, const std::vector<const GraphDesc*>& groups);
+// Per node, equal for nodes one exec update can turn into each other: their node
+// signatures, hashed (the planner checks aligned pairs exactly before it keeps a merge).
+std::vector<uint64_t> node_keys(const GraphDesc& desc);
 
 // Whether a node of this type can be disabled in an executable (the driver supports
 // kernel, memset and memcpy nodes); empty nodes need not be, as they do nothing.

@@ -50,7 +50,9 @@ GraphSet::GraphSet(const std::vector<BlobView>& blobs, KernelTable& kernels, int
     : kernels_(kernels), device_(device), threads_(std::max(1u, threads)) {
   members_.resize(blobs.size());
   std::vector<std::string> signatures(blobs.size());
-  parallel_for(blobs.size(), threads_, [&](size_t i) {
+  // Decoding is CPU work only, free of the driver contention that caps the build threads.
+  const unsigned decoders = std::max(threads_, std::min(8u, std::thread::hardware_concurrency()));
+  parallel_for(blobs.size(), decoders, [&](size_t i) {
     TimedSpan span(timeline_, "decode");
     auto m = std::make_unique<Member>();
     m->desc = decode_graph(blobs[i].data, blobs[i].size);
@@ -82,7 +84,7 @@ GraphSet::GraphSet(const std::vector<BlobView>& blobs, KernelTable& kernels, int
     }
     const std::vector<int32_t>& at = f.node_at[g.place];
     for (uint32_t s = 0; s < at.size(); ++s) {
-      const Node& slot = f.merged.nodes[s];
+      const Node& slot = *f.slots[s];
       if (at[s] < 0 ? can_disable(slot.type) : node_params_differ(slot, m.desc.nodes[static_cast<size_t>(at[s])]))
         m.diff.push_back(s);
     }
@@ -107,7 +109,12 @@ void GraphSet::plan(size_t family_groups) {
   for (auto& g : groups_) templates.push_back(&members_[g->tmpl]->desc);
   FamilyLimits limits;
   limits.max_groups = family_groups ? family_groups : (groups_.size() + threads_ - 1) / threads_;
-  for (FamilyPlan& p : plan_families(templates, limits)) {
+  std::vector<std::vector<uint64_t>> keys;
+  if (limits.max_groups > 1) {
+    keys.resize(templates.size());
+    parallel_for(templates.size(), threads_, [&](size_t g) { keys[g] = node_keys(*templates[g]); });
+  }
+  for (FamilyPlan& p : plan_families(templates, std::move(keys), limits)) {
     auto f = std::make_unique<Family>();
     for (size_t place = 0; place < p.groups.size(); ++place) {
       Group& g = *groups_[p.groups[place]];
@@ -115,7 +122,7 @@ void GraphSet::plan(size_t family_groups) {
       f->members.insert(f->members.end(), g.members.begin(), g.members.end());
     }
     if (p.merged()) {
-      f->merged = family_graph(p, templates);
+      for (auto [place, node] : p.source) f->slots.push_back(&templates[p.groups[place]]->nodes[node]);
       f->node_at.assign(p.groups.size(), std::vector<int32_t>(p.slot_count(), -1));
       for (size_t place = 0; place < p.groups.size(); ++place)
         for (size_t n = 0; n < p.slot_of[place].size(); ++n)
@@ -125,7 +132,7 @@ void GraphSet::plan(size_t family_groups) {
       f->current = static_cast<long>(groups_[p.groups[0]]->tmpl);  // its exec holds the template's parameters
     }
     f->plan = std::move(p);
-    f->enabled.assign(f->base().nodes.size(), 1);
+    f->enabled.assign(f->plan.slot_count(), 1);
     families_.push_back(std::move(f));
   }
 }
@@ -162,6 +169,12 @@ void GraphSet::record(const char* phase, const BuildTimes& t) {
 
 std::unique_ptr<BuiltGraph> GraphSet::build_template(Family& f) {
   TimedSpan task(timeline_, "templates.task");
+  if (f.plan.merged()) {  // here, on the builds' threads: copying every slot's node is not free
+    f.merged.nodes.reserve(f.slots.size());
+    for (const Node* n : f.slots) f.merged.nodes.push_back(*n);
+    f.merged.edges = f.plan.edges;
+    f.merged.event_count = f.plan.event_count;
+  }
   {
     TimedSpan span(timeline_, "templates.kernels");
     kernels_.require(f.base());  // waits only for the binaries it launches

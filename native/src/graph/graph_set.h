@@ -70,7 +70,7 @@ class GraphSet {
   size_t family_count() const { return families_.size(); }
   size_t family_of_group(size_t group) const { return groups_.at(group)->family; }
   // Nodes of the family's template (its slots) and how many a switch to graph i touches.
-  size_t family_slots(size_t family) const { return families_.at(family)->base().nodes.size(); }
+  size_t family_slots(size_t family) const { return families_.at(family)->plan.slot_count(); }
   size_t switch_nodes(size_t i) const { return members_.at(i)->diff.size(); }
   bool has_dedicated(size_t i) const { return members_.at(i)->dedicated.load(std::memory_order_acquire) != nullptr; }
   uint64_t switches() const { return switches_.load(); }
@@ -100,8 +100,9 @@ class GraphSet {
   };
   struct Family {
     FamilyPlan plan;
-    GraphDesc merged;                       // the template's graph when plan.merged()
-    const GraphDesc* single = nullptr;      // else the one group's template graph
+    std::vector<const Node*> slots;         // each slot's node, in its group's template graph
+    GraphDesc merged;                       // built from `slots` by the template's task
+    const GraphDesc* single = nullptr;      // the one group's template graph, if not merged
     std::vector<std::vector<int32_t>> node_at;  // per place: slot -> node, -1 if lacking
     std::vector<size_t> members;
     std::unique_ptr<BuiltGraph> exec;
@@ -112,7 +113,7 @@ class GraphSet {
     std::vector<uint32_t> varying;   // union of members' diffs
     std::vector<int8_t> enabled;     // per slot: 1, 0, or -1 when a failed call left it unknown
 
-    const GraphDesc& base() const { return plan.merged() ? merged : *single; }
+    const GraphDesc& base() const { return plan.merged() ? merged : *single; }  // merged: once built
   };
 
   void worker();

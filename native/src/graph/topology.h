@@ -25,6 +25,9 @@ std::string topology_difference(const GraphDesc& a, const GraphDesc& b);
 // The part of the signature one node contributes: equal for two nodes exactly when an exec
 // update can turn one into the other.
 std::string node_signature(const Node& node);
+void append_node_signature(std::string& out, const Node& node);
+// node_signature(a) == node_signature(b), without building them.
+bool same_node_signature(const Node& a, const Node& b);
 
 // True when an exec update is needed to turn node `a` into node `b` (same signature).
 bool node_params_differ(const Node& a, const Node& b);
