@@ -341,7 +341,7 @@ TEMPLATE_GROUPS_ENV = "KILN_TEMPLATE_GROUPS"
 def template_group_limit(limit: int | None = None) -> int:
     """How many topology groups one template may serve (groups that differ in a few nodes
     share a merged template; see docs/restore.md): `limit`, else $KILN_TEMPLATE_GROUPS,
-    else 0, which lets the graph set pick ceil(groups / threads). 1 merges none."""
+    else 0, no cap. 1 merges none."""
     if limit is None:
         raw = os.environ.get(TEMPLATE_GROUPS_ENV, "0")
         try:

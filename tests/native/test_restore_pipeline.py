@@ -133,7 +133,7 @@ def test_timings_name_every_step(buffer) -> None:
     assert g["decode"]["count"] == len(arc.blobs)
     assert g["updates"]["count"] == len(arc.blobs)
     for step in ("task", "kernels", "check", "build", "instantiate", "member_kernels"):
-        assert g[f"templates.{step}"]["count"] == graphs.group_count, step
+        assert g[f"templates.{step}"]["count"] == graphs.family_count, step
     for step in ("task", "check", "build", "instantiate"):
         assert g[f"dedicated.{step}"]["count"] == len(arc.blobs), step
     assert g["templates.all"]["count"] == 1

@@ -37,6 +37,7 @@ def run_workload(
 ) -> tuple[dict[str, Any] | None, subprocess.CompletedProcess[str]]:
     """The runner's JSON result (None when it wrote none) and the finished process."""
     out = archive / f"{mode}-{inject}.json"
+    out.unlink(missing_ok=True)  # a process that writes nothing must not hand back an older run's
     command = [sys.executable, "-m", "kiln.workloads.run", "--workload", workload, "--mode", mode,
                "--archive", str(archive), "--inject", inject, "--out", str(out), *extra]  # fmt: skip
     proc = subprocess.run(

@@ -44,8 +44,7 @@ void bind_graph_set(nb::module_& m) {
            },
            "blobs"_a, "kernels"_a, "device"_a, "threads"_a = 4, "family_groups"_a = 0, nb::keep_alive<1, 3>(),
            "Decode, group and prepare every graph blob (the blobs are copied). Topology groups that differ in a "
-           "few nodes share one template, at most `family_groups` groups each (1: none; 0: ceil(groups / "
-           "threads)).")
+           "few nodes share one template, at most `family_groups` groups each (1: none; 0: no cap).")
       .def("start", &GraphSet::start, "dedicated"_a = true, nb::call_guard<nb::gil_scoped_release>(),
            "Background builds: templates, then one executable per graph if `dedicated`.")
       .def("wait", &GraphSet::wait, "index"_a, "dedicated"_a = false, nb::call_guard<nb::gil_scoped_release>())

@@ -8,34 +8,12 @@
 #include "common/driver.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "common/parallel.h"
 #include "graph/blob.h"
 #include "graph/topology.h"
 
 namespace kiln {
 namespace {
-
-// Runs fn(i) for i in [0, n) on up to `threads` threads; rethrows the first error.
-template <typename Fn>
-void parallel_for(size_t n, unsigned threads, Fn&& fn) {
-  std::atomic<size_t> next{0};
-  std::exception_ptr error;
-  std::mutex error_mu;
-  auto body = [&] {
-    for (size_t i; (i = next.fetch_add(1)) < n;) {
-      try {
-        fn(i);
-      } catch (...) {
-        std::lock_guard<std::mutex> lk(error_mu);
-        if (!error) error = std::current_exception();
-      }
-    }
-  };
-  std::vector<std::thread> pool;
-  for (unsigned t = 1; t < std::min<size_t>(threads, n); ++t) pool.emplace_back(body);
-  body();
-  for (std::thread& t : pool) t.join();
-  if (error) std::rethrow_exception(error);
-}
 
 std::vector<uint32_t> merged(const std::vector<uint32_t>& a, const std::vector<uint32_t>& b) {
   std::vector<uint32_t> out;
@@ -95,7 +73,7 @@ GraphSet::GraphSet(const std::vector<BlobView>& blobs, KernelTable& kernels, int
   // maximum, before any graph uses the function.
   std::vector<const GraphDesc*> descs;
   for (auto& m : members_) descs.push_back(&m->desc);
-  kernels_.plan(descs);
+  kernels_.plan(descs, decoders);
   ctx_ = kernels_.context();
   if (!ctx_) check(driver().cuCtxGetCurrent(&ctx_), "cuCtxGetCurrent");
   if (!ctx_) throw Error(ErrorKind::restore, "no CUDA context is current on the restoring thread");
@@ -108,7 +86,7 @@ void GraphSet::plan(size_t family_groups) {
   std::vector<const GraphDesc*> templates;
   for (auto& g : groups_) templates.push_back(&members_[g->tmpl]->desc);
   FamilyLimits limits;
-  limits.max_groups = family_groups ? family_groups : (groups_.size() + threads_ - 1) / threads_;
+  limits.max_groups = family_groups ? family_groups : groups_.size();
   std::vector<std::vector<uint64_t>> keys;
   if (limits.max_groups > 1) {
     keys.resize(templates.size());

@@ -1,39 +1,86 @@
 #include "graph/kernels.h"
 
+#include <algorithm>
 #include <set>
+#include <string_view>
+#include <unordered_map>
 
 #include "common/driver.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "common/parallel.h"
 
 namespace kiln {
 
 KernelTable::KernelTable(std::unique_ptr<BinaryLoader> binaries) : binaries_(std::move(binaries)) {}
 
-void KernelTable::plan(const std::vector<const GraphDesc*>& descs) {
+namespace {
+
+// One graph's distinct kernels with the attribute values it needs: graphs repeat the same
+// few hundred kernels over thousands of nodes, so the shared table sees each once per graph.
+struct GraphKernels {
+  struct Use {
+    uint32_t slot;
+    const std::string* entry;
+    std::vector<std::pair<int32_t, int32_t>> wanted;  // attribute, maximum
+  };
+  std::vector<Use> uses;
+};
+
+struct SlotEntryHash {
+  size_t operator()(const std::pair<uint32_t, std::string_view>& k) const {
+    return std::hash<std::string_view>{}(k.second) * 31 + k.first;
+  }
+};
+
+GraphKernels kernels_of(const GraphDesc& desc, size_t binaries) {
+  GraphKernels out;
+  std::unordered_map<std::pair<uint32_t, std::string_view>, size_t, SlotEntryHash> seen;
+  for (const Node& n : desc.nodes) {
+    if (n.type != NodeType::kernel) continue;
+    const KernelNode& kn = n.kernel;
+    if (kn.binary >= binaries)
+      throw Error(ErrorKind::corrupt,
+                  format("kernel %s refers to binary slot %u of %zu", kn.entry.c_str(), kn.binary, binaries));
+    auto [it, fresh] = seen.emplace(std::make_pair(kn.binary, std::string_view(kn.entry)), out.uses.size());
+    if (fresh) out.uses.push_back({kn.binary, &kn.entry, {}});
+    auto& wanted = out.uses[it->second].wanted;
+    auto want = [&](int32_t attribute, int32_t value) {
+      for (auto& [a, v] : wanted)
+        if (a == attribute) {
+          v = std::max(v, value);
+          return;
+        }
+      wanted.emplace_back(attribute, value);
+    };
+    for (const FunctionAttribute& a : kn.function_attributes) want(a.attribute, a.value);
+    want(CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, static_cast<int32_t>(kn.shared_mem));
+  }
+  return out;
+}
+
+}  // namespace
+
+void KernelTable::plan(const std::vector<const GraphDesc*>& descs, unsigned threads) {
+  std::vector<GraphKernels> per_graph(descs.size());
+  const size_t binaries = binaries_->size();
+  parallel_for(descs.size(), threads, [&](size_t i) { per_graph[i] = kernels_of(*descs[i], binaries); });
   std::lock_guard<std::mutex> lk(mu_);
   std::lock_guard<std::mutex> attrs(attr_mu_);
-  for (const GraphDesc* desc : descs) {
-    for (const Node& n : desc->nodes) {
-      if (n.type != NodeType::kernel) continue;
-      const KernelNode& kn = n.kernel;
-      if (kn.binary >= binaries_->size())
-        throw Error(ErrorKind::corrupt, format("kernel %s refers to binary slot %u of %zu", kn.entry.c_str(),
-                                               kn.binary, binaries_->size()));
-      auto [it, fresh] = index_.emplace(std::make_pair(kn.binary, kn.entry), kernels_.size());
+  for (const GraphKernels& g : per_graph) {
+    for (const GraphKernels::Use& use : g.uses) {
+      auto [it, fresh] = index_.emplace(std::make_pair(use.slot, *use.entry), kernels_.size());
       if (fresh) {
         kernels_.emplace_back();
-        kernels_.back().slot = kn.binary;
-        kernels_.back().entry = kn.entry;
+        kernels_.back().slot = use.slot;
+        kernels_.back().entry = *use.entry;
         cells_.add();
       }
       Kernel& k = kernels_[it->second];
-      auto want = [&](int32_t attribute, int32_t value) {
+      for (auto [attribute, value] : use.wanted) {
         auto [w, inserted] = k.wanted.emplace(attribute, value);
         if (!inserted && value > w->second) w->second = value;
-      };
-      for (const FunctionAttribute& a : kn.function_attributes) want(a.attribute, a.value);
-      want(CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, static_cast<int32_t>(kn.shared_mem));
+      }
     }
   }
 }

@@ -29,8 +29,9 @@ class KernelTable {
   KernelTable& operator=(const KernelTable&) = delete;
 
   // Registers the kernels of `descs` with each function attribute at its maximum over them
-  // (and over earlier plans). CPU only. Throws Error(corrupt) for a slot the archive lacks.
-  void plan(const std::vector<const GraphDesc*>& descs);
+  // (and over earlier plans). CPU only, each graph's kernels listed on up to `threads`
+  // threads. Throws Error(corrupt) for a slot the archive lacks.
+  void plan(const std::vector<const GraphDesc*>& descs, unsigned threads = 1);
   // Resolves the kernels `desc` launches (loading their binaries here if nobody has started
   // them) and applies their planned attributes; rethrows the failure of a binary or lookup
   // it depends on. Thread-safe; every kernel of `desc` must have been planned.
