@@ -251,3 +251,19 @@ def test_switching_calls_the_driver_only_for_slots_whose_state_changes(buffer) -
     assert native.testing.fake_graph_stats()["enable_calls"] == before
     graphs.launch_template(0, 0)  # cluster 2: swap the GEMM slots, drop split-K
     assert native.testing.fake_graph_stats()["enable_calls"] == before + 3
+
+
+def test_a_merged_template_is_relaunched_only_after_its_last_launch_completed(buffer) -> None:
+    # Regression: on the H100, back-to-back replays of an executable with disabled nodes
+    # faulted (unspecified launch failure) unless each launch had completed first.
+    merged = restore(variants(buffer), family_groups=3)
+    merged.wait_all(False)
+    for i in (0, 0, 5, 5):
+        merged.launch_template(i, 0)
+    assert native.testing.fake_graph_stats()["event_syncs"] == 3
+    separate = restore(variants(buffer), family_groups=1)
+    separate.wait_all(False)
+    before = native.testing.fake_graph_stats()["event_syncs"]
+    for i in (0, 0, 5, 5):
+        separate.launch_template(i, 0)
+    assert native.testing.fake_graph_stats()["event_syncs"] == before

@@ -353,6 +353,7 @@ NB_MODULE(_native, m) {
     d["library_get_kernel_calls"] = s.get_kernel_calls;
     d["param_info_calls"] = s.param_info_calls;
     d["enable_calls"] = s.enable_calls;
+    d["event_syncs"] = s.event_syncs;
     return d;
   });
   t.def("fail_node_enables", &testing::fail_node_enables, "count"_a,

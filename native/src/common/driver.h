@@ -61,6 +61,8 @@ namespace kiln {
   X(cuGraphUpload, cuGraphUpload, 11010)                      \
   X(cuEventCreate, cuEventCreate, 2000)                       \
   X(cuEventDestroy, cuEventDestroy, 4000)                     \
+  X(cuEventRecord, cuEventRecord, 2000)                       \
+  X(cuEventSynchronize, cuEventSynchronize, 2000)             \
   X(cuFuncGetName, cuFuncGetName, 12030)                      \
   X(cuFuncGetModule, cuFuncGetModule, 11000)                  \
   X(cuFuncGetParamInfo, cuFuncGetParamInfo, 12040)            \

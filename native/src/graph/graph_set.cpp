@@ -310,11 +310,20 @@ void GraphSet::switch_to(Family& f, size_t target) {
   switches_.fetch_add(1);
 }
 
+GraphSet::Family::~Family() {
+  try {
+    if (launched) driver().cuEventDestroy(launched);
+  } catch (const Error&) {
+  }
+}
+
 void GraphSet::launch_template(size_t i, CUstream stream) {
   wait(i, false);
   Member& m = *members_[i];
   Family& f = *families_[groups_[m.group]->family];
   std::unique_lock<std::mutex> lk(f.launch_mu);
+  const bool merged = f.plan.merged();
+  if (merged && f.launched_recorded) check(driver().cuEventSynchronize(f.launched), "cuEventSynchronize");
   if (f.current != static_cast<long>(i)) {
     try {
       switch_to(f, i);
@@ -333,6 +342,12 @@ void GraphSet::launch_template(size_t i, CUstream stream) {
     }
   }
   f.exec->launch(stream);
+  if (merged) {
+    const DriverTable& drv = driver();
+    if (!f.launched) check(drv.cuEventCreate(&f.launched, CU_EVENT_DISABLE_TIMING), "cuEventCreate");
+    check(drv.cuEventRecord(f.launched, stream), "cuEventRecord");
+    f.launched_recorded = true;
+  }
 }
 
 }  // namespace kiln

@@ -112,6 +112,13 @@ class GraphSet {
     long current = -1;               // member the template holds now; -1: unknown
     std::vector<uint32_t> varying;   // union of members' diffs
     std::vector<int8_t> enabled;     // per slot: 1, 0, or -1 when a failed call left it unknown
+    // Merged templates only: completion of the last launch, waited for on the host before the
+    // next. On the H100 (driver 580), relaunching an executable with disabled nodes while its
+    // previous launch still ran faulted (unspecified launch failure) within 50 back-to-back
+    // replays; with each launch complete first, every replay was exact.
+    CUevent launched = nullptr;
+    bool launched_recorded = false;
+    ~Family();
 
     const GraphDesc& base() const { return plan.merged() ? merged : *single; }  // merged: once built
   };

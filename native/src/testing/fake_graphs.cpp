@@ -93,6 +93,7 @@ struct State {
   int64_t get_kernel_calls = 0, param_info_calls = 0;
   int64_t enable_failures = 0;  // the next this many cuGraphNodeSetEnabled calls fail
   int64_t enable_calls = 0;
+  int64_t event_records = 0, event_syncs = 0;
   uint64_t next_event = 1;
 };
 
@@ -720,6 +721,21 @@ CUresult event_destroy(CUevent e) {
   return st().live_events.erase(e) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
 }
 
+CUresult event_record(CUevent e, CUstream) {
+  if (no_context()) return CUDA_ERROR_INVALID_CONTEXT;
+  std::lock_guard<std::mutex> l(st().mu);
+  if (!st().live_events.count(e)) return CUDA_ERROR_INVALID_HANDLE;
+  ++st().event_records;
+  return CUDA_SUCCESS;
+}
+
+CUresult event_synchronize(CUevent e) {
+  std::lock_guard<std::mutex> l(st().mu);
+  if (!st().live_events.count(e)) return CUDA_ERROR_INVALID_HANDLE;
+  ++st().event_syncs;
+  return CUDA_SUCCESS;  // the fake runs nothing: every launch is already complete
+}
+
 CUresult ctx_get_current(CUcontext* c) {
   *c = st().strict ? tl_current : kPrimary;
   return CUDA_SUCCESS;
@@ -748,6 +764,7 @@ void install_fake_graph_calls(DriverTable& t, bool strict_context) {
     s.unloaded.clear();
     s.loads = s.loading = s.max_loading = s.attribute_sets = s.context_errors = s.instantiations = 0;
     s.get_kernel_calls = s.param_info_calls = s.enable_failures = s.enable_calls = 0;
+    s.event_records = s.event_syncs = 0;
   }
   tl_current = nullptr;
   t.cuCtxGetCurrent = ctx_get_current;
@@ -782,6 +799,8 @@ void install_fake_graph_calls(DriverTable& t, bool strict_context) {
   t.cuGraphUpload = upload;
   t.cuEventCreate = event_create;
   t.cuEventDestroy = event_destroy;
+  t.cuEventRecord = event_record;
+  t.cuEventSynchronize = event_synchronize;
   t.cuGraphGetNodes = graph_get_nodes;
   t.cuGraphGetEdges = graph_get_edges;
   t.cuGraphNodeGetType = node_get_type;
@@ -808,7 +827,8 @@ FakeGraphStats fake_graph_stats() {
           s.instantiations,
           s.get_kernel_calls,
           s.param_info_calls,
-          s.enable_calls};
+          s.enable_calls,
+          s.event_syncs};
 }
 
 void fail_node_enables(int64_t count) {

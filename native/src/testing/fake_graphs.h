@@ -36,6 +36,7 @@ struct FakeGraphStats {
   int64_t get_kernel_calls;     // cuLibraryGetKernel calls
   int64_t param_info_calls;     // cuFuncGetParamInfo calls
   int64_t enable_calls;         // cuGraphNodeSetEnabled calls
+  int64_t event_syncs;          // cuEventSynchronize calls
 };
 
 // Fills the table's module, graph and context calls and resets their state. Strict
