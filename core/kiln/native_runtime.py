@@ -154,7 +154,18 @@ class NativeRuntime:
         if not restored.started:
             # The first graph the engine asks for: this is where SAVE's capture window began.
             store.materialize_window(self._manifest, self._require_region(), restored)
-            store.start_graphs(self._reader, self._manifest, restored, dedicated=True, threads=None)
+            # Engines replay templates under their own stream and launch patterns; merged ones
+            # (docs/restore.md) are verified on the GPU for kiln.load's graph sets only, so
+            # engines merge when asked ($KILN_TEMPLATE_GROUPS) and not by default.
+            groups = store.template_group_limit(default=1)
+            store.start_graphs(
+                self._reader,
+                self._manifest,
+                restored,
+                dedicated=True,
+                threads=None,
+                template_groups=groups,
+            )
             restored.wait_replayable()
         if key not in restored:
             raise RestoreError(f"the archive holds no graph {key!r}")

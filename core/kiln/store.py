@@ -338,12 +338,12 @@ def binary_thread_count(threads: int | None = None) -> int:
 TEMPLATE_GROUPS_ENV = "KILN_TEMPLATE_GROUPS"
 
 
-def template_group_limit(limit: int | None = None) -> int:
+def template_group_limit(limit: int | None = None, *, default: int = 0) -> int:
     """How many topology groups one template may serve (groups that differ in a few nodes
     share a merged template; see docs/restore.md): `limit`, else $KILN_TEMPLATE_GROUPS,
-    else 0, no cap. 1 merges none."""
+    else `default` (0: no cap). 1 merges none."""
     if limit is None:
-        raw = os.environ.get(TEMPLATE_GROUPS_ENV, "0")
+        raw = os.environ.get(TEMPLATE_GROUPS_ENV, str(default))
         try:
             limit = int(raw)
         except ValueError:
@@ -370,7 +370,13 @@ def load_kernels(
 
 
 def start_graphs(
-    reader: Any, manifest: Manifest, restored: RestoredSet, *, dedicated: bool, threads: int | None
+    reader: Any,
+    manifest: Manifest,
+    restored: RestoredSet,
+    *,
+    dedicated: bool,
+    threads: int | None,
+    template_groups: int | None = None,
 ) -> None:
     """Decode and group every graph (while load_kernels' threads load the binaries), then
     build in the background: the templates first, one per family of topology groups
@@ -383,7 +389,7 @@ def start_graphs(
         restored.kernels,
         restored.device,
         workers,
-        template_group_limit(),
+        template_group_limit(template_groups),
     )
     restored.graph_set = graph_set
     _check_groups(manifest, graph_set)
