@@ -49,8 +49,9 @@ def run_workload(
     *,
     inject: str = "none",
     env: dict[str, str] | None = None,
+    extra: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    result, proc = fresh.run_workload(workload, mode, archive, inject=inject, env=env)
+    result, proc = fresh.run_workload(workload, mode, archive, *extra, inject=inject, env=env)
     if result is None:
         raise AssertionError(
             f"{mode} process wrote no result (rc {proc.returncode}):\n{proc.stderr[-4000:]}"
