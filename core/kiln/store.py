@@ -320,19 +320,25 @@ def materialize_window(manifest: Manifest, region: Region, restored: RestoredSet
 BINARY_THREADS_ENV = "KILN_BINARY_THREADS"
 
 
+def _count_setting(value: int | None, env: str, default: int, what: str) -> int:
+    """`value`, else the environment variable `env`, else `default`; a count >= 0, or a
+    KilnError that names the setting."""
+    if value is None:
+        raw = os.environ.get(env, str(default))
+        try:
+            value = int(raw)
+        except ValueError:
+            raise KilnError(f"{env}={raw!r} is not a count of {what}") from None
+    if value < 0:
+        raise KilnError(f"{what} must be >= 0, got {value}")
+    return value
+
+
 def binary_thread_count(threads: int | None = None) -> int:
     """How many background threads load an archive's kernel binaries: `threads`, else
     $KILN_BINARY_THREADS, else 3 (loading runs beside the graph decode's threads; more
     would contend inside the driver). 0 loads them all on the calling thread first."""
-    if threads is None:
-        raw = os.environ.get(BINARY_THREADS_ENV, "3")
-        try:
-            threads = int(raw)
-        except ValueError:
-            raise KilnError(f"{BINARY_THREADS_ENV}={raw!r} is not a thread count") from None
-    if threads < 0:
-        raise KilnError(f"binary loader threads must be >= 0, got {threads}")
-    return threads
+    return _count_setting(threads, BINARY_THREADS_ENV, 3, "binary loader threads")
 
 
 TEMPLATE_GROUPS_ENV = "KILN_TEMPLATE_GROUPS"
@@ -342,15 +348,7 @@ def template_group_limit(limit: int | None = None, *, default: int = 0) -> int:
     """How many topology groups one template may serve (groups that differ in a few nodes
     share a merged template; see docs/restore.md): `limit`, else $KILN_TEMPLATE_GROUPS,
     else `default` (0: no cap). 1 merges none."""
-    if limit is None:
-        raw = os.environ.get(TEMPLATE_GROUPS_ENV, str(default))
-        try:
-            limit = int(raw)
-        except ValueError:
-            raise KilnError(f"{TEMPLATE_GROUPS_ENV}={raw!r} is not a group count") from None
-    if limit < 0:
-        raise KilnError(f"groups per template must be >= 0, got {limit}")
-    return limit
+    return _count_setting(limit, TEMPLATE_GROUPS_ENV, default, "groups per template")
 
 
 def load_kernels(

@@ -27,7 +27,15 @@ def image(slot: int, *, delay_ms: int = 0, fail: bool = False, entries=ENTRIES) 
     return ("\n".join(lines) + "\n").encode() + b"\0"
 
 
-def _kernel(slot: int, entry: str, bs: int, ptr: int, shared: int) -> dict:
+CLUSTER_DIMENSION = 4  # CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION
+
+
+def kernel(slot: int, entry: str, bs: int, ptr: int, shared: int = 0, cluster: int = 0) -> dict:
+    """A kernel node; `cluster` > 0 launches it with that cluster size (a launch attribute
+    exec updates cannot change)."""
+    attributes = []
+    if cluster:
+        attributes.append((CLUSTER_DIMENSION, struct.pack("<3I", cluster, 1, 1).ljust(64, b"\0")))
     return {
         "type": "kernel",
         "kernel": {
@@ -40,7 +48,7 @@ def _kernel(slot: int, entry: str, bs: int, ptr: int, shared: int) -> dict:
             "args": struct.pack("<QI4x", ptr, bs),
             "params": [(0, 8), (8, 4)],
             "region_pointers": [(0, ptr)],
-            "attributes": [],
+            "attributes": attributes,
             "function_attributes": [],
         },
     }
@@ -50,9 +58,7 @@ def graph(bs: int, nodes: int, slots: int, buffer: int, shared: int = 0) -> dict
     """`nodes` kernels in a chain (their slots and entries fixed by position, so graphs of
     one node count share a topology), then a memset; arguments depend on `bs`."""
     ptr = buffer + 256 * bs
-    ns = [
-        _kernel(i % slots, ENTRIES[i % 3], bs, ptr, shared if i == 0 else 0) for i in range(nodes)
-    ]
+    ns = [kernel(i % slots, ENTRIES[i % 3], bs, ptr, shared if i == 0 else 0) for i in range(nodes)]
     ns.append({"type": "memset", "memset": (ptr, 0, 64, 1, 0, 1)})  # shape: topology
     return {
         "nodes": ns,
@@ -91,3 +97,19 @@ def open_fake_region(strict_context: bool = True) -> int:
 def close_fake() -> None:
     native.region_close(DEV)
     native.testing.uninstall_fake_driver()
+
+
+def launch_records(graphs) -> dict[str, list[str]]:
+    """What each graph launches through its template (switched there from another member:
+    in order, then in reverse) and through its own executable; "reversed" is listed back
+    in graph order."""
+    n = len(graphs)
+    native.testing.clear_fake_launches()
+    graphs.wait_all(False)
+    for i in list(range(n)) + list(reversed(range(n))):
+        graphs.launch_template(i, 0)
+    graphs.wait_all(True)
+    for i in range(n):
+        graphs.launch(i, 0)
+    records = native.testing.fake_launches()
+    return {"template": records[:n], "reversed": records[n : 2 * n][::-1], "own": records[2 * n :]}

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from ._restore_fixture import DEV, archive, native
+from ._restore_fixture import DEV, archive, launch_records, native
 
 
 def restore(arc, *, binary_threads: int, graph_threads: int, dedicated: bool = True):
@@ -19,25 +19,6 @@ def restore(arc, *, binary_threads: int, graph_threads: int, dedicated: bool = T
     graphs = native.GraphSet(arc.blobs, kernels, DEV, graph_threads)
     graphs.start(dedicated)
     return kernels, graphs
-
-
-def launch_records(graphs) -> dict[str, list[str]]:
-    """What each graph launches through its template (switched there from another member,
-    in a fixed order) and through its own executable."""
-    n = len(graphs)
-    native.testing.clear_fake_launches()
-    graphs.wait_all(False)
-    for i in list(range(n)) + list(reversed(range(n))):
-        graphs.launch_template(i, 0)
-    graphs.wait_all(True)
-    for i in range(n):
-        graphs.launch(i, 0)
-    records = native.testing.fake_launches()
-    return {
-        "template": records[:n],
-        "template_reversed": records[n : 2 * n],
-        "own": records[2 * n :],
-    }
 
 
 def test_overlapped_restore_launches_what_a_sequential_one_does(buffer) -> None:
@@ -54,7 +35,7 @@ def test_overlapped_restore_launches_what_a_sequential_one_does(buffer) -> None:
         assert other == sequential
     # Switching a template to a member launches exactly what its own executable does.
     assert sequential["template"] == sequential["own"]
-    assert list(reversed(sequential["template_reversed"])) == sequential["own"]
+    assert sequential["reversed"] == sequential["own"]
     # Sanity: every graph launches something of its own, with the kernels by name.
     assert len(set(sequential["own"])) == len(arc.blobs)
     assert all("kernel b0:k0 grid" in r for r in sequential["own"])

@@ -6,34 +6,14 @@ its own executable does."""
 
 from __future__ import annotations
 
-import struct
+from ._restore_fixture import DEV, image, launch_records, native
+from ._restore_fixture import kernel as fixture_kernel
 
-from ._restore_fixture import DEV, image, native
-
-CLUSTER_DIMENSION = 4  # CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION
 PROGRAMMATIC = 1  # CU_GRAPH_DEPENDENCY_TYPE_PROGRAMMATIC
 
 
-def kernel(entry: str, bs: int, ptr: int, *, slot: int = 0, cluster: int = 0) -> dict:
-    attributes = []
-    if cluster:
-        attributes.append((CLUSTER_DIMENSION, struct.pack("<3I", cluster, 1, 1).ljust(64, b"\0")))
-    return {
-        "type": "kernel",
-        "kernel": {
-            "binary": slot,
-            "entry": entry,
-            "grid": (bs, 1, 1),
-            "block": (128, 1, 1),
-            "shared_mem": 0,
-            "extra_buffer": False,
-            "args": struct.pack("<QI4x", ptr, bs),
-            "params": [(0, 8), (8, 4)],
-            "region_pointers": [(0, ptr)],
-            "attributes": attributes,
-            "function_attributes": [],
-        },
-    }
+def kernel(entry: str, bs: int, ptr: int, *, cluster: int = 0) -> dict:
+    return fixture_kernel(0, entry, bs, ptr, cluster=cluster)
 
 
 def chain(nodes: list[dict], edges: list[tuple] | None = None, events: int = 0) -> bytes:
@@ -63,21 +43,6 @@ def restore(blobs: list[bytes], *, family_groups: int, threads: int = 2):
     return graphs
 
 
-def records(graphs) -> dict[str, list[str]]:
-    """Each graph through the template (switched from another member), in order and in
-    reverse, then through its own executable."""
-    n = len(graphs)
-    native.testing.clear_fake_launches()
-    graphs.wait_all(False)
-    for i in list(range(n)) + list(reversed(range(n))):
-        graphs.launch_template(i, 0)
-    graphs.wait_all(True)
-    for i in range(n):
-        graphs.launch(i, 0)
-    out = native.testing.fake_launches()
-    return {"template": out[:n], "reversed": out[n : 2 * n][::-1], "own": out[2 * n :]}
-
-
 def variants(buffer: int) -> list[bytes]:
     """Six graphs in three topology groups: cluster 2 (bs 8, 7), cluster 1 (bs 6, 5), and
     cluster 1 with a split-K node (bs 4, 3)."""
@@ -99,7 +64,7 @@ def test_groups_that_differ_in_a_few_nodes_share_one_template(buffer) -> None:
     assert graphs.family_count == 1
     # Both GEMM variants and the split-K node get a slot: 4 + 1 + 1.
     assert graphs.family_slots(0) == 6
-    got = records(graphs)
+    got = launch_records(graphs)
     assert got["template"] == got["own"]
     assert got["reversed"] == got["own"]
     assert len(set(got["own"])) == 6
@@ -122,7 +87,7 @@ def test_family_groups_caps_the_groups_one_template_serves(buffer) -> None:
     graphs = restore(variants(buffer), family_groups=2)
     assert graphs.family_count == 2
     assert [graphs.family_of_group(g) for g in range(3)] == [0, 0, 1]
-    got = records(graphs)
+    got = launch_records(graphs)
     assert got["template"] == got["own"] == got["reversed"]
 
 
@@ -161,7 +126,7 @@ def test_a_programmatic_edge_to_a_node_one_group_lacks_keeps_the_groups_apart(bu
     ]
     graphs2 = restore(blobs, family_groups=2)
     assert (graphs2.group_count, graphs2.family_count) == (2, 1)
-    got = records(graphs2)
+    got = launch_records(graphs2)
     assert got["template"] == got["own"]
 
 
@@ -183,7 +148,7 @@ def test_an_extra_node_inside_a_run_of_alike_nodes_gets_its_own_slot(buffer) -> 
     graphs = restore([chain(a), chain(b)], family_groups=2)
     assert (graphs.group_count, graphs.family_count) == (2, 1)
     assert graphs.family_slots(0) == 12
-    got = records(graphs)
+    got = launch_records(graphs)
     assert got["template"] == got["own"] == got["reversed"]
 
 
