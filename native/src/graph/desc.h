@@ -67,6 +67,9 @@ struct Node {
 struct Edge {
   uint32_t from, to;
   uint8_t from_port, to_port, type;
+
+  // A full dependency: no ports, no type (programmatic edges have them).
+  bool plain() const { return from_port == 0 && to_port == 0 && type == 0; }
 };
 
 struct GraphDesc {

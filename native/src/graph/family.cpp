@@ -23,7 +23,7 @@ struct Keys {
 
 size_t programmatic_edges(const std::vector<Edge>& edges) {
   size_t n = 0;
-  for (const Edge& e : edges) n += e.from_port != 0 || e.to_port != 0 || e.type != 0;
+  for (const Edge& e : edges) n += !e.plain();
   return n;
 }
 
@@ -68,36 +68,17 @@ bool align(const std::vector<uint64_t>& a, const std::vector<uint64_t>& b, size_
 }
 
 // Within one hunk of an alignment (nodes only one side has), the pairs that can share a
-// slot: a longest common subsequence of coarse keys (greedy when the hunk is large).
+// slot: each node paired, in order, with the next node of the other side whose key it shares.
 Matches pair_hunk(const std::vector<uint64_t>& a, uint32_t a0, uint32_t a1, const std::vector<uint64_t>& b,
                   uint32_t b0, uint32_t b1) {
   Matches out;
-  const size_t ha = a1 - a0, hb = b1 - b0;
-  if (ha == 0 || hb == 0) return out;
-  if (ha * hb > (1u << 16)) {
-    uint32_t j = b0;
-    for (uint32_t i = a0; i < a1 && j < b1; ++i)
-      for (uint32_t t = j; t < b1; ++t)
-        if (a[i] == b[t]) {
-          out.emplace_back(i, t), j = t + 1;
-          break;
-        }
-    return out;
-  }
-  std::vector<uint32_t> len((ha + 1) * (hb + 1), 0);
-  auto at = [&](size_t i, size_t j) -> uint32_t& { return len[i * (hb + 1) + j]; };
-  for (size_t i = ha; i-- > 0;)
-    for (size_t j = hb; j-- > 0;)
-      at(i, j) = a[a0 + i] == b[b0 + j] ? at(i + 1, j + 1) + 1 : std::max(at(i + 1, j), at(i, j + 1));
-  for (size_t i = 0, j = 0; i < ha && j < hb;) {
-    if (a[a0 + i] == b[b0 + j]) {
-      out.emplace_back(a0 + i, b0 + j), ++i, ++j;
-    } else if (at(i + 1, j) >= at(i, j + 1)) {
-      ++i;
-    } else {
-      ++j;
-    }
-  }
+  uint32_t j = b0;
+  for (uint32_t i = a0; i < a1 && j < b1; ++i)
+    for (uint32_t t = j; t < b1; ++t)
+      if (a[i] == b[t]) {
+        out.emplace_back(i, t), j = t + 1;
+        break;
+      }
   return out;
 }
 
@@ -163,7 +144,8 @@ bool surely_more_than(const std::vector<uint64_t>& a, const std::vector<uint64_t
   return d + (a.size() - i) + (b.size() - j) > limit;
 }
 
-bool default_edge(const Edge& e) { return e.from_port == 0 && e.to_port == 0 && e.type == 0; }
+// Empty nodes need not be disabled: they do nothing.
+bool may_be_absent(NodeType type) { return can_disable(type) || type == NodeType::empty; }
 
 // Joins group `gi` into `f` when the limits and the rules in family.h allow it.
 bool try_merge(Building& f, size_t gi, const Keys& keys, const std::vector<const GraphDesc*>& descs,
@@ -235,7 +217,7 @@ bool try_merge(Building& f, size_t gi, const Keys& keys, const std::vector<const
       if (!same_data(edges.back(), e)) return false;
       continue;
     }
-    if (!default_edge(e) && (cover[e.from] < total || cover[e.to] < total)) return false;
+    if (!e.plain() && (cover[e.from] < total || cover[e.to] < total)) return false;
     edges.push_back(e);
   }
 
@@ -274,8 +256,6 @@ bool try_merge(Building& f, size_t gi, const Keys& keys, const std::vector<const
 bool can_disable(NodeType type) {
   return type == NodeType::kernel || type == NodeType::memset || type == NodeType::memcpy;
 }
-
-bool may_be_absent(NodeType type) { return can_disable(type) || type == NodeType::empty; }
 
 std::vector<uint64_t> node_keys(const GraphDesc& d) {
   std::vector<uint64_t> keys;

@@ -53,8 +53,7 @@ std::vector<FamilyPlan> plan_families(const std::vector<const GraphDesc*>& group
 std::vector<uint64_t> node_keys(const GraphDesc& desc);
 
 // Whether a node of this type can be disabled in an executable (the driver supports
-// kernel, memset and memcpy nodes); empty nodes need not be, as they do nothing.
-bool may_be_absent(NodeType type);
+// kernel, memset and memcpy nodes).
 bool can_disable(NodeType type);
 
 }  // namespace kiln

@@ -55,12 +55,6 @@ void put_node_signature(Writer& w, const Node& n) {
 
 }  // namespace
 
-std::string node_signature(const Node& node) {
-  std::string out;
-  append_node_signature(out, node);
-  return out;
-}
-
 void append_node_signature(std::string& out, const Node& node) {
   Writer w(out);
   put_node_signature(w, node);
@@ -125,7 +119,7 @@ const char* type_word(NodeType t) {
 
 std::string edge_summary(const GraphDesc& d) {
   size_t programmatic = 0;
-  for (const Edge& e : d.edges) programmatic += e.type != 0 || e.from_port != 0 || e.to_port != 0;
+  for (const Edge& e : d.edges) programmatic += !e.plain();
   return format("%zu edges, %zu programmatic", d.edges.size(), programmatic);
 }
 

@@ -22,11 +22,10 @@ std::string topology_signature(const GraphDesc& desc);
 // words ("" when they can). For `kiln inspect`, to see what splits a graph set into groups.
 std::string topology_difference(const GraphDesc& a, const GraphDesc& b);
 
-// The part of the signature one node contributes: equal for two nodes exactly when an exec
-// update can turn one into the other.
-std::string node_signature(const Node& node);
+// Appends the part of the signature one node contributes: equal for two nodes exactly when
+// an exec update can turn one into the other.
 void append_node_signature(std::string& out, const Node& node);
-// node_signature(a) == node_signature(b), without building them.
+// Whether two nodes' signatures are equal, without building them.
 bool same_node_signature(const Node& a, const Node& b);
 
 // True when an exec update is needed to turn node `a` into node `b` (same signature).
