@@ -131,6 +131,13 @@ SEAMS: tuple[Seam, ...] = (
         "the V2 runner's JIT warmup",
     ),
     Seam(
+        "vllm.v1.worker.gpu.warmup",
+        "run_mixed_prefill_decode_warmup",
+        ("model_runner", "worker_execute_model", "worker_sample_tokens", "num_tokens")
+        + ("mixed_step_context", "req_id_prefix"),
+        "LOAD's first-request warmup (kiln_vllm.warmups)",
+    ),
+    Seam(
         "vllm.model_executor.warmup.kernel_warmup",
         "kernel_warmup",
         ("worker",),
@@ -142,7 +149,7 @@ SEAMS: tuple[Seam, ...] = (
         "GPUModelRunner.__init__",
         None,
         "kiln installs its capture loop on the runner's graph manager",
-        sets=("cudagraph_manager", "max_num_tokens"),
+        sets=("cudagraph_manager", "max_num_tokens", "vllm_config"),
     ),
     Seam(_RUNNER, "GPUModelRunner.capture_model", ("self",), "region close"),
     Seam(_RUNNER, "GPUModelRunner.profile_run", ("self",), "profiling phase"),
@@ -305,6 +312,12 @@ SEAMS: tuple[Seam, ...] = (
         "CompilationConfig",
         "cudagraph_capture_sizes cudagraph_mode mode",
         "fingerprint",
+    ),
+    Seam(
+        "vllm.config.compilation",
+        "CompilationConfig.max_cudagraph_capture_size",
+        None,
+        "the first-request warmup stays within the capture sizes",
     ),
 )
 

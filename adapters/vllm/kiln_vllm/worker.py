@@ -13,7 +13,9 @@ Stages (docs/vllm/seams.md §6):
   effect, the compiled model.
 - initialize_from_config: KV cache allocated; kiln's capture loop is installed.
 - compile_or_warm_up_model: graphs captured (SAVE) or restored (LOAD, FULL graphs), vLLM's
-  `warmup_kernels` run suspended in both modes, region closed, ready.
+  `warmup_kernels` run suspended in both modes, then at LOAD a small prefill and a small
+  mixed step (kiln_vllm.warmups: the eager kernels native's graph warmups loaded), region
+  closed, ready.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from vllm.v1.worker.gpu_worker import Worker
 
 from kiln_vllm.adapter import WARMUP_KERNELS_PHASE
 from kiln_vllm.graphs import kiln_manager_class
+from kiln_vllm.warmups import WorkerStep, then_warm_first_requests, warm_first_request_kernels
 
 T = TypeVar("T")
 
@@ -139,7 +142,7 @@ class KilnWorker(Worker):
             try:
                 with (
                     _module_global(gpu_worker, "kernel_warmup", self._phase(KERNEL_WARMUP)),
-                    _module_global(gpu_worker, "warmup_kernels", self._phase(WARMUP_KERNELS)),
+                    _module_global(gpu_worker, "warmup_kernels", self._warmup_kernels),
                 ):
                     result = super().compile_or_warm_up_model()
             finally:
@@ -154,6 +157,21 @@ class KilnWorker(Worker):
         return result
 
     # --- helpers ---------------------------------------------------------------------------
+
+    def _warmup_kernels(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        """vLLM's warmup_kernels as a kiln warmup phase, then LOAD's first-request warmup."""
+        return then_warm_first_requests(
+            self._phase(WARMUP_KERNELS)(original),
+            loading=lambda: self.kiln.mode.value == "load",
+            warm=self._warm_first_requests,
+        )
+
+    def _warm_first_requests(
+        self, runner: Any, execute_model: WorkerStep, sample_tokens: WorkerStep
+    ) -> None:
+        # Suspended like warmup_kernels: after every graph, so the region's layout is SAVE's.
+        with self._timed("first_request_warmup"), self.kiln.suspended():
+            warm_first_request_kernels(runner, execute_model, sample_tokens)
 
     def _phase(self, phase: WarmupPhase) -> Callable[[Callable[..., T]], Callable[..., T | None]]:
         driver = self.kiln
