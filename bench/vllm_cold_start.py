@@ -21,6 +21,13 @@ Mode `load-before-ready` is a LOAD whose engine is ready only once every restore
 its own executable (`KILN_LOAD_BUILDS=before-ready`; every other mode runs with
 `background`, kiln's default): compare its first request and its `LLM()` with `load`'s.
 
+Mode `load-nowarmup` is a LOAD without the first-request warmup
+(`KILN_VLLM_FIRST_REQUEST_WARMUP=0`): compare its first request and first-use sum with
+`load`'s to see what the warmup buys.
+
+Mode `load-merged` is a LOAD whose topology groups may share merged templates
+(`KILN_TEMPLATE_GROUPS=0`; engines default to one template per group).
+
 Mode `save-cold` is the first SAVE on a machine: kiln pins vLLM's mega AOT artifact, a
 compile cache of its own, which that start fills (as `native-cold` fills native's).
 
@@ -49,6 +56,11 @@ PROMPTS = 16
 STEADY_REPEATS = 5
 OUT_TOKENS = 64
 WORKER_CLS = "kiln_vllm.worker.KilnWorker"
+# Modes that are LOADs with one setting changed (see the module docstring).
+MODE_ENV = {
+    "load-nowarmup": {"KILN_VLLM_FIRST_REQUEST_WARMUP": "0"},
+    "load-merged": {"KILN_TEMPLATE_GROUPS": "0"},
+}
 
 
 LONG_PROMPTS = 4
@@ -176,6 +188,7 @@ def launch(mode: str, args: argparse.Namespace, archive: Path, work: Path) -> di
         VLLM_USE_FLASHINFER_SAMPLER="0",
         KILN_LOAD_BUILDS="before-ready" if kind.endswith("-before-ready") else "background",
     )
+    env.update(MODE_ENV.get(kind, {}))
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(
