@@ -341,6 +341,17 @@ def binary_thread_count(threads: int | None = None) -> int:
     return _count_setting(threads, BINARY_THREADS_ENV, 3, "binary loader threads")
 
 
+RESOLVE_THREADS_ENV = "KILN_RESOLVE_THREADS"
+
+
+def resolve_thread_count(threads: int | None = None) -> int:
+    """How many background threads resolve the planned kernels (each a lookup that loads
+    the function into the context) while the templates build, so that a template finds its
+    members' kernels resolved: `threads`, else $KILN_RESOLVE_THREADS, else 2. 0: each
+    template's build resolves what it needs itself."""
+    return _count_setting(threads, RESOLVE_THREADS_ENV, 2, "kernel resolver threads")
+
+
 TEMPLATE_GROUPS_ENV = "KILN_TEMPLATE_GROUPS"
 
 
@@ -375,10 +386,12 @@ def start_graphs(
     dedicated: bool,
     threads: int | None,
     template_groups: int | None = None,
+    resolve_threads: int | None = None,
 ) -> None:
     """Decode and group every graph (while load_kernels' threads load the binaries), then
     build in the background: the templates first, one per family of topology groups
-    (every graph is replayable once those exist), then each graph's own executable.
+    (every graph is replayable once those exist), then each graph's own executable; beside
+    them, `resolve_threads` threads (see resolve_thread_count) resolve every kernel.
     Returns once decoded; RestoredSet.wait_replayable waits for the templates."""
     # More threads contend inside the driver (16 were slower than 4 on the H100).
     workers = threads or min(4, os.cpu_count() or 1)
@@ -391,6 +404,9 @@ def start_graphs(
     )
     restored.graph_set = graph_set
     _check_groups(manifest, graph_set)
+    resolvers = resolve_thread_count(resolve_threads)
+    if resolvers:
+        restored.kernels.resolve_in_background(resolvers)
     graph_set.start(dedicated)
     for i, g in enumerate(manifest.graphs):
         restored.add(RestoredGraph(g.name, i, restored, g.inputs, g.outputs))

@@ -26,12 +26,17 @@ def _every_wait_raises(graphs, kernels, pattern: str) -> None:
 
 @pytest.mark.parametrize("binary_threads", [1, 3])
 @pytest.mark.parametrize("delay_ms", [0, 20])
-def test_a_failed_binary_load_is_raised_at_wait(buffer, binary_threads: int, delay_ms: int) -> None:
+@pytest.mark.parametrize("resolve_threads", [0, 2])
+def test_a_failed_binary_load_is_raised_at_wait(
+    buffer, binary_threads: int, delay_ms: int, resolve_threads: int
+) -> None:
     arc = archive(buffer, fail_slot=0, delay_ms=delay_ms)
     kernels = native.make_kernel_table(
         arc.images, [-1] * len(arc.images), device=DEV, threads=binary_threads
     )
     graphs = native.GraphSet(arc.blobs, kernels, DEV, 4)  # decoding needs no binary
+    if resolve_threads:
+        kernels.resolve_in_background(resolve_threads)
     graphs.start(True)
     _every_wait_raises(graphs, kernels, r"archive binary 0 .*cuLibraryLoadData failed")
     assert native.testing.fake_graph_stats()["context_errors"] == 0
@@ -61,11 +66,15 @@ def test_without_loader_threads_a_failed_load_is_raised_at_once(buffer) -> None:
     assert native.testing.fake_graph_stats()["live_libraries"] == 0
 
 
-def test_a_kernel_missing_from_its_binary_is_raised_at_wait(buffer) -> None:
+@pytest.mark.parametrize("resolve_threads", [0, 2])
+def test_a_kernel_missing_from_its_binary_is_raised_at_wait(buffer, resolve_threads: int) -> None:
     arc = archive(buffer)
     arc.images[2] = image(2, entries=("k0", "k1"))  # position 2 launches b2:k2
     kernels = native.make_kernel_table(arc.images, [-1] * len(arc.images), device=DEV, threads=2)
     graphs = native.GraphSet(arc.blobs, kernels, DEV, 2)
+    if resolve_threads:  # the resolvers meet the failure first and keep it for the builds
+        kernels.resolve_in_background(resolve_threads)
+        kernels.wait_background()
     graphs.start(True)
     with pytest.raises(RestoreError, match=r"kernel k2 not found in archive binary 2"):
         graphs.wait_all(False)

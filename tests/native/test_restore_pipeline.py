@@ -8,15 +8,25 @@ import gc
 import time
 
 import pytest
+from kiln.errors import RestoreError
 
 from ._restore_fixture import DEV, archive, launch_records, native
 
 
-def restore(arc, *, binary_threads: int, graph_threads: int, dedicated: bool = True):
+def restore(
+    arc,
+    *,
+    binary_threads: int,
+    graph_threads: int,
+    resolve_threads: int = 0,
+    dedicated: bool = True,
+):
     kernels = native.make_kernel_table(
         arc.images, [-1] * len(arc.images), device=DEV, threads=binary_threads
     )
     graphs = native.GraphSet(arc.blobs, kernels, DEV, graph_threads)
+    if resolve_threads:
+        kernels.resolve_in_background(resolve_threads)
     graphs.start(dedicated)
     return kernels, graphs
 
@@ -24,8 +34,18 @@ def restore(arc, *, binary_threads: int, graph_threads: int, dedicated: bool = T
 def test_overlapped_restore_launches_what_a_sequential_one_does(buffer) -> None:
     arc = archive(buffer, delay_ms=5)
     runs = []
-    for binary_threads, graph_threads in ((0, 1), (3, 4), (2, 2), (4, 1)):
-        kernels, graphs = restore(arc, binary_threads=binary_threads, graph_threads=graph_threads)
+    for binary_threads, graph_threads, resolve_threads in (
+        (0, 1, 0),
+        (3, 4, 0),
+        (2, 2, 2),
+        (4, 1, 3),
+    ):
+        kernels, graphs = restore(
+            arc,
+            binary_threads=binary_threads,
+            graph_threads=graph_threads,
+            resolve_threads=resolve_threads,
+        )
         assert graphs.group_count == 2
         runs.append(launch_records(graphs))
         del graphs, kernels
@@ -66,6 +86,38 @@ def test_function_attributes_are_set_once_at_their_maximum_before_any_use(buffer
     launch_records(graphs)
     assert native.testing.fake_graph_stats()["attribute_sets"] == 1
     assert len(kernels) == len({(i % 6, i % 3) for i in range(7)})  # (slot, entry) by position
+    del graphs, kernels
+
+
+def test_background_resolution_resolves_every_planned_kernel_once_in_the_primary_context(
+    buffer,
+) -> None:
+    arc = archive(buffer, delay_ms=2)
+    kernels = native.make_kernel_table(arc.images, [-1] * len(arc.images), device=DEV, threads=2)
+    graphs = native.GraphSet(arc.blobs, kernels, DEV, 2)  # plans every graph's kernels
+    assert len(kernels) == 0
+    kernels.resolve_in_background(3)
+    kernels.wait_background()  # no build started: the resolvers did it all
+    planned = len({(i % 6, i % 3) for i in range(7)})
+    assert len(kernels) == planned
+    stats = native.testing.fake_graph_stats()
+    assert stats["library_get_kernel_calls"] == planned
+    assert stats["context_errors"] == 0
+    assert kernels.timings()["kernels.background"]["count"] == 1
+    graphs.start(True)
+    launch_records(graphs)
+    assert (
+        native.testing.fake_graph_stats()["library_get_kernel_calls"] == planned
+    )  # none resolved twice
+    del graphs, kernels
+
+
+def test_background_resolution_starts_once(buffer) -> None:
+    arc = archive(buffer)
+    kernels, graphs = restore(arc, binary_threads=1, graph_threads=1, resolve_threads=1)
+    with pytest.raises(RestoreError, match="background resolution already started"):
+        kernels.resolve_in_background(1)
+    graphs.wait_all(True)
     del graphs, kernels
 
 

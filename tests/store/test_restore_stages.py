@@ -59,13 +59,15 @@ def test_restore_reports_native_stage_timings(restored) -> None:
     r, reader, manifest = restored
     store.load_kernels(reader, manifest, r, threads=2)
     assert r.kernels.loader_threads == 2
-    store.start_graphs(reader, manifest, r, dedicated=True, threads=2)
+    store.start_graphs(reader, manifest, r, dedicated=True, threads=2, resolve_threads=2)
     r.graph_set.wait_all(False)
+    r.kernels.wait_background()
     t = r.native_timings()
     for category in (
         "binaries_load",
         "binaries_all",
         "kernels_resolve",
+        "kernels_background",
         "decode",
         "updates",
         "families",
@@ -97,3 +99,14 @@ def test_binary_thread_count_option(monkeypatch) -> None:
         store.binary_thread_count()
     with pytest.raises(KilnError, match=">= 0"):
         store.binary_thread_count(-1)
+
+
+def test_resolve_thread_count_option(monkeypatch) -> None:
+    monkeypatch.delenv(store.RESOLVE_THREADS_ENV, raising=False)
+    assert store.resolve_thread_count() == 2
+    assert store.resolve_thread_count(0) == 0
+    monkeypatch.setenv(store.RESOLVE_THREADS_ENV, "5")
+    assert store.resolve_thread_count() == 5
+    monkeypatch.setenv(store.RESOLVE_THREADS_ENV, "-1")
+    with pytest.raises(KilnError, match=">= 0"):
+        store.resolve_thread_count()

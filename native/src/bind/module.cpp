@@ -256,9 +256,15 @@ NB_MODULE(_native, m) {
       .def("wait_loaded", [](KernelTable& t) { t.binaries().wait_all(); }, nb::call_guard<nb::gil_scoped_release>(),
            "Block until every binary is loaded; raises the lowest slot's failure.")
       .def_prop_ro("loader_threads", [](KernelTable& t) { return t.binaries().threads(); })
+      .def("resolve_in_background", &KernelTable::resolve_in_background, "threads"_a,
+           "Resolve every planned kernel on `threads` background threads (after the graphs were planned; "
+           "once). Failures are raised where a graph needs the kernel.")
+      .def("wait_background", &KernelTable::wait_background, nb::call_guard<nb::gil_scoped_release>(),
+           "Join the background resolvers (every planned kernel taken).")
       .def("timings", [](const KernelTable& t) { return timings_dict(t.timings()); },
            "{category: {sum, wall, count}} seconds: binaries.load (each image), binaries.all (start to last "
-           "image), kernels.resolve (each function's lookup and attributes).");
+           "image), kernels.resolve (each function's lookup and attributes), kernels.background (resolve_in_background "
+           "until its threads found nothing left).");
   m.def("make_kernel_table", [](const std::vector<nb::object>& sources, const std::vector<int>& app_binaries,
                                 int device, unsigned threads) {
     // sources[i]: a buffer with the binary's bytes, used unless app_binaries[i] >= 0 names

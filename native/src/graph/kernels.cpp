@@ -5,6 +5,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "common/context.h"
 #include "common/driver.h"
 #include "common/error.h"
 #include "common/log.h"
@@ -13,6 +14,50 @@
 namespace kiln {
 
 KernelTable::KernelTable(std::unique_ptr<BinaryLoader> binaries) : binaries_(std::move(binaries)) {}
+
+KernelTable::~KernelTable() {
+  stop_.store(true);
+  wait_background();
+}
+
+void KernelTable::wait_background() {
+  for (std::thread& t : resolvers_)
+    if (t.joinable()) t.join();
+}
+
+void KernelTable::resolve_in_background(unsigned threads) {
+  if (!resolvers_.empty()) throw Error(ErrorKind::restore, "kernel table: background resolution already started");
+  resolvers_started_ = SteadyClock::now();
+  resolvers_left_.store(threads);
+  for (unsigned t = 0; t < threads; ++t) resolvers_.emplace_back([this] { resolver(); });
+}
+
+void KernelTable::resolver() {
+  // A failure to bind is kept in every kernel this thread takes, where a graph needs it.
+  std::exception_ptr bind_error;
+  try {
+    bind_context(binaries_->context());
+  } catch (...) {
+    bind_error = std::current_exception();
+  }
+  for (size_t i; !stop_.load() && cells_.claim(&i);) {
+    Kernel* k;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      k = &kernels_[i];
+    }
+    std::exception_ptr error = bind_error;
+    if (!error) {
+      try {
+        resolve(*k);
+      } catch (...) {
+        error = std::current_exception();
+      }
+    }
+    cells_.finish(i, error);
+  }
+  if (resolvers_left_.fetch_sub(1) == 1) timeline_.add("kernels.background", resolvers_started_, SteadyClock::now());
+}
 
 namespace {
 

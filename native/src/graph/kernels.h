@@ -7,11 +7,13 @@
 
 #include <cuda.h>
 
+#include <atomic>
 #include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -25,6 +27,7 @@ namespace kiln {
 class KernelTable {
  public:
   explicit KernelTable(std::unique_ptr<BinaryLoader> binaries);
+  ~KernelTable();
   KernelTable(const KernelTable&) = delete;
   KernelTable& operator=(const KernelTable&) = delete;
 
@@ -36,6 +39,14 @@ class KernelTable {
   // them) and applies their planned attributes; rethrows the failure of a binary or lookup
   // it depends on. Thread-safe; every kernel of `desc` must have been planned.
   void require(const GraphDesc& desc);
+  // Starts `threads` background threads (bound to the loader's context) that resolve every
+  // planned kernel nobody has taken yet, in plan order, so that builds find the kernels of
+  // the graphs they switch to already resolved. A failure stays in the kernel's cell and is
+  // rethrown by require. Call after plan; once.
+  void resolve_in_background(unsigned threads);
+  // Joins the background resolvers (once every planned kernel was taken); failures stay in
+  // their kernels' cells. Not thread-safe against itself or resolve_in_background.
+  void wait_background();
   // plan + require, for callers restoring one graph at a time.
   void prepare(const GraphDesc& desc);
   // A kernel resolved by require; thread-safe.
@@ -45,7 +56,8 @@ class KernelTable {
   CUcontext context() const { return binaries_->context(); }
   BinaryLoader& binaries() { return *binaries_; }
   // "kernels.resolve": each function's lookup and attribute setting (binary loading not
-  // included), plus the binary loader's categories.
+  // included); "kernels.background": from resolve_in_background until its threads found
+  // nothing left; plus the binary loader's categories.
   std::map<std::string, TimeTotal> timings() const;
 
  private:
@@ -60,6 +72,7 @@ class KernelTable {
   size_t index_of(uint32_t slot, const std::string& entry) const;  // caller holds mu_
   void resolve(Kernel& k);
   void apply_attributes(Kernel& k);
+  void resolver();
 
   std::unique_ptr<BinaryLoader> binaries_;
   mutable std::mutex mu_;  // index_ and kernels_ (the container; each Kernel's cell guards its function)
@@ -67,6 +80,10 @@ class KernelTable {
   std::deque<Kernel> kernels_;  // stable addresses while others are appended
   OnceCells cells_;             // one per kernel: resolved once, whoever needs it first
   std::mutex attr_mu_;
+  std::vector<std::thread> resolvers_;
+  std::atomic<bool> stop_{false};
+  std::atomic<unsigned> resolvers_left_{0};
+  SteadyClock::time_point resolvers_started_;
   Timeline timeline_;
 };
 
