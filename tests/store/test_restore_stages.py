@@ -87,26 +87,23 @@ def test_restore_reports_native_stage_timings(restored) -> None:
     assert all(r[name].has_own_executable for name in r)
 
 
-def test_binary_thread_count_option(monkeypatch) -> None:
-    monkeypatch.delenv(store.BINARY_THREADS_ENV, raising=False)
-    assert store.binary_thread_count() == 3
-    assert store.binary_thread_count(0) == 0
-    monkeypatch.setenv(store.BINARY_THREADS_ENV, "2")
-    assert store.binary_thread_count() == 2
-    assert store.binary_thread_count(4) == 4  # an explicit argument wins
-    monkeypatch.setenv(store.BINARY_THREADS_ENV, "many")
-    with pytest.raises(KilnError, match="KILN_BINARY_THREADS"):
-        store.binary_thread_count()
+@pytest.mark.parametrize(
+    ("count", "env", "default"),
+    [
+        (store.binary_thread_count, store.BINARY_THREADS_ENV, 3),
+        (store.resolve_thread_count, store.RESOLVE_THREADS_ENV, 2),
+    ],
+)
+def test_thread_count_options(monkeypatch, count, env: str, default: int) -> None:
+    monkeypatch.delenv(env, raising=False)
+    assert count() == default
+    assert count(0) == 0
+    monkeypatch.setenv(env, "5")
+    assert count() == 5
+    assert count(4) == 4  # an explicit argument wins
+    monkeypatch.setenv(env, "many")
+    with pytest.raises(KilnError, match=env):
+        count()
+    monkeypatch.setenv(env, "-1")
     with pytest.raises(KilnError, match=">= 0"):
-        store.binary_thread_count(-1)
-
-
-def test_resolve_thread_count_option(monkeypatch) -> None:
-    monkeypatch.delenv(store.RESOLVE_THREADS_ENV, raising=False)
-    assert store.resolve_thread_count() == 2
-    assert store.resolve_thread_count(0) == 0
-    monkeypatch.setenv(store.RESOLVE_THREADS_ENV, "5")
-    assert store.resolve_thread_count() == 5
-    monkeypatch.setenv(store.RESOLVE_THREADS_ENV, "-1")
-    with pytest.raises(KilnError, match=">= 0"):
-        store.resolve_thread_count()
+        count()
