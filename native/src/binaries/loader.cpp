@@ -70,25 +70,8 @@ void BinaryLoader::load(uint32_t slot) {
 }
 
 void BinaryLoader::worker() {
-  // Threads kiln starts have no current context; a failure to bind is reported by every
-  // slot this thread takes (where it is needed), not swallowed.
-  std::exception_ptr bind_error;
-  try {
-    bind_context(ctx_);
-  } catch (...) {
-    bind_error = std::current_exception();
-  }
-  for (size_t i; !stop_.load() && cells_.claim(&i);) {
-    std::exception_ptr error = bind_error;
-    if (!error) {
-      try {
-        load(static_cast<uint32_t>(i));
-      } catch (...) {
-        error = std::current_exception();
-      }
-    }
-    cells_.finish(i, error);
-  }
+  // Threads kiln starts have no current context.
+  cells_.drain(stop_, try_bind_context(ctx_), [this](size_t i) { load(static_cast<uint32_t>(i)); });
 }
 
 const BinarySource& BinaryLoader::get(uint32_t slot) {

@@ -32,4 +32,13 @@ void bind_context(CUcontext ctx) {
   if (current != ctx) check(drv.cuCtxSetCurrent(ctx), "cuCtxSetCurrent");
 }
 
+std::exception_ptr try_bind_context(CUcontext ctx) {
+  try {
+    bind_context(ctx);
+  } catch (...) {
+    return std::current_exception();
+  }
+  return nullptr;
+}
+
 }  // namespace kiln

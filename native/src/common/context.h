@@ -5,6 +5,8 @@
 
 #include <cuda.h>
 
+#include <exception>
+
 namespace kiln {
 
 // The device's primary context (retained for the life of the process, as PyTorch keeps
@@ -14,5 +16,8 @@ CUcontext primary_context(int device);
 
 // Makes `ctx` current on the calling thread unless it already is.
 void bind_context(CUcontext ctx);
+// bind_context for a pool thread: the failure is returned (to be reported by every item the
+// thread takes, where it is needed), not thrown.
+std::exception_ptr try_bind_context(CUcontext ctx);
 
 }  // namespace kiln

@@ -4,6 +4,7 @@
 // a failure is kept and rethrown to every asker, so it surfaces where the item is needed.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <exception>
@@ -61,6 +62,25 @@ class OnceCells {
       }
     }
     return false;
+  }
+
+  // A pool thread's loop: claims the lowest pending cell and runs fn(i) until none is left
+  // or `stop` is set. `failed` (the thread could not start work, e.g. bind its context) is
+  // kept as the error of every cell it claims instead of running fn, so it surfaces where
+  // the cell is needed.
+  template <typename Fn>
+  void drain(const std::atomic<bool>& stop, std::exception_ptr failed, Fn&& fn) {
+    for (size_t i; !stop.load() && claim(&i);) {
+      std::exception_ptr error = failed;
+      if (!error) {
+        try {
+          fn(i);
+        } catch (...) {
+          error = std::current_exception();
+        }
+      }
+      finish(i, error);
+    }
   }
 
   void finish(size_t i, std::exception_ptr error) {

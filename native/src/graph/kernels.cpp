@@ -33,29 +33,14 @@ void KernelTable::resolve_in_background(unsigned threads) {
 }
 
 void KernelTable::resolver() {
-  // A failure to bind is kept in every kernel this thread takes, where a graph needs it.
-  std::exception_ptr bind_error;
-  try {
-    bind_context(binaries_->context());
-  } catch (...) {
-    bind_error = std::current_exception();
-  }
-  for (size_t i; !stop_.load() && cells_.claim(&i);) {
+  cells_.drain(stop_, try_bind_context(binaries_->context()), [this](size_t i) {
     Kernel* k;
     {
       std::lock_guard<std::mutex> lk(mu_);
       k = &kernels_[i];
     }
-    std::exception_ptr error = bind_error;
-    if (!error) {
-      try {
-        resolve(*k);
-      } catch (...) {
-        error = std::current_exception();
-      }
-    }
-    cells_.finish(i, error);
-  }
+    resolve(*k);
+  });
   if (resolvers_left_.fetch_sub(1) == 1) timeline_.add("kernels.background", resolvers_started_, SteadyClock::now());
 }
 
