@@ -15,6 +15,7 @@ from typing import Any
 from kiln.archive import ArchiveReader, archive_lock, compare_fingerprints, write_archive
 from kiln.archive.jsonsec import dump_json, load_json
 from kiln.capture import CaptureSession
+from kiln.env_settings import count_setting
 from kiln.errors import (
     AllocationDriftError,
     ArchiveCorrupt,
@@ -320,25 +321,11 @@ def materialize_window(manifest: Manifest, region: Region, restored: RestoredSet
 BINARY_THREADS_ENV = "KILN_BINARY_THREADS"
 
 
-def _count_setting(value: int | None, env: str, default: int, what: str) -> int:
-    """`value`, else the environment variable `env`, else `default`; a count >= 0, or a
-    KilnError that names the setting."""
-    if value is None:
-        raw = os.environ.get(env, str(default))
-        try:
-            value = int(raw)
-        except ValueError:
-            raise KilnError(f"{env}={raw!r} is not a count of {what}") from None
-    if value < 0:
-        raise KilnError(f"{what} must be >= 0, got {value}")
-    return value
-
-
 def binary_thread_count(threads: int | None = None) -> int:
     """How many background threads load an archive's kernel binaries: `threads`, else
     $KILN_BINARY_THREADS, else 3 (loading runs beside the graph decode's threads; more
     would contend inside the driver). 0 loads them all on the calling thread first."""
-    return _count_setting(threads, BINARY_THREADS_ENV, 3, "binary loader threads")
+    return count_setting(BINARY_THREADS_ENV, 3, "binary loader threads", threads)
 
 
 RESOLVE_THREADS_ENV = "KILN_RESOLVE_THREADS"
@@ -349,7 +336,7 @@ def resolve_thread_count(threads: int | None = None) -> int:
     the function into the context) while the templates build, so that a template finds its
     members' kernels resolved: `threads`, else $KILN_RESOLVE_THREADS, else 2. 0: each
     template's build resolves what it needs itself."""
-    return _count_setting(threads, RESOLVE_THREADS_ENV, 2, "kernel resolver threads")
+    return count_setting(RESOLVE_THREADS_ENV, 2, "kernel resolver threads", threads)
 
 
 TEMPLATE_GROUPS_ENV = "KILN_TEMPLATE_GROUPS"
@@ -359,7 +346,7 @@ def template_group_limit(limit: int | None = None, *, default: int = 0) -> int:
     """How many topology groups one template may serve (groups that differ in a few nodes
     share a merged template; see docs/restore.md): `limit`, else $KILN_TEMPLATE_GROUPS,
     else `default` (0: no cap). 1 merges none."""
-    return _count_setting(limit, TEMPLATE_GROUPS_ENV, default, "groups per template")
+    return count_setting(TEMPLATE_GROUPS_ENV, default, "groups per template", limit)
 
 
 def load_kernels(

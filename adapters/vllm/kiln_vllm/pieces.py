@@ -23,11 +23,11 @@ no archived graph, an output kiln cannot rebuild) is a KilnError naming the piec
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from kiln.env_settings import switch_setting
 from kiln.errors import KilnError
 
 ENV = "KILN_VLLM_PIECEWISE"
@@ -37,10 +37,7 @@ _KEY_TAIL = 6  # segments after the piece name: t, r, u, h, l, o
 
 def piecewise_restore_requested(environ: Mapping[str, str] | None = None) -> bool:
     """On unless $KILN_VLLM_PIECEWISE is 0; any value but 0 and 1 is refused by name."""
-    raw = (os.environ if environ is None else environ).get(ENV, "1")
-    if raw not in ("0", "1"):
-        raise KilnError(f"{ENV}={raw!r}: use 1 (restore PIECEWISE graphs) or 0 (capture them)")
-    return raw == "1"
+    return switch_setting(ENV, "restore PIECEWISE graphs", "capture them", environ)
 
 
 def piecewise_fingerprint(environ: Mapping[str, str] | None = None) -> dict[str, bool]:

@@ -25,11 +25,10 @@ warpgroups from the longest query times the query heads per KV head, against 64)
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from kiln.errors import KilnError
+from kiln.env_settings import switch_setting
 
 T = TypeVar("T")
 
@@ -48,10 +47,7 @@ WorkerStep = Callable[[Any], Any]  # the worker's execute_model or sample_tokens
 
 def first_request_warmup_requested(environ: Mapping[str, str] | None = None) -> bool:
     """On unless $KILN_VLLM_FIRST_REQUEST_WARMUP is 0; any value but 0 and 1 is refused."""
-    raw = (os.environ if environ is None else environ).get(ENV, "1")
-    if raw not in ("0", "1"):
-        raise KilnError(f"{ENV}={raw!r}: use 1 (warm up small requests at LOAD) or 0 (do not)")
-    return raw == "1"
+    return switch_setting(ENV, "warm up small requests at LOAD", "do not", environ)
 
 
 def first_request_tokens(max_capture_size: int | None) -> int | None:

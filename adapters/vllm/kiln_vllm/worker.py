@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 
 import torch
 from kiln import lifecycle
-from kiln.errors import KilnError
+from kiln.env_settings import count_setting
 from kiln.lifecycle import WarmupPhase
 from vllm.v1.worker import gpu_worker
 from vllm.v1.worker.gpu_worker import Worker
@@ -151,7 +151,7 @@ class KilnWorker(Worker):
             self.kiln.region_close()
         self.kiln.ready()
         self._write_times()
-        steps = _count_setting(PROFILE_STEPS)
+        steps = count_setting(PROFILE_STEPS, 0, "engine steps to profile")
         if steps > 0 and os.environ.get(STAGE_TIMES):
             self._profile_first_steps(steps)
         return result
@@ -247,13 +247,6 @@ class KilnWorker(Worker):
         record = {"rank": self.rank, "mode": self.kiln.mode.value, "stages": self.kiln_times}
         with open(path.replace("{rank}", str(self.rank)), "w") as f:
             json.dump(record, f, indent=1)
-
-
-def _count_setting(name: str) -> int:
-    raw = os.environ.get(name, "") or "0"
-    if not raw.isdigit():
-        raise KilnError(f"{name}={raw!r}: expected a count (0 or more)")
-    return int(raw)
 
 
 @contextlib.contextmanager
