@@ -24,6 +24,30 @@ class BinaryEntry:
     sha256: str
     size: int
     kind: str
+    # Set when the section holds the device's cubin taken out of a fatbin (kiln.fatbin):
+    # the SHA-256 and size of the fatbin the application loaded, by which LOAD finds the
+    # process's own copy.
+    source_sha256: str | None = None
+    source_size: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "section": self.section,
+            "sha256": self.sha256,
+            "size": self.size,
+            "kind": self.kind,
+        }
+        if self.source_sha256 is not None:
+            out["source_sha256"] = self.source_sha256
+            out["source_size"] = self.source_size
+        return out
+
+    @property
+    def loaded_as(self) -> tuple[str, int]:
+        """(SHA-256, size) of the image the application itself loaded."""
+        if self.source_sha256 is None or self.source_size is None:
+            return self.sha256, self.size
+        return self.source_sha256, self.source_size
 
 
 @dataclass(frozen=True)
@@ -86,7 +110,7 @@ class Manifest:
             "device": self.device,
             "trajectory": [list(t) for t in self.trajectory],
             "window": list(self.window),
-            "binaries": [vars(b) for b in self.binaries],
+            "binaries": [b.to_json() for b in self.binaries],
             "graphs": [
                 {
                     "name": g.name,
@@ -117,9 +141,19 @@ class Manifest:
                 raise fail("capture window lies outside the trajectory")
             binaries = []
             for b in d["binaries"]:
-                e = BinaryEntry(str(b["section"]), str(b["sha256"]), int(b["size"]), str(b["kind"]))
+                source = "source_sha256" in b
+                e = BinaryEntry(
+                    str(b["section"]),
+                    str(b["sha256"]),
+                    int(b["size"]),
+                    str(b["kind"]),
+                    str(b["source_sha256"]) if source else None,
+                    int(b["source_size"]) if source else None,
+                )
                 if e.section not in sections or not _HEX64.match(e.sha256) or e.size <= 0:
                     raise fail(f"binary entry {e.section!r} is invalid or its section is missing")
+                if source and (not _HEX64.match(e.loaded_as[0]) or e.loaded_as[1] <= 0):
+                    raise fail(f"binary entry {e.section!r} has an invalid source fatbin")
                 binaries.append(e)
             graphs = []
             names = set()

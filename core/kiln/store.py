@@ -4,6 +4,7 @@ replayable graphs in a fresh process."""
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
 import os
 import time
@@ -23,6 +24,7 @@ from kiln.errors import (
     NonPersistableGraph,
     RestoreError,
 )
+from kiln.fatbin import device_cubin
 from kiln.fingerprint import environment_fingerprint
 from kiln.manifest import FINGERPRINT, MANIFEST, BinaryEntry, GraphEntry, GroupEntry, Manifest
 from kiln.native import native
@@ -178,8 +180,10 @@ def archive_sections(
         if digest not in by_hash:
             by_hash[digest] = len(binaries)
             name = f"b{len(binaries)}"
-            sections[name] = data
-            binaries.append(BinaryEntry(name, digest, len(data), n.binary_info(bid)["kind"]))
+            entry, sections[name] = _binary_entry(
+                name, data, digest, n.binary_info(bid)["kind"], region
+            )
+            binaries.append(entry)
         slot_of[bid] = by_hash[digest]
 
     graphs: list[GraphEntry] = []
@@ -216,6 +220,29 @@ def archive_sections(
         "graph_bytes": graph_bytes,
     }
     return sections, stats
+
+
+def _binary_entry(
+    name: str, data: bytes, digest: str, kind: str, region: Any
+) -> tuple[BinaryEntry, bytes]:
+    """The manifest entry and section bytes of one kernel binary: a fatbin becomes the one
+    cubin this device runs from it where kiln.fatbin finds it (LOAD then loads less)."""
+    if kind == "fatbin":
+        cubin = device_cubin(data, _device_sm(region.device))
+        if cubin is not None:
+            entry = BinaryEntry(
+                name, hashlib.sha256(cubin).hexdigest(), len(cubin), "cubin", digest, len(data)
+            )
+            return entry, cubin
+    return BinaryEntry(name, digest, len(data), kind), data
+
+
+@functools.cache
+def _device_sm(device: int) -> int:
+    import torch
+
+    major, minor = torch.cuda.get_device_capability(device)
+    return int(major) * 10 + int(minor)
 
 
 def save(
@@ -283,8 +310,9 @@ def _app_copies(binaries: list[BinaryEntry]) -> list[int]:
     out = []
     for b in binaries:
         found = -1
-        for i in by_size.get(b.size, ()):
-            if n.binary_loaded(i) and digest(i) == b.sha256:
+        sha, size = b.loaded_as
+        for i in by_size.get(size, ()):
+            if n.binary_loaded(i) and digest(i) == sha:
                 found = i
                 break
         out.append(found)

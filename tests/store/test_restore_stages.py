@@ -11,9 +11,10 @@ from types import SimpleNamespace
 import pytest
 from kiln import store
 from kiln.errors import KilnError
+from kiln.manifest import BinaryEntry
 from kiln.restored import RestoredSet
 
-from tests.native._restore_fixture import DEV, archive, close_fake, open_fake_region
+from tests.native._restore_fixture import DEV, archive, close_fake, native, open_fake_region
 
 
 class _Reader:
@@ -36,7 +37,7 @@ def restored():
     sections.update({f"g{i}": blob for i, blob in enumerate(arc.blobs)})
     manifest = SimpleNamespace(
         binaries=[
-            SimpleNamespace(section=f"b{i}", size=len(img), sha256=hashlib.sha256(img).hexdigest())
+            BinaryEntry(f"b{i}", hashlib.sha256(img).hexdigest(), len(img), "ptx")
             for i, img in enumerate(arc.images)
         ],
         graphs=[
@@ -83,6 +84,9 @@ def test_restore_reports_native_stage_timings(restored) -> None:
             assert isinstance(t[f"{category}_{suffix}"], float), (category, suffix)
     assert t["templates_instantiate_count"] == r.template_count == 1  # two groups, one template
     assert t["binaries_load_count"] == len(manifest.binaries)
+    # The archive stays mapped until the libraries are unloaded: the driver need not copy.
+    stats = native.testing.fake_graph_stats()
+    assert stats["preserved_loads"] == stats["library_loads"] == len(manifest.binaries)
     r.finish()
     assert all(r[name].has_own_executable for name in r)
 

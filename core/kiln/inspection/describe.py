@@ -67,6 +67,8 @@ def describe_archive(path: str | os.PathLike[str]) -> dict[str, Any]:
                     "size": b.size,
                     "kind": b.kind,
                     "entries": len({name for name, s in uses if s == slot}),
+                    # Bytes of the fatbin the application loaded, when SAVE kept its cubin.
+                    **({"fatbin_size": b.source_size} if b.source_size is not None else {}),
                 }
                 for slot, b in enumerate(manifest.binaries)
             ],

@@ -11,7 +11,11 @@ namespace kiln {
 CUlibrary load_library(const uint8_t* data, size_t size, uint32_t slot) {
   ImageView v = validate_image(data, size);  // the driver would read past a lying header
   CUlibrary lib = nullptr;
-  CUresult r = driver().cuLibraryLoadData(&lib, data, nullptr, nullptr, 0, nullptr, nullptr, 0);
+  // Archive images stay mapped until the library is unloaded (BinaryLoader's keep_alive), so
+  // the driver may read them in place instead of copying tens of MB of cubins first.
+  CUlibraryOption option = CU_LIBRARY_BINARY_IS_PRESERVED;
+  void* preserved = reinterpret_cast<void*>(uintptr_t{1});
+  CUresult r = driver().cuLibraryLoadData(&lib, data, nullptr, nullptr, 0, &option, &preserved, 1);
   if (r != CUDA_SUCCESS)
     throw Error(ErrorKind::restore,
                 format("archive binary %u (%s, %zu bytes): %s", slot, image_kind_name(v.kind), v.size,

@@ -351,6 +351,7 @@ NB_MODULE(_native, m) {
     d["live_execs"] = s.live_execs;
     d["live_events"] = s.live_events;
     d["library_loads"] = s.library_loads;
+    d["preserved_loads"] = s.preserved_loads;
     d["max_concurrent_loads"] = s.max_concurrent_loads;
     d["loader_threads"] = s.loader_threads;
     d["attribute_sets"] = s.attribute_sets;

@@ -89,7 +89,7 @@ struct State {
   std::map<const Exec*, std::unique_ptr<Exec>> execs;
   std::vector<std::string> launches;
   std::set<std::thread::id> loader_threads;
-  int64_t loads = 0, loading = 0, max_loading = 0, attribute_sets = 0, context_errors = 0, instantiations = 0;
+  int64_t loads = 0, preserved_loads = 0, loading = 0, max_loading = 0, attribute_sets = 0, context_errors = 0, instantiations = 0;
   int64_t get_kernel_calls = 0, param_info_calls = 0;
   int64_t enable_failures = 0;  // the next this many cuGraphNodeSetEnabled calls fail
   int64_t enable_calls = 0;
@@ -248,8 +248,8 @@ Exec* exec_node(CUgraphExec exec, CUgraphNode node, size_t* index) {
   return x;
 }
 
-CUresult library_load(CUlibrary* out, const void* code, CUjit_option*, void**, unsigned, CUlibraryOption*, void**,
-                      unsigned) {
+CUresult library_load(CUlibrary* out, const void* code, CUjit_option*, void**, unsigned, CUlibraryOption* options,
+                      void** values, unsigned option_count) {
   if (no_context()) return CUDA_ERROR_INVALID_CONTEXT;
   std::string text(static_cast<const char*>(code));
   auto lib = std::make_unique<Library>();
@@ -271,6 +271,8 @@ CUresult library_load(CUlibrary* out, const void* code, CUjit_option*, void**, u
   {
     std::lock_guard<std::mutex> l(s.mu);
     ++s.loads;
+    for (unsigned i = 0; i < option_count; ++i)
+      if (options[i] == CU_LIBRARY_BINARY_IS_PRESERVED && values[i]) ++s.preserved_loads;
     s.max_loading = std::max(s.max_loading, ++s.loading);
     s.loader_threads.insert(std::this_thread::get_id());
   }
@@ -762,7 +764,7 @@ void install_fake_graph_calls(DriverTable& t, bool strict_context) {
     s.live_libraries.clear(), s.live_functions.clear(), s.live_graphs.clear();
     s.live_execs.clear(), s.live_events.clear(), s.launches.clear(), s.loader_threads.clear();
     s.unloaded.clear();
-    s.loads = s.loading = s.max_loading = s.attribute_sets = s.context_errors = s.instantiations = 0;
+    s.loads = s.preserved_loads = s.loading = s.max_loading = s.attribute_sets = s.context_errors = s.instantiations = 0;
     s.get_kernel_calls = s.param_info_calls = s.enable_failures = s.enable_calls = 0;
     s.event_records = s.event_syncs = 0;
   }
@@ -820,6 +822,7 @@ FakeGraphStats fake_graph_stats() {
           static_cast<int64_t>(s.live_execs.size()),
           static_cast<int64_t>(s.live_events.size()),
           s.loads,
+          s.preserved_loads,
           s.max_loading,
           static_cast<int64_t>(s.loader_threads.size()),
           s.attribute_sets,

@@ -28,6 +28,7 @@ struct FakeGraphStats {
   int64_t live_execs;
   int64_t live_events;
   int64_t library_loads;
+  int64_t preserved_loads;      // loads that let the driver keep reading the caller's image
   int64_t max_concurrent_loads;
   int64_t loader_threads;       // distinct threads that called cuLibraryLoadData
   int64_t attribute_sets;       // cuFuncSetAttribute calls
