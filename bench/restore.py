@@ -75,6 +75,7 @@ def _write_restore_stages(args: argparse.Namespace, save: dict, load: dict) -> N
         "templates": load["templates"],
         "template_groups_env": os.environ.get("KILN_TEMPLATE_GROUPS", "0"),
         "dedicated_ready_after_restore_seconds": load["dedicated_wait_seconds"],
+        "build_timings_after_finish": load.get("build_timings_after_finish"),
         "bit_exact_vs_save_native": load["all_bit_exact_vs_save_native"],
     }
     label = f"-{args.label}" if args.label else ""

@@ -204,6 +204,8 @@ def run_load(args: argparse.Namespace) -> dict[str, Any]:
         "groups": restored.group_count,
         "templates": restored.template_count,
         "dedicated_wait_seconds": dedicated_wait,
+        # Every build's timings once the own executables exist (dedicated_* included).
+        "build_timings_after_finish": restored.native_timings(),
         "replay_bench": replay_bench,
         "all_bit_exact_vs_save_native": all(
             r[k]["bit_exact"]
