@@ -174,3 +174,36 @@ def test_timings_name_every_step(buffer) -> None:
         for category, t in totals.items():
             assert 0 <= t["wall"] <= t["sum"] + 1e-9, category
     del graphs, kernels
+
+
+def test_own_executables_start_building_once_the_templates_are_uploaded(buffer) -> None:
+    # Their instantiations would contend with the upload inside the driver.
+    arc = archive(buffer)
+    kernels, graphs = restore(arc, binary_threads=2, graph_threads=4)
+    graphs.wait_all(False)
+    time.sleep(0.05)
+    assert native.testing.fake_graph_stats()["instantiations"] == graphs.family_count
+    assert not any(graphs.has_dedicated(i) for i in range(len(arc.blobs)))
+    graphs.upload_templates(0)
+    graphs.wait_all(True)
+    assert all(graphs.has_dedicated(i) for i in range(len(arc.blobs)))
+    del graphs, kernels
+    gc.collect()
+
+
+def test_waiting_for_an_own_executable_starts_them_without_an_upload(buffer) -> None:
+    arc = archive(buffer)
+    kernels, graphs = restore(arc, binary_threads=2, graph_threads=2)
+    graphs.wait(3, True)
+    assert graphs.has_dedicated(3)
+    del graphs, kernels
+    gc.collect()
+
+
+def test_a_set_destroyed_before_its_upload_stops_its_waiting_builders(buffer) -> None:
+    arc = archive(buffer)
+    kernels, graphs = restore(arc, binary_threads=2, graph_threads=4)
+    graphs.wait_all(False)
+    del graphs, kernels  # joins the builders waiting for the upload: must not hang
+    gc.collect()
+    assert native.testing.fake_graph_stats()["live_execs"] == 0

@@ -116,7 +116,11 @@ void GraphSet::plan(size_t family_groups) {
 }
 
 GraphSet::~GraphSet() {
-  stop_.store(true);
+  {
+    std::lock_guard<std::mutex> lk(mu_);  // a worker may be waiting for the templates' upload
+    stop_.store(true);
+  }
+  cv_.notify_all();
   for (std::thread& t : workers_)
     if (t.joinable()) t.join();
   for (auto& m : members_) m->dedicated.store(nullptr);
@@ -182,10 +186,10 @@ void GraphSet::run_task(size_t task) {
   bool is_family = task < families_.size();
   size_t index = is_family ? task : task - families_.size();
   if (!is_family) {
-    // Own executables only after every template exists: until then all threads work on
-    // making every graph replayable (builds contend inside the driver).
+    // Own executables only after every template exists and is uploaded: until then all
+    // threads work on making every graph replayable (builds contend inside the driver).
     std::unique_lock<std::mutex> lk(mu_);
-    cv_.wait(lk, [&] { return templates_done_ == families_.size() || stop_.load(); });
+    cv_.wait(lk, [&] { return (templates_done_ == families_.size() && dedicated_released_) || stop_.load(); });
   }
   try {
     bind_context(ctx_);
@@ -224,6 +228,7 @@ void GraphSet::wait(size_t i, bool dedicated) {
   cv_.wait(lk, [&] { return f.done; });
   if (f.error) std::rethrow_exception(f.error);
   if (!dedicated) return;
+  release_dedicated(lk);
   cv_.wait(lk, [&] { return m.dedicated_done; });
   if (m.dedicated_error) std::rethrow_exception(m.dedicated_error);
 }
@@ -238,6 +243,14 @@ void GraphSet::upload_templates(CUstream stream) {
     std::lock_guard<std::mutex> lk(f->launch_mu);
     if (f->exec) f->exec->upload(stream);
   }
+  std::unique_lock<std::mutex> lk(mu_);
+  release_dedicated(lk);
+}
+
+void GraphSet::release_dedicated(std::unique_lock<std::mutex>&) {
+  if (dedicated_released_) return;
+  dedicated_released_ = true;
+  cv_.notify_all();
 }
 
 void GraphSet::launch(size_t i, CUstream stream) {

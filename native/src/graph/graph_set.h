@@ -47,7 +47,8 @@ class GraphSet {
   GraphSet(const GraphSet&) = delete;
   GraphSet& operator=(const GraphSet&) = delete;
 
-  // Background work: templates, then (if `dedicated`) one executable per graph.
+  // Background work: templates, then (if `dedicated`) one executable per graph, begun once
+  // upload_templates ran or someone waits for an own executable.
   void start(bool dedicated);
   // Blocks until graph `i` is replayable (through its template, or its own executable when
   // `dedicated`); rethrows the error of the background build it waited for.
@@ -80,6 +81,7 @@ class GraphSet {
   std::map<std::string, TimeTotal> timings() const { return timeline_.totals(); }
 
  private:
+  void release_dedicated(std::unique_lock<std::mutex>& held);  // with mu_ held
   struct Member {
     GraphDesc desc;
     size_t group = 0;
@@ -146,6 +148,9 @@ class GraphSet {
   std::atomic<size_t> next_task_{0};
   size_t task_count_ = 0;
   size_t templates_done_ = 0;  // guarded by mu_
+  // Own executables start building once the templates are uploaded (or someone waits for
+  // an own executable): their instantiations would contend with the upload in the driver.
+  bool dedicated_released_ = false;  // guarded by mu_
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> switches_{0};
   SteadyClock::time_point started_;
