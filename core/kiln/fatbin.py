@@ -21,8 +21,10 @@ import ctypes
 import logging
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 __all__ = ["FatbinEntry", "device_cubin", "fatbin_entries"]
 
@@ -108,61 +110,41 @@ def _payload(entry: FatbinEntry) -> bytes | None:
     return _lz4_decompress(data, size)
 
 
-def _library(name: str) -> ctypes.CDLL | None:
+_ZSTD = ("libzstd.so.1", "ZSTD_decompress", ctypes.c_size_t, (ctypes.c_char_p, ctypes.c_size_t) * 2)
+_LZ4 = (
+    "liblz4.so.1",
+    "LZ4_decompress_safe",
+    ctypes.c_int,
+    (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_int),
+)
+
+
+@cache
+def _function(library: str, symbol: str, restype: type, argtypes: tuple[type, ...]) -> Any:
+    """A typed entry point of a system library, or None where the library is missing."""
     try:
-        return ctypes.CDLL(name)
-    except OSError:
-        log.debug("%s is not available: fatbins compressed with it are kept", name)
+        fn = getattr(ctypes.CDLL(library), symbol)
+    except (OSError, AttributeError):
+        log.debug("%s (%s) is not available: fatbins compressed with it are kept", library, symbol)
         return None
-
-
-@cache
-def _zstd() -> ctypes.CDLL | None:
-    lib = _library("libzstd.so.1")
-    if lib is not None:
-        lib.ZSTD_decompress.restype = ctypes.c_size_t
-        lib.ZSTD_decompress.argtypes = [
-            ctypes.c_char_p,
-            ctypes.c_size_t,
-            ctypes.c_char_p,
-            ctypes.c_size_t,
-        ]
-        lib.ZSTD_isError.restype = ctypes.c_uint
-        lib.ZSTD_isError.argtypes = [ctypes.c_size_t]
-    return lib
-
-
-@cache
-def _lz4() -> ctypes.CDLL | None:
-    lib = _library("liblz4.so.1")
-    if lib is not None:
-        lib.LZ4_decompress_safe.restype = ctypes.c_int
-        lib.LZ4_decompress_safe.argtypes = [
-            ctypes.c_char_p,
-            ctypes.c_char_p,
-            ctypes.c_int,
-            ctypes.c_int,
-        ]
-    return lib
+    fn.restype, fn.argtypes = restype, list(argtypes)
+    return fn
 
 
 def _zstd_decompress(data: bytes, size: int) -> bytes | None:
-    lib = _zstd()
-    if lib is None:
-        return None
-    out = ctypes.create_string_buffer(size)
-    got = lib.ZSTD_decompress(out, size, data, len(data))
-    if lib.ZSTD_isError(got) or got != size:
-        return None
-    return out.raw
+    fn = _function(*_ZSTD)
+    # An error code is (size_t)-n: never equal to a size below MAX_CUBIN_BYTES.
+    return None if fn is None else _into(size, lambda out: fn(out, size, data, len(data)))
 
 
 def _lz4_decompress(data: bytes, size: int) -> bytes | None:
-    lib = _lz4()
-    if lib is None or size >= 1 << 31 or len(data) >= 1 << 31:
+    fn = _function(*_LZ4)
+    if fn is None or len(data) >= 1 << 31:
         return None
+    return _into(size, lambda out: fn(data, out, len(data), size))
+
+
+def _into(size: int, decompress: Callable[[ctypes.Array[ctypes.c_char]], int]) -> bytes | None:
+    """The `size` bytes `decompress` writes into a fresh buffer, if it wrote exactly that many."""
     out = ctypes.create_string_buffer(size)
-    got = lib.LZ4_decompress_safe(data, out, len(data), size)
-    if got != size:
-        return None
-    return out.raw
+    return out.raw if decompress(out) == size else None
