@@ -11,10 +11,23 @@ from kiln.native import native
 from kiln.region import RegionConfig
 
 
+def compute_capability(device: int) -> tuple[int, int]:
+    import torch
+
+    major, minor = torch.cuda.get_device_capability(device)
+    return int(major), int(minor)
+
+
+def device_sm(device: int) -> int:
+    """The device's architecture as fatbins number it (9.0 -> 90)."""
+    major, minor = compute_capability(device)
+    return major * 10 + minor
+
+
 def environment_fingerprint(config: RegionConfig) -> dict[str, Any]:
     import torch
 
-    major, minor = torch.cuda.get_device_capability(config.device)
+    major, minor = compute_capability(config.device)
     return {
         "format_version": FORMAT_VERSION,
         "kiln_version": __version__,

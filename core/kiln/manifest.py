@@ -152,7 +152,9 @@ class Manifest:
                 )
                 if e.section not in sections or not _HEX64.match(e.sha256) or e.size <= 0:
                     raise fail(f"binary entry {e.section!r} is invalid or its section is missing")
-                if source and (not _HEX64.match(e.loaded_as[0]) or e.loaded_as[1] <= 0):
+                if e.source_sha256 is not None and (
+                    not _HEX64.match(e.source_sha256) or (e.source_size or 0) <= 0
+                ):
                     raise fail(f"binary entry {e.section!r} has an invalid source fatbin")
                 binaries.append(e)
             graphs = []

@@ -4,7 +4,6 @@ replayable graphs in a fresh process."""
 from __future__ import annotations
 
 import bisect
-import functools
 import hashlib
 import os
 import time
@@ -25,7 +24,7 @@ from kiln.errors import (
     RestoreError,
 )
 from kiln.fatbin import device_cubin
-from kiln.fingerprint import environment_fingerprint
+from kiln.fingerprint import device_sm, environment_fingerprint
 from kiln.manifest import FINGERPRINT, MANIFEST, BinaryEntry, GraphEntry, GroupEntry, Manifest
 from kiln.native import native
 from kiln.region import Region
@@ -228,21 +227,13 @@ def _binary_entry(
     """The manifest entry and section bytes of one kernel binary: a fatbin becomes the one
     cubin this device runs from it where kiln.fatbin finds it (LOAD then loads less)."""
     if kind == "fatbin":
-        cubin = device_cubin(data, _device_sm(region.device))
+        cubin = device_cubin(data, device_sm(region.device))
         if cubin is not None:
             entry = BinaryEntry(
                 name, hashlib.sha256(cubin).hexdigest(), len(cubin), "cubin", digest, len(data)
             )
             return entry, cubin
     return BinaryEntry(name, digest, len(data), kind), data
-
-
-@functools.cache
-def _device_sm(device: int) -> int:
-    import torch
-
-    major, minor = torch.cuda.get_device_capability(device)
-    return int(major) * 10 + int(minor)
 
 
 def save(

@@ -26,7 +26,7 @@ def sha(data: bytes) -> str:
 
 @pytest.fixture
 def sm90(monkeypatch):
-    monkeypatch.setattr(store, "_device_sm", lambda device: 90)
+    monkeypatch.setattr(store, "device_sm", lambda device: 90)
 
 
 def test_save_stores_the_device_cubin_and_remembers_the_fatbin(sm90) -> None:
@@ -37,7 +37,7 @@ def test_save_stores_the_device_cubin_and_remembers_the_fatbin(sm90) -> None:
 
 
 def test_save_keeps_a_fatbin_without_a_cubin_for_the_device(monkeypatch) -> None:
-    monkeypatch.setattr(store, "_device_sm", lambda device: 100)
+    monkeypatch.setattr(store, "device_sm", lambda device: 100)
     entry_, data = store._binary_entry("b0", FAT, sha(FAT), "fatbin", DEVICE)
     assert data == FAT
     assert entry_ == BinaryEntry("b0", sha(FAT), len(FAT), "fatbin")
@@ -45,7 +45,7 @@ def test_save_keeps_a_fatbin_without_a_cubin_for_the_device(monkeypatch) -> None
 
 
 def test_save_stores_other_images_as_they_are(monkeypatch) -> None:
-    monkeypatch.setattr(store, "_device_sm", lambda device: pytest.fail("not a fatbin"))
+    monkeypatch.setattr(store, "device_sm", lambda device: pytest.fail("not a fatbin"))
     entry_, data = store._binary_entry("b0", CUBIN, sha(CUBIN), "cubin", DEVICE)
     assert (entry_, data) == (BinaryEntry("b0", sha(CUBIN), len(CUBIN), "cubin"), CUBIN)
 
