@@ -80,6 +80,7 @@ class NativeRuntime:
         import torch
 
         from kiln import store
+        from kiln.section_verification import verify_in_background
 
         torch.cuda.set_device(device)
         self._mode = mode
@@ -89,10 +90,13 @@ class NativeRuntime:
             return
         if archive is None:
             raise RestoreError("LOAD needs an open archive")
-        archive.verify()  # the driver verified its own sections only; this hashes in parallel
         self._reader = archive
         self._manifest = store.manifest_of(archive, device)
         self._restored = RestoredSet(_BorrowedReader(archive), device)
+        # The driver verified its own sections only; the rest are hashed on native threads
+        # while the binaries load (each waits for its own), and before the first restore
+        # returns (RestoredSet.wait_replayable).
+        self._restored.verification = verify_in_background(archive, self._manifest)
         store.load_kernels(archive, self._manifest, self._restored)
 
     def suspended(self) -> contextlib.AbstractContextManager[None]:
@@ -152,6 +156,8 @@ class NativeRuntime:
 
         restored = self._require_restored()
         if not restored.started:
+            # A corrupt archive fails before the region is touched (hashed since bind).
+            restored.wait_verified()
             # The first graph the engine asks for: this is where SAVE's capture window began.
             store.materialize_window(self._manifest, self._require_region(), restored)
             # Engines replay templates under their own stream and launch patterns; merged ones

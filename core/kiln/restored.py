@@ -94,6 +94,8 @@ class RestoredSet(Mapping[str, RestoredGraph]):
         self.device = device
         self.timings: dict[str, float] = {}
         self.kernels: Any = None
+        # The archive's sections still being hashed (kiln.section_verification), or None.
+        self.verification: Any = None
         self._graph_set: Any = None
         self._reader = reader
         self._graphs: dict[str, RestoredGraph] = {}
@@ -131,15 +133,27 @@ class RestoredSet(Mapping[str, RestoredGraph]):
         self._graphs[graph.name] = graph
 
     def wait_replayable(self) -> None:
-        """Block until every graph can replay (its group's template is built and uploaded);
-        raises the first background error."""
+        """Block until every graph can replay (its group's template is built and uploaded)
+        and every section of the archive was verified; raises the first background error."""
         import torch
 
         t0 = time.perf_counter()
         self.graph_set.wait_all(False)
         t1 = time.perf_counter()
         self.graph_set.upload_templates(torch.cuda.current_stream(self.device).cuda_stream)
-        self._waited = {"templates_wait": t1 - t0, "templates_upload": time.perf_counter() - t1}
+        t2 = time.perf_counter()
+        self.wait_verified()  # sections no template read (e.g. the app's own binaries)
+        self._waited = {
+            "templates_wait": t1 - t0,
+            "templates_upload": t2 - t1,
+            "verify_wait": time.perf_counter() - t2,
+        }
+
+    def wait_verified(self) -> None:
+        """Block until every section of the archive was hashed (when that runs in the
+        background); raises ArchiveCorrupt naming the first mismatch."""
+        if self.verification is not None:
+            self.verification.wait()
 
     def finish(self) -> None:
         """Block until every graph has its own executable (built in the background, so
@@ -187,6 +201,7 @@ class RestoredSet(Mapping[str, RestoredGraph]):
         self._graphs.clear()
         self._graph_set = None
         self.kernels = None
+        self.verification = None  # after its consumers: it stops hashing and fails what is left
         n = native()
         for addr in self._allocations:
             n.region_release(self.device, addr)

@@ -29,6 +29,7 @@ from kiln.manifest import FINGERPRINT, MANIFEST, BinaryEntry, GraphEntry, GroupE
 from kiln.native import native
 from kiln.region import Region
 from kiln.restored import RestoredGraph, RestoredSet
+from kiln.section_verification import verify_in_background
 
 _KINDS = {0: "cuMemAlloc", 1: "cuMemAllocPitch", 2: "cuMemAddressReserve", 3: "kiln"}
 
@@ -368,20 +369,68 @@ def template_group_limit(limit: int | None = None, *, default: int = 0) -> int:
     return count_setting(TEMPLATE_GROUPS_ENV, default, "groups per template", limit)
 
 
+def _gate(restored: RestoredSet, sections: list[str]) -> dict[str, Any]:
+    """The verifier arguments of a native consumer of `sections` (none when verified)."""
+    v = restored.verification
+    return {} if v is None else {"verifier": v.verifier, "items": v.items(sections)}
+
+
 def load_kernels(
-    reader: Any, manifest: Manifest, restored: RestoredSet, *, threads: int | None = None
+    reader: Any,
+    manifest: Manifest,
+    restored: RestoredSet,
+    *,
+    threads: int | None = None,
+    resolve_threads: int | None = None,
 ) -> None:
     """Start loading the archive's kernel binaries (or find this process's own copies of
     them) on background threads bound to the device's primary context, and return: graph
-    blobs decode meanwhile, and each template waits only for the binaries it launches. A
-    failed load is raised where a graph needs the binary, or by wait_replayable."""
-    sources = [reader.section(b.section) for b in manifest.binaries]
+    blobs decode meanwhile, and each template waits only for the binaries it launches.
+    Beside the loaders, `resolve_threads` threads (see resolve_thread_count) plan every
+    kernel from the graph blobs' shape tables and resolve them as their binaries arrive. A
+    failed load is raised where a graph needs the binary, or by wait_replayable. With
+    `restored.verification`, each section is read once its hash matched."""
+    binaries = [b.section for b in manifest.binaries]
     restored.kernels = native().make_kernel_table(
-        sources,
+        [reader.section(s) for s in binaries],
         _app_copies(manifest.binaries),
         device=restored.device,
         threads=binary_thread_count(threads),
+        **_gate(restored, binaries),
     )
+    resolvers = resolve_thread_count(resolve_threads)
+    if resolvers:
+        graphs = [g.section for g in manifest.graphs]
+        restored.kernels.resolve_in_background(
+            resolvers, [reader.section(s) for s in graphs], **_gate(restored, graphs)
+        )
+
+
+def decode_graphs(
+    reader: Any,
+    manifest: Manifest,
+    restored: RestoredSet,
+    *,
+    threads: int | None,
+    template_groups: int | None = None,
+) -> None:
+    """Decode and group every graph (while load_kernels' threads load the binaries and
+    resolve the kernels) into `restored.graph_set`, CPU only; its start() builds them."""
+    # More threads contend inside the driver (16 were slower than 4 on the H100).
+    workers = threads or min(4, os.cpu_count() or 1)
+    graphs = [g.section for g in manifest.graphs]
+    graph_set = native().GraphSet(
+        [reader.section(s) for s in graphs],
+        restored.kernels,
+        restored.device,
+        workers,
+        template_group_limit(template_groups),
+        **_gate(restored, graphs),
+    )
+    restored.graph_set = graph_set
+    _check_groups(manifest, graph_set)
+    for i, g in enumerate(manifest.graphs):
+        restored.add(RestoredGraph(g.name, i, restored, g.inputs, g.outputs))
 
 
 def start_graphs(
@@ -392,37 +441,19 @@ def start_graphs(
     dedicated: bool,
     threads: int | None,
     template_groups: int | None = None,
-    resolve_threads: int | None = None,
 ) -> None:
-    """Decode and group every graph (while load_kernels' threads load the binaries), then
-    build in the background: the templates first, one per family of topology groups
-    (every graph is replayable once those exist), then each graph's own executable; beside
-    them, `resolve_threads` threads (see resolve_thread_count) resolve every kernel.
-    Returns once decoded; RestoredSet.wait_replayable waits for the templates."""
-    # More threads contend inside the driver (16 were slower than 4 on the H100).
-    workers = threads or min(4, os.cpu_count() or 1)
-    graph_set = native().GraphSet(
-        [reader.section(g.section) for g in manifest.graphs],
-        restored.kernels,
-        restored.device,
-        workers,
-        template_group_limit(template_groups),
-    )
-    restored.graph_set = graph_set
-    _check_groups(manifest, graph_set)
-    resolvers = resolve_thread_count(resolve_threads)
-    if resolvers:
-        restored.kernels.resolve_in_background(resolvers)
-    graph_set.start(dedicated)
-    for i, g in enumerate(manifest.graphs):
-        restored.add(RestoredGraph(g.name, i, restored, g.inputs, g.outputs))
+    """decode_graphs, then build in the background: the templates first, one per family of
+    topology groups (every graph is replayable once those exist), then each graph's own
+    executable. Returns once decoded; RestoredSet.wait_replayable waits for the
+    templates."""
+    decode_graphs(reader, manifest, restored, threads=threads, template_groups=template_groups)
+    restored.graph_set.start(dedicated)
 
 
-def open_archive(
-    path: str | os.PathLike[str], device: int, *, verify: bool = True
-) -> tuple[Any, Manifest]:
-    """The reader and the validated manifest of a kiln archive (fingerprint not checked)."""
-    reader = ArchiveReader(path, verify=verify)
+def open_archive(path: str | os.PathLike[str], device: int) -> tuple[Any, Manifest]:
+    """The reader and the verified, validated manifest of a kiln archive (no other section
+    hashed yet: see section_verification; fingerprint not checked)."""
+    reader = ArchiveReader(path, verify=False)
     try:
         manifest = manifest_of(reader, device)
     except BaseException:
@@ -432,7 +463,9 @@ def open_archive(
 
 
 def manifest_of(reader: Any, device: int) -> Manifest:
-    """The validated manifest of an open archive, which must have been saved on `device`."""
+    """The verified, validated manifest of an open archive, which must have been saved on
+    `device`."""
+    reader.verify_section(MANIFEST)
     manifest = Manifest.from_json(load_json(reader.section(MANIFEST), MANIFEST), set(reader.names))
     if manifest.device != device:
         raise RestoreError(
@@ -457,10 +490,14 @@ def load(
     graph is replayable, with tensors aliasing their inputs and outputs; with `dedicated`,
     background threads (`threads`, default 4) go on building each graph its own executable
     (see RestoredSet.finish). Kernel binaries load on `binary_threads` threads (see
-    store.binary_thread_count) while the graphs decode.
+    store.binary_thread_count) while the graphs decode. With `verify`, every section is
+    hashed on native threads beside that (kiln.section_verification), each read only once
+    its hash matched, and all of them before the capture window is materialized: a corrupt
+    archive raises ArchiveCorrupt with the region untouched. Without, only the manifest is.
 
     `timings` of the result: seconds per stage as the caller saw them (open, fingerprint,
-    materialize, binaries, decode, templates, total; binaries only starts the loading now)
+    binaries, decode, verify, materialize, templates, total; binaries only starts the
+    loading now, verify waits for the hashing still running)
     and, from the native side, `<category>_sum` (thread-seconds), `<category>_wall` (time
     during which any thread was in it) and `<category>_count` for binary loading, kernel
     resolution, decoding, update preparation and each step of the template builds (see
@@ -474,19 +511,28 @@ def load(
         timings[name] = now - t
         t = now
 
-    reader, manifest = open_archive(path, region.device, verify=verify)
+    reader, manifest = open_archive(path, region.device)
     restored = RestoredSet(reader, region.device)
     try:
+        if verify:
+            restored.verification = verify_in_background(reader, manifest)
         stage("open")
+        if verify:
+            reader.verify_section(FINGERPRINT)
         fingerprint = load_json(reader.section(FINGERPRINT), FINGERPRINT)
         compare_fingerprints(fingerprint, environment_fingerprint(region.config))
         stage("fingerprint")
-        materialize_window(manifest, region, restored)
-        stage("materialize")
         load_kernels(reader, manifest, restored, threads=binary_threads)
         stage("binaries")
-        start_graphs(reader, manifest, restored, dedicated=dedicated, threads=threads)
+        decode_graphs(reader, manifest, restored, threads=threads)
         stage("decode")
+        # Hashed beside the loads and the decode; a corrupt archive must fail before the
+        # region is touched, so that the process can still start natively or retry.
+        restored.wait_verified()
+        stage("verify")
+        materialize_window(manifest, region, restored)
+        stage("materialize")
+        restored.graph_set.start(dedicated)
         restored.wait_replayable()
         stage("templates")
     except BaseException:

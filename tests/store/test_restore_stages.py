@@ -58,9 +58,9 @@ def restored():
 
 def test_restore_reports_native_stage_timings(restored) -> None:
     r, reader, manifest = restored
-    store.load_kernels(reader, manifest, r, threads=2)
+    store.load_kernels(reader, manifest, r, threads=2, resolve_threads=2)
     assert r.kernels.loader_threads == 2
-    store.start_graphs(reader, manifest, r, dedicated=True, threads=2, resolve_threads=2)
+    store.start_graphs(reader, manifest, r, dedicated=True, threads=2)
     r.graph_set.wait_all(False)
     r.kernels.wait_background()
     t = r.native_timings()

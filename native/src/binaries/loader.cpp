@@ -24,12 +24,15 @@ CUlibrary load_library(const uint8_t* data, size_t size, uint32_t slot) {
   return lib;
 }
 
-BinaryLoader::BinaryLoader(std::vector<BinarySource> slots, CUcontext ctx, std::shared_ptr<void> keep_alive)
+BinaryLoader::BinaryLoader(std::vector<BinarySource> slots, CUcontext ctx, std::shared_ptr<void> keep_alive,
+                           GateItems gate)
     : slots_(std::move(slots)),
       ctx_(ctx),
       keep_alive_(std::move(keep_alive)),
+      gate_(std::move(gate)),
       cells_(slots_.size()),
       started_(SteadyClock::now()) {
+  gate_.check_count(slots_.size(), "binary loader");
   // Slots holding the application's own handles need no loading.
   for (uint32_t i = 0; i < slots_.size(); ++i) {
     if (slots_[i].image)
@@ -65,6 +68,7 @@ void BinaryLoader::start(unsigned threads) {
 
 void BinaryLoader::load(uint32_t slot) {
   BinarySource& s = slots_[slot];
+  gate_.wait(slot);  // the image is neither parsed nor handed to the driver unverified
   auto t0 = SteadyClock::now();
   s.library = load_library(s.image, s.size, slot);
   s.owned = true;

@@ -18,6 +18,7 @@
 
 #include "common/once_cells.h"
 #include "common/timeline.h"
+#include "archive/verify_gate.h"
 
 namespace kiln {
 
@@ -33,7 +34,9 @@ class BinaryLoader {
  public:
   // Images must stay valid while the loader exists; `keep_alive` (released last, after
   // every library is unloaded) can hold them. `ctx`: the context the pool's threads bind.
-  BinaryLoader(std::vector<BinarySource> slots, CUcontext ctx, std::shared_ptr<void> keep_alive = nullptr);
+  // With a gate (one item per slot), a slot's image is read only once its item passed.
+  BinaryLoader(std::vector<BinarySource> slots, CUcontext ctx, std::shared_ptr<void> keep_alive = nullptr,
+               GateItems gate = {});
   ~BinaryLoader();
   BinaryLoader(const BinaryLoader&) = delete;
   BinaryLoader& operator=(const BinaryLoader&) = delete;
@@ -62,6 +65,7 @@ class BinaryLoader {
   std::vector<BinarySource> slots_;
   CUcontext ctx_;
   std::shared_ptr<void> keep_alive_;
+  GateItems gate_;
   OnceCells cells_;
   std::vector<std::thread> workers_;
   std::atomic<bool> stop_{false};

@@ -2,10 +2,12 @@
 // tests and `kiln inspect`.
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
 
 #include <cstring>
 
+#include "bind/buffer_views.h"
 #include "common/error.h"
 #include "graph/blob.h"
 #include "graph/desc.h"
@@ -210,6 +212,13 @@ void bind_graph_desc(nb::module_& m) {
       throw;
     }
   }, "data"_a, "Decode a graph blob; raises ArchiveCorrupt naming the defect.");
+  m.def("blob_kernels", [](const nb::object& data) {
+    BufferViews view({data});
+    std::vector<std::tuple<uint32_t, std::string>> out;
+    for (BlobKernel& k : blob_kernels(view.data(0), view.length(0))) out.emplace_back(k.binary, std::move(k.entry));
+    return out;
+  }, "data"_a, "(binary slot, entry) of each kernel shape a graph blob names, read without decoding its nodes; "
+     "raises ArchiveCorrupt like decode_graph.");
 }
 
 }  // namespace kiln

@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "bind/buffer_views.h"
+#include "bind/gate_items.h"
 #include "bind/timings.h"
 #include "graph/capture_recorder.h"
 #include "graph/graph_set.h"
@@ -36,15 +37,18 @@ void bind_graph_set(nb::module_& m) {
   nb::class_<GraphSet>(m, "GraphSet")
       .def("__init__",
            [](GraphSet* self, const std::vector<nb::object>& blobs, KernelTable& kernels, int device, unsigned threads,
-              size_t family_groups) {
+              size_t family_groups, const SectionVerifier* verifier, const std::vector<size_t>& items) {
              BufferViews views(blobs);
              std::vector<BlobView> list = views.blobs();
+             GateItems gate = gate_items(verifier, items);
              nb::gil_scoped_release release;
-             new (self) GraphSet(list, kernels, device, threads, family_groups);
+             new (self) GraphSet(list, kernels, device, threads, family_groups, gate);
            },
-           "blobs"_a, "kernels"_a, "device"_a, "threads"_a = 4, "family_groups"_a = 0, nb::keep_alive<1, 3>(),
-           "Decode, group and prepare every graph blob (the blobs are copied). Topology groups that differ in a "
-           "few nodes share one template, at most `family_groups` groups each (1: none; 0: no cap).")
+           "blobs"_a, "kernels"_a, "device"_a, "threads"_a = 4, "family_groups"_a = 0,
+           "verifier"_a.none() = nb::none(), "items"_a = std::vector<size_t>{}, nb::keep_alive<1, 3>(),
+           "Decode, group and prepare every graph blob (the blobs are copied; blob i once the verifier's item "
+           "items[i] passed). Topology groups that differ in a few nodes share one template, at most "
+           "`family_groups` groups each (1: none; 0: no cap).")
       .def("start", &GraphSet::start, "dedicated"_a = true, nb::call_guard<nb::gil_scoped_release>(),
            "Background builds: templates, then one executable per graph if `dedicated`.")
       .def("wait", &GraphSet::wait, "index"_a, "dedicated"_a = false, nb::call_guard<nb::gil_scoped_release>())

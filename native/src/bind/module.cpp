@@ -9,6 +9,7 @@
 #include <nanobind/stl/vector.h>
 
 #include "bind/buffer_views.h"
+#include "bind/gate_items.h"
 #include "bind/timings.h"
 #include "binaries/loader.h"
 #include "binaries/registry.h"
@@ -33,6 +34,7 @@ namespace kiln {
 
 void bind_graph_desc(nb::module_& m);  // graph_desc_bind.cpp
 void bind_graph_set(nb::module_& m);   // graph_set_bind.cpp
+void bind_archive(nb::module_& m);     // archive_bind.cpp
 
 namespace {
 
@@ -246,6 +248,7 @@ NB_MODULE(_native, m) {
   // --- graphs ----------------------------------------------------------------------------
   bind_graph_desc(m);
   bind_graph_set(m);
+  bind_archive(m);
   m.def("walk_graph", [](uintptr_t graph, int device) {
     nb::gil_scoped_release release;
     return walk_graph(reinterpret_cast<CUgraph>(graph), device);
@@ -256,9 +259,24 @@ NB_MODULE(_native, m) {
       .def("wait_loaded", [](KernelTable& t) { t.binaries().wait_all(); }, nb::call_guard<nb::gil_scoped_release>(),
            "Block until every binary is loaded; raises the lowest slot's failure.")
       .def_prop_ro("loader_threads", [](KernelTable& t) { return t.binaries().threads(); })
-      .def("resolve_in_background", &KernelTable::resolve_in_background, "threads"_a,
-           "Resolve every planned kernel on `threads` background threads (after the graphs were planned; "
-           "once). Failures are raised where a graph needs the kernel.")
+      .def("resolve_in_background",
+           [](KernelTable& t, unsigned threads, const std::vector<nb::object>& blobs, const SectionVerifier* verifier,
+              const std::vector<size_t>& items) {
+             KernelTable::Blobs source;
+             source.gate = gate_items(verifier, items);
+             if (!blobs.empty()) {
+               auto views = std::make_shared<BufferViews>(blobs);
+               source.views = views->blobs();
+               source.keep_alive = views;
+             }
+             t.resolve_in_background(threads, std::move(source));
+           },
+           "threads"_a, "blobs"_a = std::vector<nb::object>{}, "verifier"_a.none() = nb::none(),
+           "items"_a = std::vector<size_t>{},
+           "Resolve every planned kernel on `threads` background threads; once. With `blobs` (graph blobs, "
+           "blob i read once the verifier's item `items[i]` passed), first plan the kernels their shape tables "
+           "name, so resolution starts before the graphs decode. Failures are raised where a graph needs the "
+           "kernel.")
       .def("wait_background", &KernelTable::wait_background, nb::call_guard<nb::gil_scoped_release>(),
            "Join the background resolvers (every planned kernel taken).")
       .def("timings", [](const KernelTable& t) { return timings_dict(t.timings()); },
@@ -266,10 +284,14 @@ NB_MODULE(_native, m) {
            "image), kernels.resolve (each function's lookup and attributes), kernels.background (resolve_in_background "
            "until its threads found nothing left).");
   m.def("make_kernel_table", [](const std::vector<nb::object>& sources, const std::vector<int>& app_binaries,
-                                int device, unsigned threads) {
+                                int device, unsigned threads, const SectionVerifier* verifier,
+                                const std::vector<size_t>& items) {
     // sources[i]: a buffer with the binary's bytes, used unless app_binaries[i] >= 0 names
     // this process's own loaded copy. The table keeps views of the buffers until it is gone.
+    // With a verifier, sources[i] is read once its item items[i] passed.
     if (sources.size() != app_binaries.size()) throw nb::value_error("sources and app_binaries differ in length");
+    GateItems gate = gate_items(verifier, items);
+    gate.check_count(sources.size(), "make_kernel_table");
     auto views = std::make_shared<BufferViews>(sources);
     std::vector<BinarySource> slots(sources.size());
     for (size_t i = 0; i < sources.size(); ++i) {
@@ -279,9 +301,13 @@ NB_MODULE(_native, m) {
         if (!h) throw Error(ErrorKind::restore, format("binary #%d is not loaded in this process", app_binaries[i]));
         s.library = h->library, s.module = h->module;
       } else {
-        // Checked here, before any thread starts: a corrupt archive fails at once.
-        ImageView v = validate_image(views->data(i), views->length(i));
-        s.image = v.data, s.size = v.size;
+        s.image = views->data(i), s.size = views->length(i);
+        // Unverified bytes are not parsed: gated images are validated when loaded.
+        if (!gate.gate) {
+          // Checked here, before any thread starts: a corrupt archive fails at once.
+          ImageView v = validate_image(s.image, s.size);
+          s.image = v.data, s.size = v.size;
+        }
       }
     }
     std::unique_ptr<KernelTable> table;
@@ -293,15 +319,17 @@ NB_MODULE(_native, m) {
       } else {
         check(driver().cuCtxGetCurrent(&ctx), "cuCtxGetCurrent");
       }
-      auto loader = std::make_unique<BinaryLoader>(std::move(slots), ctx, views);
+      auto loader = std::make_unique<BinaryLoader>(std::move(slots), ctx, views, std::move(gate));
       loader->start(threads);  // 0: every binary now, on this thread
       table = std::make_unique<KernelTable>(std::move(loader));
     }
     return table;
-  }, "sources"_a, "app_binaries"_a, "device"_a = -1, "threads"_a = 0,
+  }, "sources"_a, "app_binaries"_a, "device"_a = -1, "threads"_a = 0, "verifier"_a.none() = nb::none(),
+        "items"_a = std::vector<size_t>{},
         "Kernels for an archive's graphs. threads > 0 loads the binaries on that many background threads "
         "(bound to device's primary context) and returns at once; failures surface where a binary is needed "
-        "or at wait_loaded. device < 0: use the calling thread's current context.");
+        "or at wait_loaded. device < 0: use the calling thread's current context. With a verifier "
+        "(SectionVerifier), source i is read only once the verifier's item items[i] passed.");
 
   nb::class_<BuiltGraph>(m, "BuiltGraph")
       .def("launch", [](const BuiltGraph& g, uintptr_t stream) { g.launch(reinterpret_cast<CUstream>(stream)); },

@@ -247,19 +247,45 @@ std::vector<uint8_t> encode_graph(const GraphDesc& desc) {
   return std::move(w.out);
 }
 
-GraphDesc decode_graph(const uint8_t* data, size_t size) {
-  Reader r(data, size);
+namespace {
+
+struct BlobHead {
+  uint32_t nodes, edges, events;
+  std::vector<KernelShape> shapes;
+};
+
+BlobHead decode_head(Reader& r) {
   char magic[4];
   r.bytes(magic, 4, "magic");
   if (std::memcmp(magic, kMagic, 4) != 0) throw Error(ErrorKind::corrupt, "graph blob has a bad magic number");
-  GraphDesc desc;
-  uint32_t n_nodes = r.get<uint32_t>("node count");
-  uint32_t n_edges = r.get<uint32_t>("edge count");
-  desc.event_count = r.get<uint32_t>("event count");
+  BlobHead h;
+  h.nodes = r.get<uint32_t>("node count");
+  h.edges = r.get<uint32_t>("edge count");
+  h.events = r.get<uint32_t>("event count");
   uint32_t n_shapes = r.count(21, "kernel shape");
-  std::vector<KernelShape> shapes;
-  shapes.reserve(n_shapes);
-  for (uint32_t i = 0; i < n_shapes; ++i) shapes.push_back(decode_shape(r));
+  h.shapes.reserve(n_shapes);
+  for (uint32_t i = 0; i < n_shapes; ++i) h.shapes.push_back(decode_shape(r));
+  return h;
+}
+
+}  // namespace
+
+std::vector<BlobKernel> blob_kernels(const uint8_t* data, size_t size) {
+  Reader r(data, size);
+  BlobHead h = decode_head(r);
+  std::vector<BlobKernel> out;
+  out.reserve(h.shapes.size());
+  for (KernelShape& s : h.shapes) out.push_back({s.binary, std::move(s.entry), std::move(s.function_attributes)});
+  return out;
+}
+
+GraphDesc decode_graph(const uint8_t* data, size_t size) {
+  Reader r(data, size);
+  BlobHead head = decode_head(r);
+  GraphDesc desc;
+  const uint32_t n_nodes = head.nodes, n_edges = head.edges;
+  desc.event_count = head.events;
+  const std::vector<KernelShape>& shapes = head.shapes;
   if (n_nodes > r.remaining()) throw Error(ErrorKind::corrupt, "graph blob: node count exceeds the data left");
   if (n_edges > r.remaining() / 11) throw Error(ErrorKind::corrupt, "graph blob: edge count exceeds the data left");
   if (desc.event_count > n_nodes) throw Error(ErrorKind::corrupt, "graph blob: more events than nodes");

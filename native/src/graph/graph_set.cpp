@@ -24,13 +24,15 @@ std::vector<uint32_t> merged(const std::vector<uint32_t>& a, const std::vector<u
 }  // namespace
 
 GraphSet::GraphSet(const std::vector<BlobView>& blobs, KernelTable& kernels, int device, unsigned threads,
-                   size_t family_groups)
+                   size_t family_groups, const GateItems& gate)
     : kernels_(kernels), device_(device), threads_(std::max(1u, threads)) {
+  gate.check_count(blobs.size(), "graph set");
   members_.resize(blobs.size());
   std::vector<std::string> signatures(blobs.size());
   // Decoding is CPU work only, free of the driver contention that caps the build threads.
   const unsigned decoders = std::max(threads_, std::min(8u, std::thread::hardware_concurrency()));
   parallel_for(blobs.size(), decoders, [&](size_t i) {
+    gate.wait(i);
     TimedSpan span(timeline_, "decode");
     auto m = std::make_unique<Member>();
     m->desc = decode_graph(blobs[i].data, blobs[i].size);

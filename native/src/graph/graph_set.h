@@ -22,17 +22,14 @@
 #include <vector>
 
 #include "common/timeline.h"
+#include "archive/verify_gate.h"
+#include "graph/blob.h"
 #include "graph/build.h"
 #include "graph/desc.h"
 #include "graph/family.h"
 #include "graph/kernels.h"
 
 namespace kiln {
-
-struct BlobView {
-  const uint8_t* data;
-  size_t size;
-};
 
 class GraphSet {
  public:
@@ -41,8 +38,9 @@ class GraphSet {
   // outlive the set only during construction; `kernels` must outlive it. `family_groups`
   // caps the groups one template serves: 1 merges none, 0 sets no cap (on the H100, four
   // merged templates built on four threads beat seven capped at ceil(groups / threads)).
+  // With a gate (one item per blob), each blob is decoded once its item passed.
   GraphSet(const std::vector<BlobView>& blobs, KernelTable& kernels, int device, unsigned threads,
-           size_t family_groups = 0);
+           size_t family_groups = 0, const GateItems& gate = {});
   ~GraphSet();
   GraphSet(const GraphSet&) = delete;
   GraphSet& operator=(const GraphSet&) = delete;

@@ -25,14 +25,68 @@ void KernelTable::wait_background() {
     if (t.joinable()) t.join();
 }
 
-void KernelTable::resolve_in_background(unsigned threads) {
+void KernelTable::resolve_in_background(unsigned threads, Blobs blobs) {
   if (!resolvers_.empty()) throw Error(ErrorKind::restore, "kernel table: background resolution already started");
+  blobs.gate.check_count(blobs.views.size(), "kernel table");
+  blobs_ = std::move(blobs);
+  if (blobs_.views.empty()) blob_plan_ = BlobPlan::done;
   resolvers_started_ = SteadyClock::now();
   resolvers_left_.store(threads);
   for (unsigned t = 0; t < threads; ++t) resolvers_.emplace_back([this] { resolver(); });
 }
 
+void KernelTable::plan_blobs() {
+  TimedSpan span(timeline_, "kernels.plan_blobs");
+  std::map<std::pair<uint32_t, std::string>, Wanted> found;  // ordered by slot: the loader's order
+  const size_t binaries = binaries_->size();
+  for (size_t i = 0; i < blobs_.views.size() && !stop_.load(); ++i) {
+    blobs_.gate.wait(i);
+    for (BlobKernel& k : blob_kernels(blobs_.views[i].data, blobs_.views[i].size)) {
+      if (k.binary >= binaries)
+        throw Error(ErrorKind::corrupt,
+                    format("kernel %s refers to binary slot %u of %zu", k.entry.c_str(), k.binary, binaries));
+      Wanted& wanted = found[{k.binary, std::move(k.entry)}];
+      for (const FunctionAttribute& a : k.function_attributes) {
+        auto it = std::find_if(wanted.begin(), wanted.end(), [&](auto& w) { return w.first == a.attribute; });
+        if (it == wanted.end())
+          wanted.emplace_back(a.attribute, a.value);
+        else
+          it->second = std::max(it->second, a.value);
+      }
+    }
+  }
+  std::lock_guard<std::mutex> lk(mu_);
+  std::lock_guard<std::mutex> attrs(attr_mu_);
+  for (const auto& [key, wanted] : found) add_planned(key.first, key.second, wanted);
+}
+
+void KernelTable::plan_blobs_once() {
+  std::unique_lock<std::mutex> lk(blob_plan_mu_);
+  if (blob_plan_ == BlobPlan::none) {
+    blob_plan_ = BlobPlan::running;
+    lk.unlock();
+    std::exception_ptr error;
+    try {
+      plan_blobs();
+    } catch (...) {
+      error = std::current_exception();
+    }
+    lk.lock();
+    blob_plan_error_ = error;
+    blob_plan_ = BlobPlan::done;
+    blob_plan_cv_.notify_all();
+  } else {
+    blob_plan_cv_.wait(lk, [&] { return blob_plan_ == BlobPlan::done; });
+  }
+}
+
+void KernelTable::rethrow_blob_plan_failure() {
+  std::lock_guard<std::mutex> lk(blob_plan_mu_);
+  if (blob_plan_error_) std::rethrow_exception(blob_plan_error_);
+}
+
 void KernelTable::resolver() {
+  plan_blobs_once();  // the other resolvers wait for it: until then there is nothing to resolve
   cells_.drain(stop_, try_bind_context(binaries_->context()), [this](size_t i) {
     Kernel* k;
     {
@@ -52,7 +106,7 @@ struct GraphKernels {
   struct Use {
     uint32_t slot;
     const std::string* entry;
-    std::vector<std::pair<int32_t, int32_t>> wanted;  // attribute, maximum
+    std::vector<std::pair<int32_t, int32_t>> wanted;  // attribute, maximum (KernelTable::Wanted)
   };
   std::vector<Use> uses;
 };
@@ -97,21 +151,22 @@ void KernelTable::plan(const std::vector<const GraphDesc*>& descs, unsigned thre
   parallel_for(descs.size(), threads, [&](size_t i) { per_graph[i] = kernels_of(*descs[i], binaries); });
   std::lock_guard<std::mutex> lk(mu_);
   std::lock_guard<std::mutex> attrs(attr_mu_);
-  for (const GraphKernels& g : per_graph) {
-    for (const GraphKernels::Use& use : g.uses) {
-      auto [it, fresh] = index_.emplace(std::make_pair(use.slot, *use.entry), kernels_.size());
-      if (fresh) {
-        kernels_.emplace_back();
-        kernels_.back().slot = use.slot;
-        kernels_.back().entry = *use.entry;
-        cells_.add();
-      }
-      Kernel& k = kernels_[it->second];
-      for (auto [attribute, value] : use.wanted) {
-        auto [w, inserted] = k.wanted.emplace(attribute, value);
-        if (!inserted && value > w->second) w->second = value;
-      }
-    }
+  for (const GraphKernels& g : per_graph)
+    for (const GraphKernels::Use& use : g.uses) add_planned(use.slot, *use.entry, use.wanted);
+}
+
+void KernelTable::add_planned(uint32_t slot, const std::string& entry, const Wanted& wanted) {
+  auto [it, fresh] = index_.emplace(std::make_pair(slot, entry), kernels_.size());
+  if (fresh) {
+    kernels_.emplace_back();
+    kernels_.back().slot = slot;
+    kernels_.back().entry = entry;
+    cells_.add();
+  }
+  Kernel& k = kernels_[it->second];
+  for (auto [attribute, value] : wanted) {
+    auto [w, inserted] = k.wanted.emplace(attribute, value);
+    if (!inserted && value > w->second) w->second = value;
   }
 }
 
@@ -165,6 +220,7 @@ void KernelTable::apply_attributes(Kernel& k) {
 }
 
 void KernelTable::require(const GraphDesc& desc) {
+  rethrow_blob_plan_failure();
   std::vector<size_t> needed;
   {
     std::lock_guard<std::mutex> lk(mu_);

@@ -8,7 +8,9 @@
 #include <cuda.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <deque>
+#include <exception>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -17,9 +19,11 @@
 #include <utility>
 #include <vector>
 
+#include "archive/verify_gate.h"
 #include "binaries/loader.h"
 #include "common/once_cells.h"
 #include "common/timeline.h"
+#include "graph/blob.h"
 #include "graph/desc.h"
 
 namespace kiln {
@@ -39,11 +43,21 @@ class KernelTable {
   // them) and applies their planned attributes; rethrows the failure of a binary or lookup
   // it depends on. Thread-safe; every kernel of `desc` must have been planned.
   void require(const GraphDesc& desc);
+  // The archive's graph blobs for resolve_in_background to plan from before they decode.
+  struct Blobs {
+    std::vector<BlobView> views;
+    GateItems gate;                    // each blob is read once its item passed
+    std::shared_ptr<void> keep_alive;  // the views' memory, released with the table
+  };
   // Starts `threads` background threads (bound to the loader's context) that resolve every
   // planned kernel nobody has taken yet, in plan order, so that builds find the kernels of
-  // the graphs they switch to already resolved. A failure stays in the kernel's cell and is
-  // rethrown by require. Call after plan; once.
-  void resolve_in_background(unsigned threads);
+  // the graphs they switch to already resolved. With `blobs`, one of them first plans the
+  // kernels their shape tables name, in binary slot order (the order the loader loads
+  // them), with their recorded function attributes (plan adds each node's shared memory
+  // later), so resolution runs beside the binary loads instead of after decoding. A failure
+  // stays in the kernel's cell and is rethrown by require, as is a failure to plan the
+  // blobs. Once.
+  void resolve_in_background(unsigned threads, Blobs blobs = {});
   // Joins the background resolvers (once every planned kernel was taken); failures stay in
   // their kernels' cells. Not thread-safe against itself or resolve_in_background.
   void wait_background();
@@ -69,7 +83,14 @@ class KernelTable {
     std::map<int32_t, int32_t> applied;     // guarded by attr_mu_
   };
 
+  using Wanted = std::vector<std::pair<int32_t, int32_t>>;  // attribute, maximum
+
   size_t index_of(uint32_t slot, const std::string& entry) const;  // caller holds mu_
+  // Registers a kernel (or raises its wanted attributes); caller holds mu_ and attr_mu_.
+  void add_planned(uint32_t slot, const std::string& entry, const Wanted& wanted);
+  void plan_blobs();
+  void plan_blobs_once();
+  void rethrow_blob_plan_failure();
   void resolve(Kernel& k);
   void apply_attributes(Kernel& k);
   void resolver();
@@ -83,6 +104,11 @@ class KernelTable {
   std::vector<std::thread> resolvers_;
   std::atomic<bool> stop_{false};
   std::atomic<unsigned> resolvers_left_{0};
+  Blobs blobs_;
+  std::mutex blob_plan_mu_;
+  std::condition_variable blob_plan_cv_;
+  enum class BlobPlan : unsigned char { none, running, done } blob_plan_ = BlobPlan::none;
+  std::exception_ptr blob_plan_error_;
   SteadyClock::time_point resolvers_started_;
   Timeline timeline_;
 };
