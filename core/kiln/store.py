@@ -415,7 +415,8 @@ def decode_graphs(
     template_groups: int | None = None,
 ) -> None:
     """Decode and group every graph (while load_kernels' threads load the binaries and
-    resolve the kernels) into `restored.graph_set`, CPU only; its start() builds them."""
+    resolve the kernels) into `restored.graph_set`, CPU only; its start() builds them and
+    add_graphs (once the capture window is materialized) hands them out."""
     # More threads contend inside the driver (16 were slower than 4 on the H100).
     workers = threads or min(4, os.cpu_count() or 1)
     graphs = [g.section for g in manifest.graphs]
@@ -429,6 +430,10 @@ def decode_graphs(
     )
     restored.graph_set = graph_set
     _check_groups(manifest, graph_set)
+
+
+def add_graphs(manifest: Manifest, restored: RestoredSet) -> None:
+    """Every decoded graph as a RestoredGraph, its tensors on the materialized window."""
     for i, g in enumerate(manifest.graphs):
         restored.add(RestoredGraph(g.name, i, restored, g.inputs, g.outputs))
 
@@ -447,6 +452,7 @@ def start_graphs(
     executable. Returns once decoded; RestoredSet.wait_replayable waits for the
     templates."""
     decode_graphs(reader, manifest, restored, threads=threads, template_groups=template_groups)
+    add_graphs(manifest, restored)
     restored.graph_set.start(dedicated)
 
 
@@ -531,6 +537,7 @@ def load(
         restored.wait_verified()
         stage("verify")
         materialize_window(manifest, region, restored)
+        add_graphs(manifest, restored)
         stage("materialize")
         restored.graph_set.start(dedicated)
         restored.wait_replayable()
