@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +69,7 @@ class NativeRuntime:
         self._reader: Any = None
         self._manifest: Any = None
         self._restored: RestoredSet | None = None
+        self._decoding: Future[None] | None = None
 
     # --- device -----------------------------------------------------------------------
     def fingerprint(self, device: int) -> Mapping[str, FingerprintValue]:
@@ -94,10 +96,25 @@ class NativeRuntime:
         self._manifest = store.manifest_of(archive, device)
         self._restored = RestoredSet(_BorrowedReader(archive), device)
         # The driver verified its own sections only; the rest are hashed on native threads
-        # while the binaries load (each waits for its own), and before the first restore
-        # returns (RestoredSet.wait_replayable).
+        # while the binaries load and the graphs decode (each waits for its own section),
+        # all of them before the first restore touches the region.
         self._restored.verification = verify_in_background(archive, self._manifest)
         store.load_kernels(archive, self._manifest, self._restored)
+        # The graphs decode now, beside the engine's model loading, instead of at its first
+        # restore (CPU work; the GIL is released while the blobs decode).
+        pool = ThreadPoolExecutor(1, thread_name_prefix="kiln-decode")
+        self._decoding = pool.submit(
+            store.decode_graphs,
+            archive,
+            self._manifest,
+            self._restored,
+            threads=None,
+            # Engines replay templates under their own stream and launch patterns; merged
+            # ones (docs/restore.md) are verified on the GPU for kiln.load's graph sets only,
+            # so engines merge when asked ($KILN_TEMPLATE_GROUPS), not by default.
+            template_groups=store.template_group_limit(default=1),
+        )
+        pool.shutdown(wait=False)  # the thread ends with the task
 
     def suspended(self) -> contextlib.AbstractContextManager[None]:
         return self._require_region().suspended()
@@ -156,22 +173,14 @@ class NativeRuntime:
 
         restored = self._require_restored()
         if not restored.started:
+            assert self._decoding is not None
+            self._decoding.result()  # decoded since bind; raises what decoding raised
             # A corrupt archive fails before the region is touched (hashed since bind).
             restored.wait_verified()
             # The first graph the engine asks for: this is where SAVE's capture window began.
             store.materialize_window(self._manifest, self._require_region(), restored)
-            # Engines replay templates under their own stream and launch patterns; merged ones
-            # (docs/restore.md) are verified on the GPU for kiln.load's graph sets only, so
-            # engines merge when asked ($KILN_TEMPLATE_GROUPS) and not by default.
-            groups = store.template_group_limit(default=1)
-            store.start_graphs(
-                self._reader,
-                self._manifest,
-                restored,
-                dedicated=True,
-                threads=None,
-                template_groups=groups,
-            )
+            store.add_graphs(self._manifest, restored)
+            restored.start_builds(dedicated=True)
             restored.wait_replayable()
         if key not in restored:
             raise RestoreError(f"the archive holds no graph {key!r}")

@@ -97,6 +97,7 @@ class RestoredSet(Mapping[str, RestoredGraph]):
         # The archive's sections still being hashed (kiln.section_verification), or None.
         self.verification: Any = None
         self._graph_set: Any = None
+        self._building = False
         self._reader = reader
         self._graphs: dict[str, RestoredGraph] = {}
         self._allocations: list[int] = []
@@ -114,8 +115,14 @@ class RestoredSet(Mapping[str, RestoredGraph]):
 
     @property
     def started(self) -> bool:
-        """Whether graphs are being (or have been) built."""
-        return self._graph_set is not None
+        """Whether graphs are being (or have been) built (start_builds was called)."""
+        return self._building
+
+    def start_builds(self, dedicated: bool) -> None:
+        """Start the decoded graph set's background builds: templates, then, with
+        `dedicated`, each graph's own executable."""
+        self.graph_set.start(dedicated)
+        self._building = True
 
     @property
     def group_count(self) -> int:
@@ -200,6 +207,7 @@ class RestoredSet(Mapping[str, RestoredGraph]):
         then the memory."""
         self._graphs.clear()
         self._graph_set = None
+        self._building = False
         self.kernels = None
         self.verification = None  # after its consumers: it stops hashing and fails what is left
         n = native()

@@ -453,7 +453,7 @@ def start_graphs(
     templates."""
     decode_graphs(reader, manifest, restored, threads=threads, template_groups=template_groups)
     add_graphs(manifest, restored)
-    restored.graph_set.start(dedicated)
+    restored.start_builds(dedicated)
 
 
 def open_archive(path: str | os.PathLike[str], device: int) -> tuple[Any, Manifest]:
@@ -539,7 +539,7 @@ def load(
         materialize_window(manifest, region, restored)
         add_graphs(manifest, restored)
         stage("materialize")
-        restored.graph_set.start(dedicated)
+        restored.start_builds(dedicated)
         restored.wait_replayable()
         stage("templates")
     except BaseException:
