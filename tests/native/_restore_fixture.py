@@ -4,8 +4,10 @@ groups whose members differ in kernel arguments, grids and shared memory."""
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import pytest
 
@@ -113,3 +115,24 @@ def launch_records(graphs) -> dict[str, list[str]]:
         graphs.launch(i, 0)
     records = native.testing.fake_launches()
     return {"template": records[:n], "reversed": records[n : 2 * n][::-1], "own": records[2 * n :]}
+
+
+def sections_and_manifest(arc: Archive) -> tuple[dict[str, bytes], SimpleNamespace]:
+    """The archive's images as sections b0.., its blobs as g0.., and the manifest fields
+    store.load_kernels / start_graphs read (no recorded groups)."""
+    from kiln.manifest import BinaryEntry
+
+    sections = {f"b{i}": img for i, img in enumerate(arc.images)}
+    sections.update({f"g{i}": blob for i, blob in enumerate(arc.blobs)})
+    manifest = SimpleNamespace(
+        binaries=[
+            BinaryEntry(f"b{i}", hashlib.sha256(img).hexdigest(), len(img), "ptx")
+            for i, img in enumerate(arc.images)
+        ],
+        graphs=[
+            SimpleNamespace(section=f"g{i}", name=f"g{i}", inputs=[], outputs=[])
+            for i in range(len(arc.blobs))
+        ],
+        groups=None,
+    )
+    return sections, manifest

@@ -5,16 +5,20 @@ bench/restore.py's restore_stages."""
 from __future__ import annotations
 
 import gc
-import hashlib
-from types import SimpleNamespace
 
 import pytest
 from kiln import store
 from kiln.errors import KilnError
-from kiln.manifest import BinaryEntry
 from kiln.restored import RestoredSet
 
-from tests.native._restore_fixture import DEV, archive, close_fake, native, open_fake_region
+from tests.native._restore_fixture import (
+    DEV,
+    archive,
+    close_fake,
+    native,
+    open_fake_region,
+    sections_and_manifest,
+)
 
 
 class _Reader:
@@ -33,19 +37,7 @@ class _Reader:
 def restored():
     buffer = open_fake_region(strict_context=True)
     arc = archive(buffer)
-    sections = {f"b{i}": img for i, img in enumerate(arc.images)}
-    sections.update({f"g{i}": blob for i, blob in enumerate(arc.blobs)})
-    manifest = SimpleNamespace(
-        binaries=[
-            BinaryEntry(f"b{i}", hashlib.sha256(img).hexdigest(), len(img), "ptx")
-            for i, img in enumerate(arc.images)
-        ],
-        graphs=[
-            SimpleNamespace(section=f"g{i}", name=f"g{i}", inputs=[], outputs=[])
-            for i in range(len(arc.blobs))
-        ],
-        groups=None,
-    )
+    sections, manifest = sections_and_manifest(arc)
     reader = _Reader(sections)
     r = RestoredSet(reader, DEV)
     try:

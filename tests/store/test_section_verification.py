@@ -5,19 +5,23 @@ once its own hash matched, and a corrupted section fails the restore naming it."
 from __future__ import annotations
 
 import gc
-import hashlib
-from types import SimpleNamespace
 
 import pytest
 from kiln import store
 from kiln.archive import ArchiveReader, write_archive
 from kiln.errors import ArchiveCorrupt
-from kiln.manifest import MANIFEST, BinaryEntry
+from kiln.manifest import MANIFEST
 from kiln.native import native
 from kiln.restored import RestoredSet
 from kiln.section_verification import restore_order, verify_in_background
 
-from tests.native._restore_fixture import DEV, archive, close_fake, open_fake_region
+from tests.native._restore_fixture import (
+    DEV,
+    archive,
+    close_fake,
+    open_fake_region,
+    sections_and_manifest,
+)
 
 
 @pytest.fixture
@@ -26,22 +30,9 @@ def saved(tmp_path):
     section's data (the section table, itself checksummed, still opens)."""
     buffer = open_fake_region(strict_context=True)
     arc = archive(buffer)
-    sections = {MANIFEST: b"{}"}
-    sections.update({f"b{i}": img for i, img in enumerate(arc.images)})
-    sections.update({f"g{i}": blob for i, blob in enumerate(arc.blobs)})
+    sections, manifest = sections_and_manifest(arc)
     path = tmp_path / "a.kiln"
-    write_archive(path, sections)
-    manifest = SimpleNamespace(
-        binaries=[
-            BinaryEntry(f"b{i}", hashlib.sha256(img).hexdigest(), len(img), "ptx")
-            for i, img in enumerate(arc.images)
-        ],
-        graphs=[
-            SimpleNamespace(section=f"g{i}", name=f"g{i}", inputs=[], outputs=[])
-            for i in range(len(arc.blobs))
-        ],
-        groups=None,
-    )
+    write_archive(path, {MANIFEST: b"{}", **sections})
 
     def corrupt(name: str) -> None:
         data = bytearray(path.read_bytes())
