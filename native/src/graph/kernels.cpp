@@ -29,7 +29,6 @@ void KernelTable::resolve_in_background(unsigned threads, Blobs blobs) {
   if (!resolvers_.empty()) throw Error(ErrorKind::restore, "kernel table: background resolution already started");
   blobs.gate.check_count(blobs.views.size(), "kernel table");
   blobs_ = std::move(blobs);
-  if (blobs_.views.empty()) blob_plan_ = BlobPlan::done;
   resolvers_started_ = SteadyClock::now();
   resolvers_left_.store(threads);
   for (unsigned t = 0; t < threads; ++t) resolvers_.emplace_back([this] { resolver(); });
@@ -60,33 +59,20 @@ void KernelTable::plan_blobs() {
   for (const auto& [key, wanted] : found) add_planned(key.first, key.second, wanted);
 }
 
-void KernelTable::plan_blobs_once() {
-  std::unique_lock<std::mutex> lk(blob_plan_mu_);
-  if (blob_plan_ == BlobPlan::none) {
-    blob_plan_ = BlobPlan::running;
-    lk.unlock();
-    std::exception_ptr error;
-    try {
-      plan_blobs();
-    } catch (...) {
-      error = std::current_exception();
-    }
-    lk.lock();
-    blob_plan_error_ = error;
-    blob_plan_ = BlobPlan::done;
-    blob_plan_cv_.notify_all();
-  } else {
-    blob_plan_cv_.wait(lk, [&] { return blob_plan_ == BlobPlan::done; });
-  }
-}
-
 void KernelTable::rethrow_blob_plan_failure() {
   std::lock_guard<std::mutex> lk(blob_plan_mu_);
   if (blob_plan_error_) std::rethrow_exception(blob_plan_error_);
 }
 
 void KernelTable::resolver() {
-  plan_blobs_once();  // the other resolvers wait for it: until then there is nothing to resolve
+  std::call_once(blob_plan_once_, [this] {  // until it is done there is nothing to resolve
+    try {
+      plan_blobs();
+    } catch (...) {
+      std::lock_guard<std::mutex> lk(blob_plan_mu_);
+      blob_plan_error_ = std::current_exception();
+    }
+  });
   cells_.drain(stop_, try_bind_context(binaries_->context()), [this](size_t i) {
     Kernel* k;
     {

@@ -8,7 +8,6 @@
 #include <cuda.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <deque>
 #include <exception>
 #include <map>
@@ -89,7 +88,6 @@ class KernelTable {
   // Registers a kernel (or raises its wanted attributes); caller holds mu_ and attr_mu_.
   void add_planned(uint32_t slot, const std::string& entry, const Wanted& wanted);
   void plan_blobs();
-  void plan_blobs_once();
   void rethrow_blob_plan_failure();
   void resolve(Kernel& k);
   void apply_attributes(Kernel& k);
@@ -105,9 +103,8 @@ class KernelTable {
   std::atomic<bool> stop_{false};
   std::atomic<unsigned> resolvers_left_{0};
   Blobs blobs_;
-  std::mutex blob_plan_mu_;
-  std::condition_variable blob_plan_cv_;
-  enum class BlobPlan : unsigned char { none, running, done } blob_plan_ = BlobPlan::none;
+  std::once_flag blob_plan_once_;   // the first resolver plans; the others wait for it
+  std::mutex blob_plan_mu_;         // blob_plan_error_, which require reads
   std::exception_ptr blob_plan_error_;
   SteadyClock::time_point resolvers_started_;
   Timeline timeline_;
