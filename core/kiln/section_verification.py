@@ -48,9 +48,9 @@ class SectionVerification:
 
 def restore_order(manifest: Manifest) -> list[str]:
     """Binaries and graphs alternately, each in the order LOAD starts on them: the loaders
-    and the decoders both begin at once."""
+    and the decoders both begin at once, the decoders with the groups' templates."""
     binaries = [b.section for b in manifest.binaries]
-    graphs = [g.section for g in manifest.graphs]
+    graphs = [manifest.graphs[i].section for i in manifest.templates_first()]
     return [s for pair in zip_longest(binaries, graphs) for s in pair if s is not None]
 
 

@@ -36,7 +36,9 @@ void KernelTable::resolve_in_background(unsigned threads, Blobs blobs) {
 
 void KernelTable::plan_blobs() {
   TimedSpan span(timeline_, "kernels.plan_blobs");
-  std::map<std::pair<uint32_t, std::string>, Wanted> found;  // ordered by slot: the loader's order
+  // Per rank (the leading blobs', then the rest), ordered by slot: the loader's order.
+  using Found = std::map<std::pair<uint32_t, std::string>, Wanted>;
+  Found found[2];
   const size_t binaries = binaries_->size();
   for (size_t i = 0; i < blobs_.views.size() && !stop_.load(); ++i) {
     blobs_.gate.wait(i);
@@ -44,7 +46,9 @@ void KernelTable::plan_blobs() {
       if (k.binary >= binaries)
         throw Error(ErrorKind::corrupt,
                     format("kernel %s refers to binary slot %u of %zu", k.entry.c_str(), k.binary, binaries));
-      Wanted& wanted = found[{k.binary, std::move(k.entry)}];
+      std::pair<uint32_t, std::string> key{k.binary, std::move(k.entry)};
+      auto leading = found[0].find(key);
+      Wanted& wanted = leading != found[0].end() ? leading->second : found[i < blobs_.first ? 0 : 1][std::move(key)];
       for (const FunctionAttribute& a : k.function_attributes) {
         auto it = std::find_if(wanted.begin(), wanted.end(), [&](auto& w) { return w.first == a.attribute; });
         if (it == wanted.end())
@@ -56,7 +60,8 @@ void KernelTable::plan_blobs() {
   }
   std::lock_guard<std::mutex> lk(mu_);
   std::lock_guard<std::mutex> attrs(attr_mu_);
-  for (const auto& [key, wanted] : found) add_planned(key.first, key.second, wanted);
+  for (const Found& rank : found)
+    for (const auto& [key, wanted] : rank) add_planned(key.first, key.second, wanted);
 }
 
 void KernelTable::rethrow_blob_plan_failure() {
