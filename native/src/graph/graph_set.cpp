@@ -272,12 +272,10 @@ std::unique_ptr<BuiltGraph> GraphSet::build_template(Family& f) {
     f.merged.edges = f.plan.edges;
     f.merged.event_count = f.plan.event_count;
   }
-  {
-    TimedSpan span(timeline_, "templates.kernels");
-    kernels_.require(f.base());  // waits only for the binaries it launches
-  }
   BuildTimes t;
-  auto built = build_graph(f.base(), kernels_, device_, /*keep_topology=*/true, /*prepared=*/true, &t);
+  t.kernel_waits = &timeline_, t.kernel_category = "templates.kernels";
+  // Each node waits for its own kernel only: the build runs beside the resolution.
+  auto built = build_graph(f.base(), kernels_, device_, /*keep_topology=*/true, KernelsReady::per_node, &t);
   record("templates", t);
   // Switching to any member launches that member's kernels: resolved before the family
   // counts as replayable, so a failure surfaces at wait, not at the first switch.
@@ -294,7 +292,7 @@ std::unique_ptr<BuiltGraph> GraphSet::build_dedicated(Member& m) {
   TimedSpan task(timeline_, "dedicated.task");
   kernels_.require(m.desc);  // done by its template's task already; rethrows what failed there
   BuildTimes t;
-  auto built = build_graph(m.desc, kernels_, device_, false, true, &t);
+  auto built = build_graph(m.desc, kernels_, device_, false, KernelsReady::required, &t);
   record("dedicated", t);
   return built;
 }
@@ -464,7 +462,7 @@ void GraphSet::launch_template(size_t i, CUstream stream) {
       // Never replay a half-updated template: give this graph its own executable instead.
       KILN_WARN("%s; instantiating graph %zu on its own", e.what(), i);
       lk.unlock();
-      std::unique_ptr<BuiltGraph> own = build_graph(m.desc, kernels_, device_, false, true);
+      std::unique_ptr<BuiltGraph> own = build_graph(m.desc, kernels_, device_, false, KernelsReady::required);
       own->launch(stream);
       std::lock_guard<std::mutex> guard(mu_);
       if (!m.dedicated.load()) {

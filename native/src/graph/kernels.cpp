@@ -222,15 +222,32 @@ void KernelTable::require(const GraphDesc& desc) {
       if (seen.insert(i).second) needed.push_back(i);
     }
   }
-  for (size_t i : needed) {
-    Kernel* k;
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      k = &kernels_[i];
-    }
-    cells_.run(i, [&] { resolve(*k); });
-    apply_attributes(*k);  // a later plan may have raised what an earlier one applied
+  for (size_t i : needed) require_index(i);
+}
+
+void KernelTable::require_index(size_t i) {
+  Kernel* k;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    k = &kernels_[i];
   }
+  cells_.run(i, [&] { resolve(*k); });
+  apply_attributes(*k);  // a later plan may have raised what an earlier one applied
+}
+
+void KernelTable::Requirer::require(uint32_t slot, const std::string& entry) {
+  if (done_.empty()) table_.rethrow_blob_plan_failure();
+  size_t i;
+  {
+    std::lock_guard<std::mutex> lk(table_.mu_);
+    i = table_.index_of(slot, entry);
+  }
+  if (i < done_.size() && done_[i]) return;
+  if (i >= done_.size()) done_.resize(i + 1, 0);
+  auto t0 = SteadyClock::now();
+  table_.require_index(i);
+  if (waits_) waits_->add(category_, t0, SteadyClock::now());
+  done_[i] = 1;
 }
 
 void KernelTable::prepare(const GraphDesc& desc) {

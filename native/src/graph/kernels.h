@@ -65,6 +65,21 @@ class KernelTable {
   // Joins the background resolvers (once every planned kernel was taken); failures stay in
   // their kernels' cells. Not thread-safe against itself or resolve_in_background.
   void wait_background();
+  // require for one kernel at a time, each once: a build that adds its nodes as their
+  // kernels resolve. Not thread-safe itself (one per build); the table is.
+  class Requirer {
+   public:
+    // Each call that finds its kernel not yet required is recorded in `waits` (if given).
+    explicit Requirer(KernelTable& table, Timeline* waits = nullptr, const char* category = nullptr)
+        : table_(table), waits_(waits), category_(category) {}
+    void require(uint32_t slot, const std::string& entry);
+
+   private:
+    KernelTable& table_;
+    Timeline* waits_;
+    const char* category_;
+    std::vector<uint8_t> done_;  // per kernel index
+  };
   // plan + require, for callers restoring one graph at a time.
   void prepare(const GraphDesc& desc);
   // A kernel resolved by require; thread-safe.
@@ -96,6 +111,7 @@ class KernelTable {
   void rethrow_blob_plan_failure();
   void resolve(Kernel& k);
   void apply_attributes(Kernel& k);
+  void require_index(size_t i);  // resolves kernel i here unless someone has, then applies
   void resolver();
 
   std::unique_ptr<BinaryLoader> binaries_;
