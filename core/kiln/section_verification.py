@@ -14,12 +14,21 @@ from collections.abc import Sequence
 from itertools import zip_longest
 from typing import Any
 
+from kiln.env_settings import count_setting
 from kiln.manifest import MANIFEST, Manifest
 from kiln.native import native
 
-# Hashing runs beside three binary loaders and up to eight decoders; more threads would
-# only take cores from them.
-VERIFY_THREADS = 8
+VERIFY_THREADS_ENV = "KILN_VERIFY_THREADS"
+
+
+def verify_thread_count(threads: int | None = None) -> int:
+    """How many native threads hash the sections: `threads`, else $KILN_VERIFY_THREADS,
+    else up to 8 (hashing runs beside three binary loaders and up to eight decoders; more
+    threads would only take cores from them). At least one."""
+    return max(
+        1,
+        count_setting(VERIFY_THREADS_ENV, min(8, os.cpu_count() or 1), "hashing threads", threads),
+    )
 
 
 class SectionVerification:
@@ -34,7 +43,7 @@ class SectionVerification:
             [reader.section_digest(n) for n in names],
             names,
             str(reader.path),
-            threads or min(VERIFY_THREADS, os.cpu_count() or 1),
+            verify_thread_count(threads),
         )
 
     def items(self, sections: Sequence[str]) -> list[int]:

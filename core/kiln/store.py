@@ -370,6 +370,17 @@ def resolve_thread_count(threads: int | None = None) -> int:
     return count_setting(RESOLVE_THREADS_ENV, 2, "kernel resolver threads", threads)
 
 
+DECODE_THREADS_ENV = "KILN_DECODE_THREADS"
+
+
+def decode_thread_count(threads: int | None = None) -> int:
+    """How many threads decode the graph blobs: `threads`, else $KILN_DECODE_THREADS, else
+    up to 8 (CPU work beside the binary loads and the hashing). 0: the native default."""
+    return count_setting(
+        DECODE_THREADS_ENV, min(8, os.cpu_count() or 1), "graph decoder threads", threads
+    )
+
+
 TEMPLATE_GROUPS_ENV = "KILN_TEMPLATE_GROUPS"
 
 
@@ -445,6 +456,7 @@ def decode_templates(
         template_group_limit(template_groups),
         **_gate(restored, graphs),
         templates=manifest.group_templates(),
+        decoders=decode_thread_count(),
     )
 
 

@@ -5,12 +5,14 @@ bench/restore.py's restore_stages."""
 from __future__ import annotations
 
 import gc
+import os
 
 import pytest
 from kiln import store
 from kiln.errors import ArchiveCorrupt, KilnError
 from kiln.manifest import GroupEntry
 from kiln.restored import RestoredSet
+from kiln.section_verification import VERIFY_THREADS_ENV, verify_thread_count
 
 from tests.native._restore_fixture import (
     DEV,
@@ -129,6 +131,7 @@ def test_a_manifest_naming_a_late_template_fails_the_restore() -> None:
     [
         (store.binary_thread_count, store.BINARY_THREADS_ENV, 3),
         (store.resolve_thread_count, store.RESOLVE_THREADS_ENV, 2),
+        (store.decode_thread_count, store.DECODE_THREADS_ENV, min(8, os.cpu_count() or 1)),
     ],
 )
 def test_thread_count_options(monkeypatch, count, env: str, default: int) -> None:
@@ -144,3 +147,12 @@ def test_thread_count_options(monkeypatch, count, env: str, default: int) -> Non
     monkeypatch.setenv(env, "-1")
     with pytest.raises(KilnError, match=">= 0"):
         count()
+
+
+def test_hashing_threads_come_from_the_environment_and_never_drop_to_none(monkeypatch) -> None:
+    monkeypatch.setenv(VERIFY_THREADS_ENV, "3")
+    assert verify_thread_count() == 3
+    assert verify_thread_count(0) == 1  # someone must hash: LOAD waits for every section
+    monkeypatch.setenv(VERIFY_THREADS_ENV, "all")
+    with pytest.raises(KilnError, match=VERIFY_THREADS_ENV):
+        verify_thread_count()

@@ -41,7 +41,8 @@ GraphSet::GraphSet(const std::vector<BlobView>& blobs, KernelTable& kernels, int
   members_.resize(n);
   for (auto& m : members_) m = std::make_unique<Member>();
   // Decoding is CPU work only, free of the driver contention that caps the build threads.
-  const unsigned decoders = std::max(threads_, std::min(8u, std::thread::hardware_concurrency()));
+  const unsigned decoders = options.decoders ? options.decoders
+                                             : std::max(threads_, std::min(8u, std::thread::hardware_concurrency()));
   const bool early = !named_templates_.empty();
   std::vector<size_t> first(early ? named_templates_.size() : n);
   for (size_t k = 0; k < first.size(); ++k) first[k] = early ? named_templates_[k] : k;

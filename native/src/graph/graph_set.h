@@ -36,7 +36,8 @@ namespace kiln {
 class GraphSet {
  public:
   struct Options {
-    unsigned threads = 4;      // background builds (decoding uses up to eight threads)
+    unsigned threads = 4;      // background builds
+    unsigned decoders = 0;     // threads decoding the blobs; 0: max(threads, up to 8)
     // Caps the groups one template serves: 1 merges none, 0 sets no cap (on the H100, four
     // merged templates built on four threads beat seven capped at ceil(groups / threads)).
     size_t family_groups = 0;
