@@ -99,21 +99,6 @@ class Manifest:
         if self.recipe is not None:
             object.__setattr__(self, "recipe", checked_recipe(self.recipe))
 
-    def group_templates(self) -> list[int]:
-        """The index of each topology group's template (its first graph), ascending; empty
-        for an archive without groups."""
-        if self.groups is None:
-            return []
-        index = {g.name: i for i, g in enumerate(self.graphs)}
-        return sorted(index[group.template] for group in self.groups)
-
-    def templates_first(self) -> list[int]:
-        """Graph indices, the groups' templates ahead of the other graphs (what LOAD decodes
-        and resolves kernels for first: every template build waits for them)."""
-        templates = self.group_templates()
-        chosen = set(templates)
-        return templates + [i for i in range(len(self.graphs)) if i not in chosen]
-
     def to_json(self) -> dict[str, Any]:
         recipe = {} if self.recipe is None else {"recipe": dict(self.recipe)}
         groups = {} if self.groups is None else {"groups": [g.to_json() for g in self.groups]}

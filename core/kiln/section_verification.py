@@ -14,21 +14,12 @@ from collections.abc import Sequence
 from itertools import zip_longest
 from typing import Any
 
-from kiln.env_settings import count_setting
 from kiln.manifest import MANIFEST, Manifest
 from kiln.native import native
 
-VERIFY_THREADS_ENV = "KILN_VERIFY_THREADS"
-
-
-def verify_thread_count(threads: int | None = None) -> int:
-    """How many native threads hash the sections: `threads`, else $KILN_VERIFY_THREADS,
-    else up to 8 (hashing runs beside three binary loaders and up to eight decoders; more
-    threads would only take cores from them). At least one."""
-    return max(
-        1,
-        count_setting(VERIFY_THREADS_ENV, min(8, os.cpu_count() or 1), "hashing threads", threads),
-    )
+# Hashing runs beside three binary loaders and up to eight decoders; more threads would
+# only take cores from them.
+VERIFY_THREADS = 8
 
 
 class SectionVerification:
@@ -43,7 +34,7 @@ class SectionVerification:
             [reader.section_digest(n) for n in names],
             names,
             str(reader.path),
-            verify_thread_count(threads),
+            threads or min(VERIFY_THREADS, os.cpu_count() or 1),
         )
 
     def items(self, sections: Sequence[str]) -> list[int]:
@@ -57,9 +48,9 @@ class SectionVerification:
 
 def restore_order(manifest: Manifest) -> list[str]:
     """Binaries and graphs alternately, each in the order LOAD starts on them: the loaders
-    and the decoders both begin at once, the decoders with the groups' templates."""
+    and the decoders both begin at once."""
     binaries = [b.section for b in manifest.binaries]
-    graphs = [manifest.graphs[i].section for i in manifest.templates_first()]
+    graphs = [g.section for g in manifest.graphs]
     return [s for pair in zip_longest(binaries, graphs) for s in pair if s is not None]
 
 

@@ -129,16 +129,6 @@ def _topology_groups(session: CaptureSession) -> list[GroupEntry]:
     return groups
 
 
-def _binaries_templates_first(session: Any, groups: list[GroupEntry]) -> list[int]:
-    """The binaries (registry ids) the graphs launch, those of the groups' templates first,
-    each part in registration order. LOAD loads binary slots in order and builds the
-    templates first: the binaries only other graphs' switches need then come last."""
-    templates = {g.template for g in groups}
-    first = sorted({b for g in session.graphs if g.name in templates for b in g.desc.binaries()})
-    rest = sorted({b for g in session.graphs for b in g.desc.binaries()} - set(first))
-    return first + rest
-
-
 def _check_groups(manifest: Manifest, graph_set: Any) -> None:
     """The grouping LOAD derived from the graphs themselves must be the one SAVE recorded."""
     if manifest.groups is None:
@@ -180,8 +170,7 @@ def archive_sections(
     _check_window_references(session, traj)
 
     sections: dict[str, Any] = {}
-    groups = _topology_groups(session)
-    ids = _binaries_templates_first(session, groups)
+    ids = sorted({b for g in session.graphs for b in g.desc.binaries()})
     slot_of: dict[int, int] = {}
     by_hash: dict[str, int] = {}
     binaries: list[BinaryEntry] = []
@@ -220,7 +209,7 @@ def archive_sections(
         binaries,
         graphs,
         recipe=recipe,
-        groups=groups,
+        groups=_topology_groups(session),
         window_unbacked=_window_unbacked(session, traj),
     )
     sections[MANIFEST] = dump_json(manifest.to_json())
@@ -370,17 +359,6 @@ def resolve_thread_count(threads: int | None = None) -> int:
     return count_setting(RESOLVE_THREADS_ENV, 2, "kernel resolver threads", threads)
 
 
-DECODE_THREADS_ENV = "KILN_DECODE_THREADS"
-
-
-def decode_thread_count(threads: int | None = None) -> int:
-    """How many threads decode the graph blobs: `threads`, else $KILN_DECODE_THREADS, else
-    up to 8 (CPU work beside the binary loads and the hashing). 0: the native default."""
-    return count_setting(
-        DECODE_THREADS_ENV, min(8, os.cpu_count() or 1), "graph decoder threads", threads
-    )
-
-
 TEMPLATE_GROUPS_ENV = "KILN_TEMPLATE_GROUPS"
 
 
@@ -422,49 +400,10 @@ def load_kernels(
     )
     resolvers = resolve_thread_count(resolve_threads)
     if resolvers:
-        # The templates' kernels first: every build waits for them, switches only later.
-        graphs = [manifest.graphs[i].section for i in manifest.templates_first()]
+        graphs = [g.section for g in manifest.graphs]
         restored.kernels.resolve_in_background(
-            resolvers,
-            [reader.section(s) for s in graphs],
-            **_gate(restored, graphs),
-            first=len(manifest.group_templates()),
+            resolvers, [reader.section(s) for s in graphs], **_gate(restored, graphs)
         )
-
-
-def decode_templates(
-    reader: Any,
-    manifest: Manifest,
-    restored: RestoredSet,
-    *,
-    threads: int | None,
-    template_groups: int | None = None,
-) -> None:
-    """Decode each topology group's template graph (while load_kernels' threads load the
-    binaries and resolve the kernels) into `restored.graph_set`, CPU only, and plan the
-    templates: its start() can build them now. The other graphs decode on a background
-    thread, each checked to belong to the group the manifest put it in; finish_decoding
-    waits for them. An archive without groups decodes every graph here."""
-    # More threads contend inside the driver (16 were slower than 4 on the H100).
-    workers = threads or min(4, os.cpu_count() or 1)
-    graphs = [g.section for g in manifest.graphs]
-    restored.graph_set = native().GraphSet(
-        [reader.section(s) for s in graphs],
-        restored.kernels,
-        restored.device,
-        workers,
-        template_group_limit(template_groups),
-        **_gate(restored, graphs),
-        templates=manifest.group_templates(),
-        decoders=decode_thread_count(),
-    )
-
-
-def finish_decoding(manifest: Manifest, restored: RestoredSet) -> None:
-    """Wait until every graph is decoded and grouped (raises what failed), and check the
-    grouping against SAVE's."""
-    restored.graph_set.wait_decoded()
-    _check_groups(manifest, restored.graph_set)
 
 
 def decode_graphs(
@@ -475,10 +414,22 @@ def decode_graphs(
     threads: int | None,
     template_groups: int | None = None,
 ) -> None:
-    """decode_templates, then finish_decoding: every graph decoded and grouped; start()
-    builds them and add_graphs (once the capture window is materialized) hands them out."""
-    decode_templates(reader, manifest, restored, threads=threads, template_groups=template_groups)
-    finish_decoding(manifest, restored)
+    """Decode and group every graph (while load_kernels' threads load the binaries and
+    resolve the kernels) into `restored.graph_set`, CPU only; its start() builds them and
+    add_graphs (once the capture window is materialized) hands them out."""
+    # More threads contend inside the driver (16 were slower than 4 on the H100).
+    workers = threads or min(4, os.cpu_count() or 1)
+    graphs = [g.section for g in manifest.graphs]
+    graph_set = native().GraphSet(
+        [reader.section(s) for s in graphs],
+        restored.kernels,
+        restored.device,
+        workers,
+        template_group_limit(template_groups),
+        **_gate(restored, graphs),
+    )
+    restored.graph_set = graph_set
+    _check_groups(manifest, graph_set)
 
 
 def add_graphs(manifest: Manifest, restored: RestoredSet) -> None:
@@ -496,14 +447,13 @@ def start_graphs(
     threads: int | None,
     template_groups: int | None = None,
 ) -> None:
-    """decode_templates, then build in the background (while the other graphs decode): the
-    templates first, one per family of topology groups (every graph is replayable once those
-    exist), then each graph's own executable. Returns once every graph is decoded;
-    RestoredSet.wait_replayable waits for the templates."""
-    decode_templates(reader, manifest, restored, threads=threads, template_groups=template_groups)
-    restored.start_builds(dedicated)
-    finish_decoding(manifest, restored)
+    """decode_graphs, then build in the background: the templates first, one per family of
+    topology groups (every graph is replayable once those exist), then each graph's own
+    executable. Returns once decoded; RestoredSet.wait_replayable waits for the
+    templates."""
+    decode_graphs(reader, manifest, restored, threads=threads, template_groups=template_groups)
     add_graphs(manifest, restored)
+    restored.start_builds(dedicated)
 
 
 def open_archive(path: str | os.PathLike[str], device: int) -> tuple[Any, Manifest]:
@@ -552,9 +502,8 @@ def load(
     archive raises ArchiveCorrupt with the region untouched. Without, only the manifest is.
 
     `timings` of the result: seconds per stage as the caller saw them (open, fingerprint,
-    binaries, decode, verify, materialize, members, templates, total; binaries only starts
-    the loading now, decode decodes the groups' templates, verify waits for the hashing
-    still running, members for the other graphs' decoding beside the template builds)
+    binaries, decode, verify, materialize, templates, total; binaries only starts the
+    loading now, verify waits for the hashing still running)
     and, from the native side, `<category>_sum` (thread-seconds), `<category>_wall` (time
     during which any thread was in it) and `<category>_count` for binary loading, kernel
     resolution, decoding, update preparation and each step of the template builds (see
@@ -581,19 +530,16 @@ def load(
         stage("fingerprint")
         load_kernels(reader, manifest, restored, threads=binary_threads)
         stage("binaries")
-        decode_templates(reader, manifest, restored, threads=threads)
+        decode_graphs(reader, manifest, restored, threads=threads)
         stage("decode")
         # Hashed beside the loads and the decode; a corrupt archive must fail before the
         # region is touched, so that the process can still start natively or retry.
         restored.wait_verified()
         stage("verify")
         materialize_window(manifest, region, restored)
-        stage("materialize")
-        # The templates build while the other graphs decode.
-        restored.start_builds(dedicated)
-        finish_decoding(manifest, restored)
         add_graphs(manifest, restored)
-        stage("members")
+        stage("materialize")
+        restored.start_builds(dedicated)
         restored.wait_replayable()
         stage("templates")
     except BaseException:

@@ -7,12 +7,9 @@ from __future__ import annotations
 import hashlib
 import struct
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from types import SimpleNamespace
 
 import pytest
-
-if TYPE_CHECKING:
-    from kiln.manifest import GroupEntry, Manifest
 
 native = pytest.importorskip("kiln._native", reason="kiln's native extension is not built")
 
@@ -120,43 +117,22 @@ def launch_records(graphs) -> dict[str, list[str]]:
     return {"template": records[:n], "reversed": records[n : 2 * n][::-1], "own": records[2 * n :]}
 
 
-def recorded_groups(blobs: list[bytes]) -> list[GroupEntry]:
-    """The topology groups SAVE would record for these blobs (graph i named g{i})."""
-    from kiln.manifest import GroupEntry
-
-    descs = [native.decode_graph(b) for b in blobs]
-    by_key: dict[bytes, list[int]] = {}
-    for i, d in enumerate(descs):
-        by_key.setdefault(native.topology_signature(d), []).append(i)
-    return [
-        GroupEntry(
-            hashlib.sha256(key).hexdigest(),
-            f"g{members[0]}",
-            [f"g{i}" for i in members],
-            [len(native.differing_nodes(descs[members[0]], descs[i])) for i in members],
-        )
-        for key, members in by_key.items()
-    ]
-
-
-def sections_and_manifest(
-    arc: Archive, *, groups: list[GroupEntry] | None = None
-) -> tuple[dict[str, bytes], Manifest]:
-    """The archive's images as sections b0.., its blobs as g0.., and a manifest with the
-    fields store.load_kernels / start_graphs read (`groups` recorded if given)."""
-    from kiln.manifest import BinaryEntry, GraphEntry, Manifest
+def sections_and_manifest(arc: Archive) -> tuple[dict[str, bytes], SimpleNamespace]:
+    """The archive's images as sections b0.., its blobs as g0.., and the manifest fields
+    store.load_kernels / start_graphs read (no recorded groups)."""
+    from kiln.manifest import BinaryEntry
 
     sections = {f"b{i}": img for i, img in enumerate(arc.images)}
     sections.update({f"g{i}": blob for i, blob in enumerate(arc.blobs)})
-    manifest = Manifest(
-        DEV,
-        [],
-        (0, 0),
-        [
+    manifest = SimpleNamespace(
+        binaries=[
             BinaryEntry(f"b{i}", hashlib.sha256(img).hexdigest(), len(img), "ptx")
             for i, img in enumerate(arc.images)
         ],
-        [GraphEntry(f"g{i}", f"g{i}", 0, 0, [], []) for i in range(len(arc.blobs))],
-        groups=groups,
+        graphs=[
+            SimpleNamespace(section=f"g{i}", name=f"g{i}", inputs=[], outputs=[])
+            for i in range(len(arc.blobs))
+        ],
+        groups=None,
     )
     return sections, manifest

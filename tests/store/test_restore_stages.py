@@ -5,14 +5,11 @@ bench/restore.py's restore_stages."""
 from __future__ import annotations
 
 import gc
-import os
 
 import pytest
 from kiln import store
-from kiln.errors import ArchiveCorrupt, KilnError
-from kiln.manifest import GroupEntry
+from kiln.errors import KilnError
 from kiln.restored import RestoredSet
-from kiln.section_verification import VERIFY_THREADS_ENV, verify_thread_count
 
 from tests.native._restore_fixture import (
     DEV,
@@ -20,7 +17,6 @@ from tests.native._restore_fixture import (
     close_fake,
     native,
     open_fake_region,
-    recorded_groups,
     sections_and_manifest,
 )
 
@@ -87,51 +83,11 @@ def test_restore_reports_native_stage_timings(restored) -> None:
     assert all(r[name].has_own_executable for name in r)
 
 
-def _restore_with_groups(groups) -> list[str]:
-    """What each graph launches after store.start_graphs, with `groups` in the manifest."""
-    buffer = open_fake_region(strict_context=True)
-    arc = archive(buffer)
-    sections, manifest = sections_and_manifest(arc, groups=groups(arc) if groups else None)
-    reader = _Reader(sections)
-    r = RestoredSet(reader, DEV)
-    try:
-        store.load_kernels(reader, manifest, r, threads=2, resolve_threads=2)
-        store.start_graphs(reader, manifest, r, dedicated=True, threads=2)
-        assert ("members_wall" in r.native_timings()) == bool(groups)
-        native.testing.clear_fake_launches()
-        r.graph_set.wait_all(False)
-        for i in range(len(arc.blobs)):
-            r.graph_set.launch_template(i, 0)
-        return native.testing.fake_launches()
-    finally:
-        r.close()
-        gc.collect()
-        close_fake()
-
-
-def test_recorded_groups_restore_what_derived_ones_do() -> None:
-    assert _restore_with_groups(lambda arc: recorded_groups(arc.blobs)) == _restore_with_groups(
-        None
-    )
-
-
-def test_a_manifest_naming_a_late_template_fails_the_restore() -> None:
-    def lying(arc):
-        groups = recorded_groups(arc.blobs)
-        odd = groups[1]  # g1, g3, g5, g7: claim g3 is the group's first graph
-        groups[1] = GroupEntry(odd.key, "g3", odd.members, odd.differing)
-        return groups
-
-    with pytest.raises(ArchiveCorrupt, match="graph 1 comes before its group's named template"):
-        _restore_with_groups(lying)
-
-
 @pytest.mark.parametrize(
     ("count", "env", "default"),
     [
         (store.binary_thread_count, store.BINARY_THREADS_ENV, 3),
         (store.resolve_thread_count, store.RESOLVE_THREADS_ENV, 2),
-        (store.decode_thread_count, store.DECODE_THREADS_ENV, min(8, os.cpu_count() or 1)),
     ],
 )
 def test_thread_count_options(monkeypatch, count, env: str, default: int) -> None:
@@ -147,12 +103,3 @@ def test_thread_count_options(monkeypatch, count, env: str, default: int) -> Non
     monkeypatch.setenv(env, "-1")
     with pytest.raises(KilnError, match=">= 0"):
         count()
-
-
-def test_hashing_threads_come_from_the_environment_and_never_drop_to_none(monkeypatch) -> None:
-    monkeypatch.setenv(VERIFY_THREADS_ENV, "3")
-    assert verify_thread_count() == 3
-    assert verify_thread_count(0) == 1  # someone must hash: LOAD waits for every section
-    monkeypatch.setenv(VERIFY_THREADS_ENV, "all")
-    with pytest.raises(KilnError, match=VERIFY_THREADS_ENV):
-        verify_thread_count()

@@ -37,35 +37,22 @@ void bind_graph_set(nb::module_& m) {
   nb::class_<GraphSet>(m, "GraphSet")
       .def("__init__",
            [](GraphSet* self, const std::vector<nb::object>& blobs, KernelTable& kernels, int device, unsigned threads,
-              size_t family_groups, const SectionVerifier* verifier, const std::vector<size_t>& items,
-              std::vector<size_t> templates, unsigned decoders) {
-             auto views = std::make_shared<BufferViews>(blobs);
-             GraphSet::Options options;
-             options.threads = threads;
-             options.family_groups = family_groups;
-             options.gate = gate_items(verifier, items);
-             options.templates = std::move(templates);
-             options.decoders = decoders;
-             options.keep_alive = views;
-             std::vector<BlobView> list = views->blobs();
-             views.reset();  // the set holds them now, and releases them with the GIL taken
+              size_t family_groups, const SectionVerifier* verifier, const std::vector<size_t>& items) {
+             BufferViews views(blobs);
+             std::vector<BlobView> list = views.blobs();
+             GateItems gate = gate_items(verifier, items);
              nb::gil_scoped_release release;
-             new (self) GraphSet(list, kernels, device, std::move(options));
+             new (self) GraphSet(list, kernels, device, threads, family_groups, gate);
            },
            "blobs"_a, "kernels"_a, "device"_a, "threads"_a = 4, "family_groups"_a = 0,
-           "verifier"_a.none() = nb::none(), "items"_a = std::vector<size_t>{},
-           "templates"_a = std::vector<size_t>{}, "decoders"_a = 0, nb::keep_alive<1, 3>(),
-           "Decode, group and prepare every graph blob (blob i once the verifier's item items[i] passed). "
-           "Topology groups that differ in a few nodes share one template, at most `family_groups` groups each "
-           "(1: none; 0: no cap). With `templates` (each group's first graph, ascending, as SAVE recorded them) "
-           "only those decode now and the others beside the builds (wait_decoded); a graph outside the named "
-           "groups fails the set with ArchiveCorrupt. `decoders` threads decode (0: max(threads, up to 8)).")
+           "verifier"_a.none() = nb::none(), "items"_a = std::vector<size_t>{}, nb::keep_alive<1, 3>(),
+           "Decode, group and prepare every graph blob (the blobs are copied; blob i once the verifier's item "
+           "items[i] passed). Topology groups that differ in a few nodes share one template, at most "
+           "`family_groups` groups each (1: none; 0: no cap).")
       .def("start", &GraphSet::start, "dedicated"_a = true, nb::call_guard<nb::gil_scoped_release>(),
            "Background builds: templates, then one executable per graph if `dedicated`.")
       .def("wait", &GraphSet::wait, "index"_a, "dedicated"_a = false, nb::call_guard<nb::gil_scoped_release>())
       .def("wait_all", &GraphSet::wait_all, "dedicated"_a = false, nb::call_guard<nb::gil_scoped_release>())
-      .def("wait_decoded", &GraphSet::wait_decoded, nb::call_guard<nb::gil_scoped_release>(),
-           "Until every graph is decoded and grouped; the per-graph accessors need it first.")
       .def("launch", [](GraphSet& s, size_t i, uintptr_t stream) { s.launch(i, reinterpret_cast<CUstream>(stream)); },
            "index"_a, "stream"_a, nb::call_guard<nb::gil_scoped_release>())
       .def("launch_template",

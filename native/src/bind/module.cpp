@@ -261,10 +261,8 @@ NB_MODULE(_native, m) {
       .def_prop_ro("loader_threads", [](KernelTable& t) { return t.binaries().threads(); })
       .def("resolve_in_background",
            [](KernelTable& t, unsigned threads, const std::vector<nb::object>& blobs, const SectionVerifier* verifier,
-              const std::vector<size_t>& items, size_t first) {
-             if (first > blobs.size()) throw nb::value_error("first exceeds the blobs given");
+              const std::vector<size_t>& items) {
              KernelTable::Blobs source;
-             source.first = first;
              source.gate = gate_items(verifier, items);
              if (!blobs.empty()) {
                auto views = std::make_shared<BufferViews>(blobs);
@@ -274,11 +272,11 @@ NB_MODULE(_native, m) {
              t.resolve_in_background(threads, std::move(source));
            },
            "threads"_a, "blobs"_a = std::vector<nb::object>{}, "verifier"_a.none() = nb::none(),
-           "items"_a = std::vector<size_t>{}, "first"_a = 0,
+           "items"_a = std::vector<size_t>{},
            "Resolve every planned kernel on `threads` background threads; once. With `blobs` (graph blobs, "
            "blob i read once the verifier's item `items[i]` passed), first plan the kernels their shape tables "
-           "name, so resolution starts before the graphs decode; those of the `first` leading blobs (the "
-           "templates' graphs) ahead of the others. Failures are raised where a graph needs the kernel.")
+           "name, so resolution starts before the graphs decode. Failures are raised where a graph needs the "
+           "kernel.")
       .def("wait_background", &KernelTable::wait_background, nb::call_guard<nb::gil_scoped_release>(),
            "Join the background resolvers (every planned kernel taken).")
       .def("timings", [](const KernelTable& t) { return timings_dict(t.timings()); },
@@ -401,8 +399,6 @@ NB_MODULE(_native, m) {
     return out;
   }, "What each cuGraphLaunch would have run, in launch order (see testing/fake_graphs.h).");
   t.def("clear_fake_launches", &testing::clear_fake_launches);
-  t.def("fake_kernel_lookups", &testing::fake_kernel_lookups,
-        "Every cuLibraryGetKernel since the fake was installed, in call order, as \"library name:entry\".");
   // The application's libraries, loaded and recorded in two steps as the interposer's hooks
   // do (a library loaded before kiln was enabled is never recorded).
   t.def("load_library", [](nb::bytes image) {

@@ -131,13 +131,12 @@ void BuiltGraph::launch(CUstream stream) const { check(driver().cuGraphLaunch(ex
 void BuiltGraph::upload(CUstream stream) const { check(driver().cuGraphUpload(exec_, stream), "cuGraphUpload"); }
 
 std::unique_ptr<BuiltGraph> build_graph(const GraphDesc& desc, KernelTable& kernels, int device, bool keep_topology,
-                                        KernelsReady ready, BuildTimes* times) {
+                                        bool prepared, BuildTimes* times) {
   BuildTimes local;
   BuildTimes& t = times ? *times : local;
   t.begin = SteadyClock::now();
   check_backed(desc, device);
-  if (ready == KernelsReady::prepare) kernels.prepare(desc);
-  KernelTable::Requirer requirer(kernels, t.kernel_waits, t.kernel_category);  // per_node: each kernel once
+  if (!prepared) kernels.prepare(desc);
   t.checked = SteadyClock::now();
   const DriverTable& drv = driver();
   CUcontext ctx = nullptr;
@@ -164,7 +163,6 @@ std::unique_ptr<BuiltGraph> build_graph(const GraphDesc& desc, KernelTable& kern
     CUgraphNode& out = nodes[i];
     switch (n.type) {
       case NodeType::kernel:
-        if (ready == KernelsReady::per_node) requirer.require(n.kernel.binary, n.kernel.entry);
         out = add_kernel(drv, graph.g, n.kernel, kernels);
         for (const LaunchAttribute& a : n.kernel.attributes) priorities |= a.id == CU_LAUNCH_ATTRIBUTE_PRIORITY;
         break;

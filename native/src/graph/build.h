@@ -59,23 +59,13 @@ struct BuildTimes {
   SteadyClock::time_point checked;   // every operand found backed
   SteadyClock::time_point described; // CUgraph built from the description: nodes, edges
   SteadyClock::time_point instantiated;
-  // Where KernelsReady::per_node records each wait for a kernel not yet required (optional).
-  Timeline* kernel_waits = nullptr;
-  const char* kernel_category = nullptr;
-};
-
-// How build_graph gets the kernels of its nodes from the KernelTable.
-enum class KernelsReady {
-  prepare,   // plans and resolves them all first (KernelTable::prepare)
-  required,  // the caller did (KernelTable::require)
-  per_node,  // each one as its first node is added (planned by the caller), so the build
-             // runs beside the resolution instead of after all of it
 };
 
 // Every region pointer and memory operand must be backed in this process (checked first,
-// Error(unmapped_range)). Kernels come from `kernels` as `ready` says.
+// Error(unmapped_range)). Kernels come from `kernels`, resolved here unless `prepared` says
+// the caller did it already (KernelTable::require).
 std::unique_ptr<BuiltGraph> build_graph(const GraphDesc& desc, KernelTable& kernels, int device,
-                                        bool keep_topology = false, KernelsReady ready = KernelsReady::prepare,
+                                        bool keep_topology = false, bool prepared = false,
                                         BuildTimes* times = nullptr);
 
 }  // namespace kiln

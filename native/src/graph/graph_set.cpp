@@ -23,71 +23,25 @@ std::vector<uint32_t> merged(const std::vector<uint32_t>& a, const std::vector<u
 
 }  // namespace
 
-GraphSet::GraphSet(const std::vector<BlobView>& blobs, KernelTable& kernels, int device, Options options)
-    : blobs_(blobs),
-      gate_(std::move(options.gate)),
-      keep_alive_(std::move(options.keep_alive)),
-      named_templates_(std::move(options.templates)),
-      kernels_(kernels),
-      device_(device),
-      threads_(std::max(1u, options.threads)) {
-  gate_.check_count(blobs_.size(), "graph set");
-  const size_t n = blobs_.size();
-  for (size_t k = 0; k < named_templates_.size(); ++k)
-    if (named_templates_[k] >= n || (k && named_templates_[k] <= named_templates_[k - 1]) ||
-        (k == 0 && named_templates_[k] != 0))
-      throw Error(ErrorKind::corrupt, "graph set: the named group templates are not ascending graph indices "
-                                      "starting at graph 0");
-  members_.resize(n);
-  for (auto& m : members_) m = std::make_unique<Member>();
+GraphSet::GraphSet(const std::vector<BlobView>& blobs, KernelTable& kernels, int device, unsigned threads,
+                   size_t family_groups, const GateItems& gate)
+    : kernels_(kernels), device_(device), threads_(std::max(1u, threads)) {
+  gate.check_count(blobs.size(), "graph set");
+  members_.resize(blobs.size());
+  std::vector<std::string> signatures(blobs.size());
   // Decoding is CPU work only, free of the driver contention that caps the build threads.
-  const unsigned decoders = options.decoders ? options.decoders
-                                             : std::max(threads_, std::min(8u, std::thread::hardware_concurrency()));
-  const bool early = !named_templates_.empty();
-  std::vector<size_t> first(early ? named_templates_.size() : n);
-  for (size_t k = 0; k < first.size(); ++k) first[k] = early ? named_templates_[k] : k;
-  std::vector<std::string> signatures = decode(first, decoders);
-  if (early)
-    check_templates(signatures);
-  else
-    group_all(std::move(signatures));
-  plan(options.family_groups);
-  // The templates' kernels with each function attribute at its maximum over the templates,
-  // before any build uses the function. The other graphs' kernels are planned once they
-  // decode and applied before their family counts as replayable: their nodes are never in
-  // a template, so raising an attribute then races with no instantiation that needs it.
-  std::vector<const GraphDesc*> descs;
-  for (size_t i : first) descs.push_back(&members_[i]->desc);
-  kernels_.plan(descs, decoders);
-  ctx_ = kernels_.context();
-  if (!ctx_) check(driver().cuCtxGetCurrent(&ctx_), "cuCtxGetCurrent");
-  if (!ctx_) throw Error(ErrorKind::restore, "no CUDA context is current on the restoring thread");
-  if (early) {
-    member_decoder_ = std::thread([this, decoders] { decode_members(decoders); });
-  } else {
-    prepare_updates(first, decoders);
-    members_decoded_ = true;
-  }
-  KILN_INFO("graph set: %zu graphs in %zu topology groups, %zu templates", members_.size(), groups_.size(),
-            families_.size());
-}
-
-std::vector<std::string> GraphSet::decode(const std::vector<size_t>& which, unsigned decoders) {
-  std::vector<std::string> signatures(which.size());
-  parallel_for(which.size(), decoders, [&](size_t k) {
-    if (stop_.load()) return;  // the set is being destroyed
-    const size_t i = which[k];
-    gate_.wait(i);
+  const unsigned decoders = std::max(threads_, std::min(8u, std::thread::hardware_concurrency()));
+  parallel_for(blobs.size(), decoders, [&](size_t i) {
+    gate.wait(i);
     TimedSpan span(timeline_, "decode");
-    members_[i]->desc = decode_graph(blobs_[i].data, blobs_[i].size);
-    signatures[k] = topology_signature(members_[i]->desc);
+    auto m = std::make_unique<Member>();
+    m->desc = decode_graph(blobs[i].data, blobs[i].size);
+    signatures[i] = topology_signature(m->desc);
+    members_[i] = std::move(m);
   });
-  return signatures;
-}
-
-void GraphSet::group_all(std::vector<std::string> signatures) {
+  std::map<std::string, size_t> by_signature;
   for (size_t i = 0; i < members_.size(); ++i) {
-    auto [it, fresh] = group_of_signature_.emplace(std::move(signatures[i]), groups_.size());
+    auto [it, fresh] = by_signature.emplace(std::move(signatures[i]), groups_.size());
     if (fresh) {
       groups_.push_back(std::make_unique<Group>());
       groups_.back()->tmpl = i;  // the first member (engines capture the largest size first)
@@ -95,77 +49,11 @@ void GraphSet::group_all(std::vector<std::string> signatures) {
     members_[i]->group = it->second;
     groups_[it->second]->members.push_back(i);
   }
-}
-
-void GraphSet::check_templates(const std::vector<std::string>& signatures) {
-  for (size_t k = 0; k < named_templates_.size(); ++k) {
-    auto [it, fresh] = group_of_signature_.emplace(signatures[k], groups_.size());
-    if (!fresh)
-      throw Error(ErrorKind::corrupt,
-                  format("graph set: graphs %zu and %zu were named templates of two groups but have one topology",
-                         named_templates_[it->second], named_templates_[k]));
-    groups_.push_back(std::make_unique<Group>());
-    groups_.back()->tmpl = named_templates_[k];
-    members_[named_templates_[k]]->group = it->second;
-  }
-}
-
-void GraphSet::decode_members(unsigned decoders) {
-  std::exception_ptr error;
-  try {
-    TimedSpan span(timeline_, "members");
-    std::vector<size_t> rest;
-    for (size_t i = 0, k = 0; i < members_.size(); ++i) {
-      if (k < named_templates_.size() && named_templates_[k] == i)
-        ++k;
-      else
-        rest.push_back(i);
-    }
-    std::vector<std::string> signatures = decode(rest, decoders);
-    if (stop_.load()) throw Error(ErrorKind::restore, "graph set: closed while its graphs decoded");
-    assign_members(rest, std::move(signatures));
-    std::vector<size_t> all(members_.size());
-    for (size_t i = 0; i < all.size(); ++i) all[i] = i;
-    prepare_updates(all, decoders);
-  } catch (...) {
-    error = std::current_exception();
-  }
-  {
-    std::lock_guard<std::mutex> lk(mu_);
-    members_error_ = error;
-    members_decoded_ = true;
-  }
-  cv_.notify_all();
-}
-
-void GraphSet::assign_members(const std::vector<size_t>& which, std::vector<std::string> signatures) {
-  for (size_t k = 0; k < which.size(); ++k) {
-    const size_t i = which[k];
-    auto it = group_of_signature_.find(signatures[k]);
-    if (it == group_of_signature_.end())
-      throw Error(ErrorKind::corrupt, format("graph set: graph %zu has a topology none of the named group "
-                                             "templates has",
-                                             i));
-    if (groups_[it->second]->tmpl > i)
-      throw Error(ErrorKind::corrupt, format("graph set: graph %zu comes before its group's named template, graph %zu",
-                                             i, groups_[it->second]->tmpl));
-    members_[i]->group = it->second;
-  }
-  for (size_t i = 0; i < members_.size(); ++i) {  // templates included, in graph order
-    const size_t g = members_[i]->group;
-    groups_[g]->members.push_back(i);
-    families_[groups_[g]->family]->members.push_back(i);
-  }
-  std::vector<const GraphDesc*> descs;
-  for (size_t i : which) descs.push_back(&members_[i]->desc);
-  kernels_.plan(descs, std::max(1u, std::min(8u, std::thread::hardware_concurrency())));
-}
-
-void GraphSet::prepare_updates(const std::vector<size_t>& which, unsigned decoders) {
+  plan(family_groups);
   // What switching a template to each member will update.
-  parallel_for(which.size(), decoders, [&](size_t k) {
+  parallel_for(members_.size(), threads_, [&](size_t i) {
     TimedSpan span(timeline_, "updates");
-    Member& m = *members_[which[k]];
+    Member& m = *members_[i];
     const Group& g = *groups_[m.group];
     const Family& f = *families_[g.family];
     std::vector<uint32_t> own = differing_nodes(members_[g.tmpl]->desc, m.desc);
@@ -183,17 +71,16 @@ void GraphSet::prepare_updates(const std::vector<size_t>& which, unsigned decode
   });
   for (auto& f : families_)
     for (size_t i : f->members) f->varying = merged(f->varying, members_[i]->diff);
-}
-
-void GraphSet::wait_members(std::unique_lock<std::mutex>& lk) {
-  cv_.wait(lk, [&] { return members_decoded_ || stop_.load(); });
-  if (!members_decoded_) throw Error(ErrorKind::restore, "graph set: closed while its graphs decoded");
-  if (members_error_) std::rethrow_exception(members_error_);
-}
-
-void GraphSet::wait_decoded() {
-  std::unique_lock<std::mutex> lk(mu_);
-  wait_members(lk);
+  // Every graph's kernels at once, so that each function attribute is set once, at its
+  // maximum, before any graph uses the function.
+  std::vector<const GraphDesc*> descs;
+  for (auto& m : members_) descs.push_back(&m->desc);
+  kernels_.plan(descs, decoders);
+  ctx_ = kernels_.context();
+  if (!ctx_) check(driver().cuCtxGetCurrent(&ctx_), "cuCtxGetCurrent");
+  if (!ctx_) throw Error(ErrorKind::restore, "no CUDA context is current on the restoring thread");
+  KILN_INFO("graph set: %zu graphs in %zu topology groups, %zu templates", members_.size(), groups_.size(),
+            families_.size());
 }
 
 void GraphSet::plan(size_t family_groups) {
@@ -212,7 +99,7 @@ void GraphSet::plan(size_t family_groups) {
     for (size_t place = 0; place < p.groups.size(); ++place) {
       Group& g = *groups_[p.groups[place]];
       g.family = families_.size(), g.place = place;
-      f->members.insert(f->members.end(), g.members.begin(), g.members.end());  // none yet with templates named
+      f->members.insert(f->members.end(), g.members.begin(), g.members.end());
     }
     if (p.merged()) {
       for (auto [place, node] : p.source) f->slots.push_back(&templates[p.groups[place]]->nodes[node]);
@@ -236,7 +123,6 @@ GraphSet::~GraphSet() {
     stop_.store(true);
   }
   cv_.notify_all();
-  if (member_decoder_.joinable()) member_decoder_.join();
   for (std::thread& t : workers_)
     if (t.joinable()) t.join();
   for (auto& m : members_) m->dedicated.store(nullptr);
@@ -273,17 +159,15 @@ std::unique_ptr<BuiltGraph> GraphSet::build_template(Family& f) {
     f.merged.edges = f.plan.edges;
     f.merged.event_count = f.plan.event_count;
   }
+  {
+    TimedSpan span(timeline_, "templates.kernels");
+    kernels_.require(f.base());  // waits only for the binaries it launches
+  }
   BuildTimes t;
-  t.kernel_waits = &timeline_, t.kernel_category = "templates.kernels";
-  // Each node waits for its own kernel only: the build runs beside the resolution.
-  auto built = build_graph(f.base(), kernels_, device_, /*keep_topology=*/true, KernelsReady::per_node, &t);
+  auto built = build_graph(f.base(), kernels_, device_, /*keep_topology=*/true, /*prepared=*/true, &t);
   record("templates", t);
   // Switching to any member launches that member's kernels: resolved before the family
   // counts as replayable, so a failure surfaces at wait, not at the first switch.
-  {
-    std::unique_lock<std::mutex> lk(mu_);
-    wait_members(lk);
-  }
   TimedSpan span(timeline_, "templates.member_kernels");
   for (size_t i : f.members) kernels_.require(members_[i]->desc);
   return built;
@@ -293,7 +177,7 @@ std::unique_ptr<BuiltGraph> GraphSet::build_dedicated(Member& m) {
   TimedSpan task(timeline_, "dedicated.task");
   kernels_.require(m.desc);  // done by its template's task already; rethrows what failed there
   BuildTimes t;
-  auto built = build_graph(m.desc, kernels_, device_, false, KernelsReady::required, &t);
+  auto built = build_graph(m.desc, kernels_, device_, false, true, &t);
   record("dedicated", t);
   return built;
 }
@@ -338,12 +222,11 @@ void GraphSet::run_task(size_t task) {
 
 void GraphSet::wait(size_t i, bool dedicated) {
   Member& m = *members_.at(i);
+  Family& f = *families_[groups_[m.group]->family];
   std::unique_lock<std::mutex> lk(mu_);
   if (workers_.empty()) throw Error(ErrorKind::restore, "graph set: background builds were not started");
   if (dedicated && task_count_ == families_.size())
     throw Error(ErrorKind::restore, "graph set: dedicated executables were not requested");
-  wait_members(lk);  // until then a graph's group is unknown
-  Family& f = *families_[groups_[m.group]->family];
   cv_.wait(lk, [&] { return f.done; });
   if (f.error) std::rethrow_exception(f.error);
   if (!dedicated) return;
@@ -463,7 +346,7 @@ void GraphSet::launch_template(size_t i, CUstream stream) {
       // Never replay a half-updated template: give this graph its own executable instead.
       KILN_WARN("%s; instantiating graph %zu on its own", e.what(), i);
       lk.unlock();
-      std::unique_ptr<BuiltGraph> own = build_graph(m.desc, kernels_, device_, false, KernelsReady::required);
+      std::unique_ptr<BuiltGraph> own = build_graph(m.desc, kernels_, device_, false, true);
       own->launch(stream);
       std::lock_guard<std::mutex> guard(mu_);
       if (!m.dedicated.load()) {

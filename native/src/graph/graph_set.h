@@ -6,9 +6,7 @@
 // every graph replayable) and then a dedicated executable per graph, swapped in
 // atomically so steady state runs without per-switch updates. Decoding needs no kernel
 // binary, so it runs while the KernelTable's pool still loads them; each template then
-// waits only for the kernels it launches. Given the groups' templates (SAVE's manifest
-// names them), only those decode before the templates can start building; the other
-// graphs decode beside the builds, each checked to belong to the group it was named in.
+// waits only for the kernels it launches.
 #pragma once
 
 #include <cuda.h>
@@ -35,25 +33,14 @@ namespace kiln {
 
 class GraphSet {
  public:
-  struct Options {
-    unsigned threads = 4;      // background builds
-    unsigned decoders = 0;     // threads decoding the blobs; 0: max(threads, up to 8)
-    // Caps the groups one template serves: 1 merges none, 0 sets no cap (on the H100, four
-    // merged templates built on four threads beat seven capped at ceil(groups / threads)).
-    size_t family_groups = 0;
-    GateItems gate;            // one item per blob: each blob is decoded once its item passed
-    // Each topology group's template (its first graph), ascending, as SAVE recorded them;
-    // empty: every graph decodes in the constructor. A graph that turns out to belong to no
-    // named group, or to one whose template comes after it, fails the set (Error(corrupt)).
-    std::vector<size_t> templates;
-    std::shared_ptr<void> keep_alive;  // the blobs' memory, held until the set is destroyed
-  };
   // Decodes the blobs (in parallel), groups the graphs and plans their kernels (CPU only:
-  // kernels are resolved by the background builds that need them). With `templates`, the
-  // constructor decodes those only and the other graphs decode on a background thread
-  // (wait_decoded); the blobs' memory must then stay valid until the set is destroyed
-  // (`keep_alive`), otherwise only during construction. `kernels` must outlive the set.
-  GraphSet(const std::vector<BlobView>& blobs, KernelTable& kernels, int device, Options options);
+  // kernels are resolved by the background builds that need them). The blobs' memory must
+  // outlive the set only during construction; `kernels` must outlive it. `family_groups`
+  // caps the groups one template serves: 1 merges none, 0 sets no cap (on the H100, four
+  // merged templates built on four threads beat seven capped at ceil(groups / threads)).
+  // With a gate (one item per blob), each blob is decoded once its item passed.
+  GraphSet(const std::vector<BlobView>& blobs, KernelTable& kernels, int device, unsigned threads,
+           size_t family_groups = 0, const GateItems& gate = {});
   ~GraphSet();
   GraphSet(const GraphSet&) = delete;
   GraphSet& operator=(const GraphSet&) = delete;
@@ -66,9 +53,6 @@ class GraphSet {
   void wait(size_t i, bool dedicated);
   // As wait for every graph; then every binary loaded (rethrows the lowest slot's failure).
   void wait_all(bool dedicated);
-  // Blocks until every graph is decoded and grouped (at once without `templates`); rethrows
-  // what failed. The accessors below that take a graph index need it first (wait implies it).
-  void wait_decoded();
 
   // Replays graph i on `stream`: its own executable when built, else its group's template.
   void launch(size_t i, CUstream stream);
@@ -141,14 +125,6 @@ class GraphSet {
 
   void worker();
   void run_task(size_t task);
-  // Decodes the blobs listed into members_ (in parallel) and returns their topology signatures.
-  std::vector<std::string> decode(const std::vector<size_t>& which, unsigned decoders);
-  void group_all(std::vector<std::string> signatures);
-  void check_templates(const std::vector<std::string>& signatures);
-  void decode_members(unsigned decoders);  // the background thread's work with `templates`
-  void assign_members(const std::vector<size_t>& which, std::vector<std::string> signatures);
-  void prepare_updates(const std::vector<size_t>& which, unsigned decoders);
-  void wait_members(std::unique_lock<std::mutex>& lk);  // with mu_ held; rethrows members_error_
   void plan(size_t family_groups);
   std::unique_ptr<BuiltGraph> build_template(Family& f);
   std::unique_ptr<BuiltGraph> build_dedicated(Member& m);
@@ -156,14 +132,6 @@ class GraphSet {
   void switch_to(Family& f, size_t target);
   void set_enabled(Family& f, uint32_t slot, bool on, size_t target);
 
-  std::vector<BlobView> blobs_;       // valid while members decode (keep_alive_)
-  GateItems gate_;
-  std::shared_ptr<void> keep_alive_;
-  std::vector<size_t> named_templates_;  // Options::templates
-  std::map<std::string, size_t> group_of_signature_;
-  std::thread member_decoder_;
-  bool members_decoded_ = false;       // guarded by mu_
-  std::exception_ptr members_error_;   // guarded by mu_
   std::vector<std::unique_ptr<Member>> members_;
   std::vector<std::unique_ptr<Group>> groups_;
   std::vector<std::unique_ptr<Family>> families_;

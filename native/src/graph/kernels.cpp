@@ -36,9 +36,7 @@ void KernelTable::resolve_in_background(unsigned threads, Blobs blobs) {
 
 void KernelTable::plan_blobs() {
   TimedSpan span(timeline_, "kernels.plan_blobs");
-  // Per rank (the leading blobs', then the rest), ordered by slot: the loader's order.
-  using Found = std::map<std::pair<uint32_t, std::string>, Wanted>;
-  Found found[2];
+  std::map<std::pair<uint32_t, std::string>, Wanted> found;  // ordered by slot: the loader's order
   const size_t binaries = binaries_->size();
   for (size_t i = 0; i < blobs_.views.size() && !stop_.load(); ++i) {
     blobs_.gate.wait(i);
@@ -46,9 +44,7 @@ void KernelTable::plan_blobs() {
       if (k.binary >= binaries)
         throw Error(ErrorKind::corrupt,
                     format("kernel %s refers to binary slot %u of %zu", k.entry.c_str(), k.binary, binaries));
-      std::pair<uint32_t, std::string> key{k.binary, std::move(k.entry)};
-      auto leading = found[0].find(key);
-      Wanted& wanted = leading != found[0].end() ? leading->second : found[i < blobs_.first ? 0 : 1][std::move(key)];
+      Wanted& wanted = found[{k.binary, std::move(k.entry)}];
       for (const FunctionAttribute& a : k.function_attributes) {
         auto it = std::find_if(wanted.begin(), wanted.end(), [&](auto& w) { return w.first == a.attribute; });
         if (it == wanted.end())
@@ -60,8 +56,7 @@ void KernelTable::plan_blobs() {
   }
   std::lock_guard<std::mutex> lk(mu_);
   std::lock_guard<std::mutex> attrs(attr_mu_);
-  for (const Found& rank : found)
-    for (const auto& [key, wanted] : rank) add_planned(key.first, key.second, wanted);
+  for (const auto& [key, wanted] : found) add_planned(key.first, key.second, wanted);
 }
 
 void KernelTable::rethrow_blob_plan_failure() {
@@ -222,32 +217,15 @@ void KernelTable::require(const GraphDesc& desc) {
       if (seen.insert(i).second) needed.push_back(i);
     }
   }
-  for (size_t i : needed) require_index(i);
-}
-
-void KernelTable::require_index(size_t i) {
-  Kernel* k;
-  {
-    std::lock_guard<std::mutex> lk(mu_);
-    k = &kernels_[i];
+  for (size_t i : needed) {
+    Kernel* k;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      k = &kernels_[i];
+    }
+    cells_.run(i, [&] { resolve(*k); });
+    apply_attributes(*k);  // a later plan may have raised what an earlier one applied
   }
-  cells_.run(i, [&] { resolve(*k); });
-  apply_attributes(*k);  // a later plan may have raised what an earlier one applied
-}
-
-void KernelTable::Requirer::require(uint32_t slot, const std::string& entry) {
-  if (done_.empty()) table_.rethrow_blob_plan_failure();
-  size_t i;
-  {
-    std::lock_guard<std::mutex> lk(table_.mu_);
-    i = table_.index_of(slot, entry);
-  }
-  if (i < done_.size() && done_[i]) return;
-  if (i >= done_.size()) done_.resize(i + 1, 0);
-  auto t0 = SteadyClock::now();
-  table_.require_index(i);
-  if (waits_) waits_->add(category_, t0, SteadyClock::now());
-  done_[i] = 1;
 }
 
 void KernelTable::prepare(const GraphDesc& desc) {

@@ -47,39 +47,19 @@ class KernelTable {
     std::vector<BlobView> views;
     GateItems gate;                    // each blob is read once its item passed
     std::shared_ptr<void> keep_alive;  // the views' memory, released with the table
-    // The kernels of views[0, first) are planned (and so resolved) before the others': the
-    // templates' graphs, which every build waits for, ahead of what only switches need.
-    size_t first = 0;
   };
   // Starts `threads` background threads (bound to the loader's context) that resolve every
   // planned kernel nobody has taken yet, in plan order, so that builds find the kernels of
   // the graphs they switch to already resolved. With `blobs`, one of them first plans the
   // kernels their shape tables name, in binary slot order (the order the loader loads
-  // them; those of blobs.first leading blobs ahead), with their recorded function
-  // attributes (plan adds each node's shared memory later), so resolution runs beside the
-  // binary loads instead of after decoding. A failure
+  // them), with their recorded function attributes (plan adds each node's shared memory
+  // later), so resolution runs beside the binary loads instead of after decoding. A failure
   // stays in the kernel's cell and is rethrown by require, as is a failure to plan the
   // blobs. Once.
-  void resolve_in_background(unsigned threads, Blobs blobs);
-  void resolve_in_background(unsigned threads) { resolve_in_background(threads, Blobs()); }
+  void resolve_in_background(unsigned threads, Blobs blobs = {});
   // Joins the background resolvers (once every planned kernel was taken); failures stay in
   // their kernels' cells. Not thread-safe against itself or resolve_in_background.
   void wait_background();
-  // require for one kernel at a time, each once: a build that adds its nodes as their
-  // kernels resolve. Not thread-safe itself (one per build); the table is.
-  class Requirer {
-   public:
-    // Each call that finds its kernel not yet required is recorded in `waits` (if given).
-    explicit Requirer(KernelTable& table, Timeline* waits = nullptr, const char* category = nullptr)
-        : table_(table), waits_(waits), category_(category) {}
-    void require(uint32_t slot, const std::string& entry);
-
-   private:
-    KernelTable& table_;
-    Timeline* waits_;
-    const char* category_;
-    std::vector<uint8_t> done_;  // per kernel index
-  };
   // plan + require, for callers restoring one graph at a time.
   void prepare(const GraphDesc& desc);
   // A kernel resolved by require; thread-safe.
@@ -111,7 +91,6 @@ class KernelTable {
   void rethrow_blob_plan_failure();
   void resolve(Kernel& k);
   void apply_attributes(Kernel& k);
-  void require_index(size_t i);  // resolves kernel i here unless someone has, then applies
   void resolver();
 
   std::unique_ptr<BinaryLoader> binaries_;

@@ -88,7 +88,6 @@ struct State {
   std::map<const Graph*, std::unique_ptr<Graph>> graphs;
   std::map<const Exec*, std::unique_ptr<Exec>> execs;
   std::vector<std::string> launches;
-  std::vector<std::string> kernel_lookups;  // "library name:entry" per cuLibraryGetKernel
   std::set<std::thread::id> loader_threads;
   int64_t loads = 0, preserved_loads = 0, loading = 0, max_loading = 0, attribute_sets = 0, context_errors = 0, instantiations = 0;
   int64_t get_kernel_calls = 0, param_info_calls = 0;
@@ -317,7 +316,6 @@ CUresult library_get_kernel(CUkernel* out, CUlibrary library, const char* name) 
   ++st().get_kernel_calls;
   if (!st().live_libraries.count(library)) return CUDA_ERROR_INVALID_HANDLE;
   auto* lib = reinterpret_cast<Library*>(library);
-  st().kernel_lookups.push_back(lib->name + ":" + name);
   if (!lib->entries.count(name)) return CUDA_ERROR_NOT_FOUND;
   auto& k = lib->kernels[name];
   if (!k && !lib->reused.empty()) {
@@ -769,7 +767,6 @@ void install_fake_graph_calls(DriverTable& t, bool strict_context) {
     s.loads = s.preserved_loads = s.loading = s.max_loading = s.attribute_sets = s.context_errors = s.instantiations = 0;
     s.get_kernel_calls = s.param_info_calls = s.enable_failures = s.enable_calls = 0;
     s.event_records = s.event_syncs = 0;
-    s.kernel_lookups.clear();
   }
   tl_current = nullptr;
   t.cuCtxGetCurrent = ctx_get_current;
@@ -850,11 +847,6 @@ std::vector<std::string> fake_launches() {
 void clear_fake_launches() {
   std::lock_guard<std::mutex> l(st().mu);
   st().launches.clear();
-}
-
-std::vector<std::string> fake_kernel_lookups() {
-  std::lock_guard<std::mutex> l(st().mu);
-  return st().kernel_lookups;
 }
 
 }  // namespace kiln::testing

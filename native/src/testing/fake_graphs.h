@@ -47,8 +47,6 @@ void install_fake_graph_calls(DriverTable& table, bool strict_context);
 FakeGraphStats fake_graph_stats();
 std::vector<std::string> fake_launches();  // in launch order
 void clear_fake_launches();
-// Every cuLibraryGetKernel since install, in call order, as "library name:entry".
-std::vector<std::string> fake_kernel_lookups();
 // The next `count` cuGraphNodeSetEnabled calls fail (CUDA_ERROR_NOT_SUPPORTED).
 void fail_node_enables(int64_t count);
 
