@@ -1,7 +1,7 @@
 // An archive's sections hashed (SHA-256) on background threads, in the order given, each
 // settling its item of a VerifyGate. LOAD starts loading binaries and decoding graphs at
 // once, each consumer waiting only for its own section, instead of hashing the whole
-// archive first (a fifth of the decode67 restore on the H100).
+// archive first (about a tenth of the decode67 restore on the H100: 25 ms of 171 MB).
 #pragma once
 
 #include <atomic>

@@ -1,4 +1,4 @@
-// The verdicts on an archive's sections while Python hashes them in the background: a
+// The verdicts on an archive's sections while native threads hash them (SectionVerifier): a
 // native consumer waits for its section's verdict before reading a byte of it, so LOAD
 // loads binaries and decodes graphs while the rest of the archive is still being hashed,
 // and nothing unverified reaches a parser or the driver.

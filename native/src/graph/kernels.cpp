@@ -13,6 +13,27 @@
 
 namespace kiln {
 
+namespace {
+
+using Wanted = std::vector<std::pair<int32_t, int32_t>>;  // attribute, maximum (KernelTable::Wanted)
+
+// Raises `attribute` in `wanted` to at least `value`.
+void want(Wanted& wanted, int32_t attribute, int32_t value) {
+  for (auto& [a, v] : wanted)
+    if (a == attribute) {
+      v = std::max(v, value);
+      return;
+    }
+  wanted.emplace_back(attribute, value);
+}
+
+void check_slot(uint32_t binary, const std::string& entry, size_t binaries) {
+  if (binary >= binaries)
+    throw Error(ErrorKind::corrupt, format("kernel %s refers to binary slot %u of %zu", entry.c_str(), binary, binaries));
+}
+
+}  // namespace
+
 KernelTable::KernelTable(std::unique_ptr<BinaryLoader> binaries) : binaries_(std::move(binaries)) {}
 
 KernelTable::~KernelTable() {
@@ -41,17 +62,9 @@ void KernelTable::plan_blobs() {
   for (size_t i = 0; i < blobs_.views.size() && !stop_.load(); ++i) {
     blobs_.gate.wait(i);
     for (BlobKernel& k : blob_kernels(blobs_.views[i].data, blobs_.views[i].size)) {
-      if (k.binary >= binaries)
-        throw Error(ErrorKind::corrupt,
-                    format("kernel %s refers to binary slot %u of %zu", k.entry.c_str(), k.binary, binaries));
+      check_slot(k.binary, k.entry, binaries);
       Wanted& wanted = found[{k.binary, std::move(k.entry)}];
-      for (const FunctionAttribute& a : k.function_attributes) {
-        auto it = std::find_if(wanted.begin(), wanted.end(), [&](auto& w) { return w.first == a.attribute; });
-        if (it == wanted.end())
-          wanted.emplace_back(a.attribute, a.value);
-        else
-          it->second = std::max(it->second, a.value);
-      }
+      for (const FunctionAttribute& a : k.function_attributes) want(wanted, a.attribute, a.value);
     }
   }
   std::lock_guard<std::mutex> lk(mu_);
@@ -92,7 +105,7 @@ struct GraphKernels {
   struct Use {
     uint32_t slot;
     const std::string* entry;
-    std::vector<std::pair<int32_t, int32_t>> wanted;  // attribute, maximum (KernelTable::Wanted)
+    Wanted wanted;
   };
   std::vector<Use> uses;
 };
@@ -109,22 +122,12 @@ GraphKernels kernels_of(const GraphDesc& desc, size_t binaries) {
   for (const Node& n : desc.nodes) {
     if (n.type != NodeType::kernel) continue;
     const KernelNode& kn = n.kernel;
-    if (kn.binary >= binaries)
-      throw Error(ErrorKind::corrupt,
-                  format("kernel %s refers to binary slot %u of %zu", kn.entry.c_str(), kn.binary, binaries));
+    check_slot(kn.binary, kn.entry, binaries);
     auto [it, fresh] = seen.emplace(std::make_pair(kn.binary, std::string_view(kn.entry)), out.uses.size());
     if (fresh) out.uses.push_back({kn.binary, &kn.entry, {}});
-    auto& wanted = out.uses[it->second].wanted;
-    auto want = [&](int32_t attribute, int32_t value) {
-      for (auto& [a, v] : wanted)
-        if (a == attribute) {
-          v = std::max(v, value);
-          return;
-        }
-      wanted.emplace_back(attribute, value);
-    };
-    for (const FunctionAttribute& a : kn.function_attributes) want(a.attribute, a.value);
-    want(CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, static_cast<int32_t>(kn.shared_mem));
+    Wanted& wanted = out.uses[it->second].wanted;
+    for (const FunctionAttribute& a : kn.function_attributes) want(wanted, a.attribute, a.value);
+    want(wanted, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, static_cast<int32_t>(kn.shared_mem));
   }
   return out;
 }
