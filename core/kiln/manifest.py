@@ -29,6 +29,9 @@ class BinaryEntry:
     # process's own copy.
     source_sha256: str | None = None
     source_size: int | None = None
+    # Set when the section holds a pruned cubin (kiln.cubin_prune): the size of the whole
+    # cubin it was cut from. The source fields then name the image the application loaded.
+    unpruned_size: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -40,6 +43,8 @@ class BinaryEntry:
         if self.source_sha256 is not None:
             out["source_sha256"] = self.source_sha256
             out["source_size"] = self.source_size
+        if self.unpruned_size is not None:
+            out["unpruned_size"] = self.unpruned_size
         return out
 
     @property
@@ -149,6 +154,7 @@ class Manifest:
                     str(b["kind"]),
                     str(b["source_sha256"]) if source else None,
                     int(b["source_size"]) if source else None,
+                    int(b["unpruned_size"]) if "unpruned_size" in b else None,
                 )
                 if e.section not in sections or not _HEX64.match(e.sha256) or e.size <= 0:
                     raise fail(f"binary entry {e.section!r} is invalid or its section is missing")
@@ -156,6 +162,10 @@ class Manifest:
                     not _HEX64.match(e.source_sha256) or (e.source_size or 0) <= 0
                 ):
                     raise fail(f"binary entry {e.section!r} has an invalid source fatbin")
+                if e.unpruned_size is not None and (
+                    e.unpruned_size <= e.size or e.source_sha256 is None
+                ):
+                    raise fail(f"binary entry {e.section!r} claims an impossible unpruned size")
                 binaries.append(e)
             graphs = []
             names = set()

@@ -7,7 +7,7 @@ import bisect
 import hashlib
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from kiln.fatbin import device_cubin
 from kiln.fingerprint import device_sm, environment_fingerprint
 from kiln.manifest import FINGERPRINT, MANIFEST, BinaryEntry, GraphEntry, GroupEntry, Manifest
 from kiln.native import native
+from kiln.pruned_binaries import pruning_enabled, verified_pruned_cubin
 from kiln.region import Region
 from kiln.restored import RestoredGraph, RestoredSet
 from kiln.section_verification import verify_in_background
@@ -173,25 +174,23 @@ def archive_sections(
     ids = sorted({b for g in session.graphs for b in g.desc.binaries()})
     slot_of: dict[int, int] = {}
     by_hash: dict[str, int] = {}
-    binaries: list[BinaryEntry] = []
+    first: list[tuple[int, bytes, str]] = []  # (binary id, bytes, SHA-256) of each slot
     for bid in ids:
         data = n.binary_bytes(bid)
         digest = hashlib.sha256(data).hexdigest()
         if digest not in by_hash:
-            by_hash[digest] = len(binaries)
-            name = f"b{len(binaries)}"
-            entry, sections[name] = _binary_entry(
-                name, data, digest, n.binary_info(bid)["kind"], region
-            )
-            binaries.append(entry)
+            by_hash[digest] = len(first)
+            first.append((bid, data, digest))
         slot_of[bid] = by_hash[digest]
 
     graphs: list[GraphEntry] = []
-    graph_bytes = 0
+    blobs: dict[str, bytes] = {}  # stored after the binaries
+    launched: dict[int, set[str]] = {}  # slot -> the entries the graphs launch from it
     for i, g in enumerate(session.graphs):
         blob = g.desc.encode(list(slot_of), list(slot_of.values()))
-        graph_bytes += len(blob)
-        sections[f"g{i}"] = blob
+        blobs[f"g{i}"] = blob
+        for slot, entry in n.blob_kernels(blob):
+            launched.setdefault(slot, set()).add(entry)
         graphs.append(
             GraphEntry(
                 g.name,
@@ -202,6 +201,21 @@ def archive_sections(
                 g.output_specs,
             )
         )
+
+    binaries: list[BinaryEntry] = []
+    prune = pruning_enabled()
+    for slot, (bid, data, digest) in enumerate(first):
+        name = f"b{slot}"
+        entry, sections[name] = _binary_entry(
+            name,
+            data,
+            digest,
+            n.binary_info(bid)["kind"],
+            region,
+            kernels=launched.get(slot, set()) if prune else (),
+        )
+        binaries.append(entry)
+    sections.update(blobs)
     manifest = Manifest(
         region.device,
         traj,
@@ -217,24 +231,48 @@ def archive_sections(
         "graphs": len(graphs),
         "binaries": len(binaries),
         "binary_bytes": sum(b.size for b in binaries),
-        "graph_bytes": graph_bytes,
+        "graph_bytes": sum(len(b) for b in blobs.values()),
+        "binaries_pruned": sum(b.unpruned_size is not None for b in binaries),
+        "binary_bytes_unpruned": sum(b.unpruned_size or b.size for b in binaries),
     }
     return sections, stats
 
 
 def _binary_entry(
-    name: str, data: bytes, digest: str, kind: str, region: Any
+    name: str,
+    data: bytes,
+    digest: str,
+    kind: str,
+    region: Any,
+    *,
+    kernels: Collection[str] = (),
 ) -> tuple[BinaryEntry, bytes]:
     """The manifest entry and section bytes of one kernel binary: a fatbin becomes the one
-    cubin this device runs from it where kiln.fatbin finds it (LOAD then loads less)."""
+    cubin this device runs from it where kiln.fatbin finds it, and a cubin is pruned to
+    what `kernels` (the entries the graphs launch from it) reach where the driver sees
+    those kernels unchanged (kiln.pruned_binaries). Either way LOAD loads less."""
+    image, stored_kind = data, kind
     if kind == "fatbin":
         cubin = device_cubin(data, device_sm(region.device))
         if cubin is not None:
-            entry = BinaryEntry(
-                name, hashlib.sha256(cubin).hexdigest(), len(cubin), "cubin", digest, len(data)
-            )
-            return entry, cubin
-    return BinaryEntry(name, digest, len(data), kind), data
+            image, stored_kind = cubin, "cubin"
+    unpruned = None
+    if stored_kind == "cubin" and kernels:
+        pruned = verified_pruned_cubin(image, kernels)
+        if pruned is not None:
+            image, unpruned = pruned.image, len(image)
+    if image is data:
+        return BinaryEntry(name, digest, len(data), kind), data
+    entry = BinaryEntry(
+        name,
+        hashlib.sha256(image).hexdigest(),
+        len(image),
+        stored_kind,
+        digest,
+        len(data),
+        unpruned,
+    )
+    return entry, image
 
 
 def save(
@@ -263,6 +301,7 @@ def save(
         stats["binary_bytes"],
         stats["graph_bytes"],
         time.perf_counter() - t0,
+        {k: stats[k] for k in ("binaries_pruned", "binary_bytes_unpruned")},
     )
 
 

@@ -118,6 +118,8 @@ def run_save(args: argparse.Namespace) -> dict[str, Any]:
         "archive_bytes": report.bytes_written,
         "binary_count": report.binaries,
         "binary_bytes": report.binary_bytes,
+        "binaries_pruned": report.extras["binaries_pruned"],
+        "binary_bytes_unpruned": report.extras["binary_bytes_unpruned"],
         "graph_bytes": report.graph_bytes,
         "param_bytes": sum(g.desc.param_bytes for g in session.graphs),
         "native_graph_eq_eager": native_eq_eager,

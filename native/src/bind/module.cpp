@@ -11,6 +11,7 @@
 #include "bind/buffer_views.h"
 #include "bind/gate_items.h"
 #include "bind/timings.h"
+#include "binaries/image_compare.h"
 #include "binaries/loader.h"
 #include "binaries/registry.h"
 #include "common/context.h"
@@ -244,6 +245,15 @@ NB_MODULE(_native, m) {
     ImageView v = validate_image(b.data(), b.size());
     return nb::make_tuple(image_kind_name(v.kind), v.size);
   }, "image"_a, "(kind, size) an image's own header claims; raises ArchiveCorrupt if it does not fit.");
+  m.def("compare_kernel_images", [](nb::bytes original, nb::bytes candidate, const std::vector<std::string>& entries) {
+    ImageBytes a{reinterpret_cast<const uint8_t*>(original.c_str()), original.size()};
+    ImageBytes b{reinterpret_cast<const uint8_t*>(candidate.c_str()), candidate.size()};
+    nb::gil_scoped_release release;
+    return compare_kernel_images(a, b, entries);
+  }, "original"_a, "candidate"_a, "entries"_a,
+        "None when the candidate image gives the driver the same kernels `entries` (every function attribute and "
+        "the parameter layout, resolved in the current context) as the original; else what differs first, or the "
+        "driver's refusal of the candidate.");
 
   // --- graphs ----------------------------------------------------------------------------
   bind_graph_desc(m);

@@ -31,6 +31,7 @@ struct Kernel {
 struct Library {
   std::string name;
   std::map<std::string, std::vector<uint32_t>> entries;
+  std::map<std::string, std::map<int, int>> attributes;  // a fresh function's, by entry
   std::map<std::string, std::unique_ptr<Kernel>> kernels;
   std::vector<std::unique_ptr<Kernel>> reused;  // an unloaded library's kernels, next first
 };
@@ -263,6 +264,8 @@ CUresult library_load(CUlibrary* out, const void* code, CUjit_option*, void**, u
     if (tag != "//fake") continue;
     if (key == "name") lib->name = a;
     if (key == "entry") lib->entries[a] = parse_sizes(b);
+    if (key == "attr" && b.find('=') != std::string::npos)  // //fake attr ENTRY ATTRIBUTE=VALUE
+      lib->attributes[a][std::stoi(b.substr(0, b.find('=')))] = std::stoi(b.substr(b.find('=') + 1));
     if (key == "delay-ms") delay_ms = std::stoi(a);
     if (key == "fail-load") fail = true;
     if (key == "reuse-handles") reuse = true;
@@ -288,6 +291,7 @@ CUresult library_load(CUlibrary* out, const void* code, CUjit_option*, void**, u
     s.unloaded.pop_back();
     old->name = lib->name;
     old->entries = std::move(lib->entries);
+    old->attributes = std::move(lib->attributes);
     old->reused.clear();
     for (auto it = old->kernels.rbegin(); it != old->kernels.rend(); ++it) old->reused.push_back(std::move(it->second));
     old->kernels.clear();
@@ -372,6 +376,7 @@ CUresult kernel_get_function(CUfunction* out, CUkernel kernel) {
     f->name = k->library->name + ":" + k->entry;
     f->entry = k->entry;
     f->sizes = k->library->entries.at(k->entry);
+    f->attributes = k->library->attributes[k->entry];
     k->function = f;
     st().live_functions.insert(f);
   }

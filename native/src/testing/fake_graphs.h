@@ -3,6 +3,7 @@
 // "//fake" lines declare what the driver would find in a real binary:
 //   //fake name b3            the library's name in launch records
 //   //fake entry k0 8,4,8     a kernel and its parameter sizes (none: no parameters)
+//   //fake attr k0 4=40       a fresh function's attribute (CUfunction_attribute 4 is 40)
 //   //fake delay-ms 20        cuLibraryLoadData takes this long
 //   //fake fail-load          cuLibraryLoadData fails with CUDA_ERROR_INVALID_IMAGE
 //   //fake reuse-handles      the load reuses the last unloaded library's handle values
