@@ -109,6 +109,7 @@ _INSTRUCTION = 16
 # reads otherwise is kept whole rather than stubbed with bytes of unknown meaning.
 _EXIT_OPCODE = b"\x4d\x79"
 _STUB_BYTES = 128
+_MAX_ALIGN = 1 << 16
 
 
 class PruneRefused(ValueError):
@@ -186,6 +187,8 @@ class _Cubin:
                 raise PruneRefused(f"section {i} has an unknown type 0x{r[1]:x}")
             if r[1] != _SHT_NOBITS:
                 self._within(r[4], r[5], f"section {i}")
+            if r[8] > _MAX_ALIGN or r[8] & (r[8] - 1):
+                raise PruneRefused(f"section {i} has an implausible alignment {r[8]}")
         names = self._bytes(raws[shstrndx])
         self.secs = [
             _Section(
@@ -364,6 +367,13 @@ def prune_cubin(image: bytes, kernels: Collection[str]) -> PrunedCubin:
     """`image` with every function that `kernels` cannot reach reduced to a stub.
     PruneRefused when the image is not one this module understands or names no such
     function."""
+    try:
+        return _prune(image, kernels)
+    except (struct.error, IndexError, KeyError, OverflowError) as e:  # checks above missed it
+        raise PruneRefused(f"malformed image ({e!r})") from e
+
+
+def _prune(image: bytes, kernels: Collection[str]) -> PrunedCubin:
     c = _Cubin(image)
     owners = [_owner(c, i) for i in range(len(c.secs))]
     kept = _kept_functions(c, kernels, owners)
@@ -439,6 +449,8 @@ def _segment(
     if ptype == 6 or (off == c.phoff and filesz == c.phnum * _PHDR.size):  # the header table
         return ptype, flags, phoff, vaddr, paddr, filesz, memsz, align
     extra = memsz - filesz
+    if extra < 0:
+        raise PruneRefused(f"segment {p} holds more file bytes than memory")
     inside = []
     for i, s in enumerate(c.secs):
         if i == 0 or not s.in_file or s.size == 0:
