@@ -272,13 +272,16 @@ class _Cubin:
                     yield caller, callee
 
 
-def _owner(c: _Cubin, i: int, depth: int = 0) -> int | None:
-    """The function (text section) a section belongs to, or None for shared sections."""
+def _owner(c: _Cubin, i: int) -> int | None:
+    """The function (text section) a section belongs to, or None for shared sections; a
+    relocation section belongs to whatever its target belongs to."""
+    if c.secs[i].is_rel:
+        i = c.secs[i].info
+        if c.secs[i].is_rel:
+            return None
     s = c.secs[i]
     if i in c.text:
         return i
-    if s.is_rel:
-        return None if depth else _owner(c, s.info, 1)
     if s.flags & _SHF_INFO_LINK and s.info in c.text:
         return s.info
     return None
@@ -290,9 +293,13 @@ def _is_debug(c: _Cubin, i: int) -> bool:
     return target.startswith((".debug", ".nv_debug"))
 
 
-def _kept_functions(c: _Cubin, kernels: Collection[str], owners: list[int | None]) -> set[int]:
+def _kept_functions(
+    c: _Cubin, kernels: Collection[str], whole: set[int], owners: list[int | None]
+) -> set[int]:
+    """Functions left whole: the launched kernels, the functions in `whole` (those that
+    cannot be stubbed), and everything these reach."""
     by_name = {n: k for k, n in enumerate(c.sym_names) if (c.syms[k][1] & 0xF) == _STT_FUNC}
-    work: list[int] = []
+    work: list[int] = list(whole)
     for name in kernels:
         k = by_name.get(name)
         if k is None or c.syms[k][3] not in c.text:
@@ -376,23 +383,21 @@ def prune_cubin(image: bytes, kernels: Collection[str]) -> PrunedCubin:
 def _prune(image: bytes, kernels: Collection[str]) -> PrunedCubin:
     c = _Cubin(image)
     owners = [_owner(c, i) for i in range(len(c.secs))]
-    kept = _kept_functions(c, kernels, owners)
     infos = {
         owners[i]: i
         for i, s in enumerate(c.secs)
         if s.type == _SHT_NV_INFO and owners[i] is not None
     }
+    stubs = {t: _stub(c, t, infos.get(t)) for t in c.text}
+    kept = _kept_functions(c, kernels, {t for t, st in stubs.items() if st is None}, owners)
     bodies: dict[int, bytes] = {}  # new contents; b"" empties a section
     syms_in: dict[int, list[list[int]]] = {}
     for sym in c.syms:
         syms_in.setdefault(sym[3], []).append(sym)
-    stubbed = 0
-    for t in sorted(c.text - kept):
-        stub = _stub(c, t, infos.get(t))
-        if stub is None:
-            kept.add(t)
-            continue
-        stubbed += 1
+    gone = c.text - kept
+    for t in gone:
+        stub = stubs[t]
+        assert stub is not None  # functions without a stub are kept
         bodies[t], bodies[infos[t]] = stub
         for sym in syms_in.get(t, ()):
             sym[4], sym[5] = 0, len(stub[0]) if (sym[1] & 0xF) == _STT_FUNC else 0
@@ -401,9 +406,9 @@ def _prune(image: bytes, kernels: Collection[str]) -> PrunedCubin:
             continue
         if _is_debug(c, i) or owners[i] is not None and owners[i] not in kept:
             bodies[i] = b""
-    if not stubbed:
+    if not gone:
         raise PruneRefused("every function is launched or reachable")
-    return PrunedCubin(_rewrite(c, bodies), len(c.text) - stubbed, stubbed)
+    return PrunedCubin(_rewrite(c, bodies), len(kept), len(gone))
 
 
 def _rewrite(c: _Cubin, bodies: dict[int, bytes]) -> bytes:

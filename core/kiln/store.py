@@ -183,25 +183,10 @@ def archive_sections(
             first.append((bid, data, digest))
         slot_of[bid] = by_hash[digest]
 
-    graphs: list[GraphEntry] = []
-    blobs: dict[str, bytes] = {}  # stored after the binaries
     launched: dict[int, set[str]] = {}  # slot -> the entries the graphs launch from it
-    for i, g in enumerate(session.graphs):
-        blob = g.desc.encode(list(slot_of), list(slot_of.values()))
-        blobs[f"g{i}"] = blob
-        for slot, entry in n.blob_kernels(blob):
-            launched.setdefault(slot, set()).add(entry)
-        graphs.append(
-            GraphEntry(
-                g.name,
-                f"g{i}",
-                g.desc.node_count,
-                g.desc.kernel_count,
-                g.input_specs,
-                g.output_specs,
-            )
-        )
-
+    for g in session.graphs:
+        for bid, entry in g.desc.kernels():
+            launched.setdefault(slot_of[bid], set()).add(entry)
     binaries: list[BinaryEntry] = []
     prune = pruning_enabled()
     for slot, (bid, data, digest) in enumerate(first):
@@ -215,7 +200,23 @@ def archive_sections(
             kernels=launched.get(slot, set()) if prune else (),
         )
         binaries.append(entry)
-    sections.update(blobs)
+
+    graphs: list[GraphEntry] = []
+    graph_bytes = 0
+    for i, g in enumerate(session.graphs):
+        blob = g.desc.encode(list(slot_of), list(slot_of.values()))
+        graph_bytes += len(blob)
+        sections[f"g{i}"] = blob
+        graphs.append(
+            GraphEntry(
+                g.name,
+                f"g{i}",
+                g.desc.node_count,
+                g.desc.kernel_count,
+                g.input_specs,
+                g.output_specs,
+            )
+        )
     manifest = Manifest(
         region.device,
         traj,
@@ -231,7 +232,7 @@ def archive_sections(
         "graphs": len(graphs),
         "binaries": len(binaries),
         "binary_bytes": sum(b.size for b in binaries),
-        "graph_bytes": sum(len(b) for b in blobs.values()),
+        "graph_bytes": graph_bytes,
         "binaries_pruned": sum(b.unpruned_size is not None for b in binaries),
         "binary_bytes_unpruned": sum(b.unpruned_size or b.size for b in binaries),
     }

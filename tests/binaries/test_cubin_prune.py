@@ -150,3 +150,15 @@ def test_truncated_or_corrupted_images_raise_prune_refused_only() -> None:
             prune_cubin(bytes(bad), {"launched"})
         except PruneRefused:
             pass
+
+
+def test_what_a_function_kept_whole_reaches_stays_whole_too() -> None:
+    """A function that cannot be stubbed stays as it is, so its relocations must still find
+    their targets as they were."""
+    odd = build_cubin(
+        [Fn("launched"), Fn("no_exit", exits=[]), Fn("its_target"), Fn("unused")],
+        code_refs={"no_exit": ["its_target"]},
+    )
+    before, after = read_sections(odd), read_sections(prune_cubin(odd, {"launched"}).image)
+    assert after[".text.its_target"][2] == before[".text.its_target"][2]
+    assert after[".text.unused"][1] == 128
