@@ -102,6 +102,9 @@ class RestoredSet(Mapping[str, RestoredGraph]):
         self._graphs: dict[str, RestoredGraph] = {}
         self._allocations: list[int] = []
         self._waited: dict[str, float] = {}
+        # time.monotonic() when the restore began (set by kiln.load): native categories are
+        # then also reported as `<category>_start` / `_end` seconds after it.
+        self.started_at: float | None = None
 
     @property
     def graph_set(self) -> Any:
@@ -180,7 +183,9 @@ class RestoredSet(Mapping[str, RestoredGraph]):
         node adds, edges), instantiate, member_kernels (kernels the members switch to);
         templates_all runs from the start of the builds to the last template. Measured on
         the calling thread by wait_replayable: templates_wait (for the builds) and
-        templates_upload."""
+        templates_upload. With `started_at`, also `<category>_start` and `<category>_end`:
+        seconds from the start of the restore to the category's first begin and last end
+        (which stage waited for which on the critical path)."""
         out: dict[str, float] = dict(self._waited)
         sources = [self.kernels, self._graph_set]
         for source in sources:
@@ -191,6 +196,9 @@ class RestoredSet(Mapping[str, RestoredGraph]):
                 out[f"{key}_sum"] = float(t["sum"])
                 out[f"{key}_wall"] = float(t["wall"])
                 out[f"{key}_count"] = float(t["count"])
+                if self.started_at is not None:
+                    out[f"{key}_start"] = float(t["first"]) - self.started_at
+                    out[f"{key}_end"] = float(t["last"]) - self.started_at
         return out
 
     def __getitem__(self, name: str) -> RestoredGraph:

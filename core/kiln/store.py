@@ -549,6 +549,7 @@ def load(
     resolution, decoding, update preparation and each step of the template builds (see
     RestoredSet.native_timings)."""
     timings: dict[str, float] = {}
+    started_at = time.monotonic()  # the native timeline's clock
     t = t0 = time.perf_counter()
 
     def stage(name: str) -> None:
@@ -559,6 +560,7 @@ def load(
 
     reader, manifest = open_archive(path, region.device)
     restored = RestoredSet(reader, region.device)
+    restored.started_at = started_at
     try:
         if verify:
             restored.verification = verify_in_background(reader, manifest)

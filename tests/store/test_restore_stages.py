@@ -5,6 +5,7 @@ bench/restore.py's restore_stages."""
 from __future__ import annotations
 
 import gc
+import time
 
 import pytest
 from kiln import store
@@ -81,6 +82,25 @@ def test_restore_reports_native_stage_timings(restored) -> None:
     assert stats["preserved_loads"] == stats["library_loads"] == len(manifest.binaries)
     r.finish()
     assert all(r[name].has_own_executable for name in r)
+
+
+def test_restore_timings_place_each_category_after_the_start(restored) -> None:
+    r, reader, manifest = restored
+    r.started_at = time.monotonic()
+    store.load_kernels(reader, manifest, r, threads=2, resolve_threads=2)
+    store.start_graphs(reader, manifest, r, dedicated=False, threads=2)
+    r.graph_set.wait_all(False)
+    r.kernels.wait_background()
+    done = time.monotonic() - r.started_at
+    t = r.native_timings()
+    for category in ("binaries_all", "decode", "templates_instantiate", "templates_all"):
+        start, end = t[f"{category}_start"], t[f"{category}_end"]
+        assert 0 <= start <= end <= done, (category, start, end, done)
+        assert end - start >= t[f"{category}_wall"] - 1e-9
+    # The templates build from decoded graphs: they start after the decode's first graph.
+    assert t["templates_task_start"] >= t["decode_start"]
+    r.started_at = None
+    assert "decode_start" not in r.native_timings()
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-// Timeline totals as Python dicts: {category: {"sum": s, "wall": s, "count": n}}.
+// Timeline totals as Python dicts: {category: {"sum": s, "wall": s, "count": n, "first": t,
+// "last": t}} (first and last on the steady clock, as time.monotonic()).
 #pragma once
 
 #include <nanobind/nanobind.h>
@@ -17,6 +18,8 @@ inline nanobind::dict timings_dict(const std::map<std::string, TimeTotal>& total
     d["sum"] = t.sum;
     d["wall"] = t.wall;
     d["count"] = t.count;
+    d["first"] = t.first;
+    d["last"] = t.last;
     out[category.c_str()] = d;
   }
   return out;

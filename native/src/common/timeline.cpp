@@ -19,8 +19,10 @@ std::map<std::string, TimeTotal> Timeline::totals() const {
     t.count = spans.size();
     SteadyClock::duration sum{0}, wall{0};
     SteadyClock::time_point covered = spans.front().first;  // end of the union so far
+    SteadyClock::time_point last = covered;
     for (const auto& [b, e] : spans) {
       sum += e - b;
+      last = std::max(last, e);
       if (e > covered) {
         wall += e - std::max(b, covered);
         covered = e;
@@ -28,6 +30,8 @@ std::map<std::string, TimeTotal> Timeline::totals() const {
     }
     t.sum = std::chrono::duration<double>(sum).count();
     t.wall = std::chrono::duration<double>(wall).count();
+    t.first = std::chrono::duration<double>(spans.front().first.time_since_epoch()).count();
+    t.last = std::chrono::duration<double>(last.time_since_epoch()).count();
   }
   return out;
 }

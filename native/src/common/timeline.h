@@ -18,6 +18,10 @@ struct TimeTotal {
   double sum = 0;   // seconds, over every thread
   double wall = 0;  // seconds during which at least one thread was in the category
   size_t count = 0;
+  // Seconds on the steady clock (CLOCK_MONOTONIC, Python's time.monotonic) of the first
+  // span's begin and the last span's end: where the category sits on the restore's path.
+  double first = 0;
+  double last = 0;
 };
 
 class Timeline {
