@@ -6,6 +6,7 @@ frames, and program headers as nvlink lays them out."""
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 EXIT = b"\x4d\x79" + bytes(6) + bytes.fromhex("000fea0003800000")[::-1]
@@ -14,6 +15,7 @@ NOP = bytes.fromhex("0000000000007918")[::-1] + bytes.fromhex("000fc00000000000"
 TEXT_BYTES = 512
 EXIT_AT = 0x100  # each function: NOPs, then EXIT, BRA-to-self, NOPs
 KPARAM_INFO, EXIT_OFFSETS, SYSCALL_OFFSETS, CUDA_API_VERSION = 0x17, 0x1C, 0x46, 0x37
+PARAM_CBANK, EXTERNS, FRAME_SIZE, REGCOUNT = 0x0A, 0x0F, 0x11, 0x2F
 
 
 def text_body(tag: int) -> bytes:
@@ -27,9 +29,11 @@ def info_entry(attr: int, payload: bytes) -> bytes:
     return struct.pack("<BBH", 4, attr, len(payload)) + payload
 
 
-def function_info(exits: list[int]) -> bytes:
+def function_info(exits: list[int], cbank_symbol: int = 0, externs: Sequence[int] = ()) -> bytes:
     return (
         info_entry(CUDA_API_VERSION, struct.pack("<I", 0x82))
+        + info_entry(PARAM_CBANK, struct.pack("<IHH", cbank_symbol, 0x210, 0x10))
+        + (info_entry(EXTERNS, struct.pack(f"<{len(externs)}I", *externs)) if externs else b"")
         + info_entry(KPARAM_INFO, bytes(12))
         + info_entry(SYSCALL_OFFSETS, struct.pack("<I", 0x40))
         + (info_entry(EXIT_OFFSETS, struct.pack(f"<{len(exits)}I", *exits)) if exits else b"")
@@ -63,14 +67,19 @@ def build_cubin(
     code_refs: dict[str, list[str]] | None = None,
     data_refs: tuple[str, ...] = (),
     extra_sections: tuple[str, ...] = (),
+    externs: dict[str, list[str]] | None = None,
     machine: int = 190,
 ) -> bytes:
     """A cubin defining `functions` (kernels; each owns .text, .nv.info, .nv.constant0);
     `calls` become .nv.callgraph edges, `code_refs[f]` relocations in .rela.text.f against
     the named functions, `data_refs` relocations in .rela.nv.constant4 (function pointers),
     every function also has a .debug_frame relocation; `extra_sections` adds empty
-    PROGBITS sections by name."""
+    PROGBITS sections by name; `externs[f]` become f's EIATTR_EXTERNS. As nvlink writes
+    them: each text's sh_info names its function symbol (register count above), each
+    .nv.info.f names its constant bank's section symbol, and the shared .nv.info holds
+    every function's register count and frame size."""
     code_refs = code_refs or {}
+    externs = externs or {}
     names = [f.name for f in functions]
     secs: list[_Sec] = [_Sec("", 0)]
 
@@ -82,11 +91,9 @@ def build_cubin(
     strtab = add(_Sec(".strtab", 3))
     symtab = add(_Sec(".symtab", 2, align=8, entsize=24, link=strtab))
     debug = add(_Sec(".debug_frame", 1, data=bytes(24 * len(functions))))
-    add(_Sec(".nv.info", 0x70000000, data=b"", link=symtab, align=4))
+    shared_info = add(_Sec(".nv.info", 0x70000000, data=b"", link=symtab, align=4))
     infos = {
-        f.name: add(
-            _Sec(f".nv.info.{f.name}", 0x70000000, 0x40, function_info(f.exits), symtab, 0, 4)
-        )
+        f.name: add(_Sec(f".nv.info.{f.name}", 0x70000000, 0x40, b"", symtab, 0, 4))
         for f in functions
     }
     callgraph = add(_Sec(".nv.callgraph", 0x70000001, link=symtab, align=4, entsize=8))
@@ -126,6 +133,10 @@ def build_cubin(
     syms = [struct.pack("<IBBHQQ", 0, 0, 0, 0, 0, 0)]
     for f in functions:
         syms.append(struct.pack("<IBBHQQ", string(f".text.{f.name}"), 3, 0, texts[f.name], 0, 0))
+    cbank_sym = {}
+    for f in functions:
+        cbank_sym[f.name] = len(syms)
+        syms.append(struct.pack("<IBBHQQ", 0, 3, 0, consts[f.name], 0, 0))
     first_local_end = len(syms)
     fsym = {}
     for f in functions:
@@ -141,6 +152,16 @@ def build_cubin(
                 len(secs[texts[f.name]].data),
             )
         )
+    for i, f in enumerate(functions):
+        secs[texts[f.name]].info = (24 + i) << 24 | fsym[f.name]
+        secs[infos[f.name]].data = function_info(
+            f.exits, cbank_sym[f.name], [fsym[e] for e in externs.get(f.name, [])]
+        )
+    secs[shared_info].data = b"".join(
+        info_entry(REGCOUNT, struct.pack("<II", fsym[f.name], 24 + i))
+        + info_entry(FRAME_SIZE, struct.pack("<II", fsym[f.name], 8 * i))
+        for i, f in enumerate(functions)
+    )
     secs[symtab].data = b"".join(syms)
     secs[symtab].info = first_local_end
     secs[strtab].data = bytes(strings)
@@ -283,3 +304,49 @@ def info_attributes(data: bytes) -> list[tuple[int, bytes]]:
         out.append((attr, data[p + 4 : p + n] if fmt == 4 else data[p + 2 : p + 4]))
         p += n
     return out
+
+
+@dataclass
+class ElfSection:
+    name: str
+    type: int
+    flags: int
+    link: int
+    info: int
+    data: bytes
+
+
+@dataclass
+class ElfSymbol:
+    name: str
+    kind: int  # STT_*
+    section: int
+
+
+def read_elf(image: bytes) -> tuple[list[ElfSection], list[ElfSymbol]]:
+    """Every section (in index order, names resolved) and every symbol of an ELF64 image."""
+    (shoff,) = struct.unpack_from("<Q", image, 40)
+    shnum, shstrndx = struct.unpack_from("<HH", image, 60)
+    raw = [struct.unpack_from("<IIQQQQIIQQ", image, shoff + 64 * i) for i in range(shnum)]
+
+    def string(table: int, off: int) -> str:
+        start = raw[table][4] + off
+        return image[start : image.index(b"\0", start)].decode()
+
+    sections = [
+        ElfSection(
+            string(shstrndx, r[0]) if i else "",
+            r[1],
+            r[2],
+            r[6],
+            r[7],
+            b"" if r[1] == 8 else image[r[4] : r[4] + r[5]],
+        )
+        for i, r in enumerate(raw)
+    ]
+    st = next(i for i, s in enumerate(sections) if s.type == 2)
+    symbols = []
+    for k in range(len(sections[st].data) // 24):
+        name, info, _o, shndx, _v, _s = struct.unpack_from("<IBBHQQ", sections[st].data, 24 * k)
+        symbols.append(ElfSymbol(string(sections[st].link, name), info & 0xF, shndx))
+    return sections, symbols

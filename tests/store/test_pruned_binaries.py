@@ -86,6 +86,32 @@ def test_a_pruned_cubin_that_differs_is_dropped_and_logged(
     assert "attribute 4 is 40 in the original" in caplog.text
 
 
+def test_the_compacted_form_is_preferred_when_the_driver_sees_it_unchanged(
+    fake_driver, monkeypatch
+) -> None:
+    compacted = fake_image({"k0": "8,4"}, "k0 4=40")
+    monkeypatch.setattr(
+        pruned_binaries, "compact_cubin", lambda image, kernels: PrunedCubin(compacted, 1, 0, 1)
+    )
+    monkeypatch.setattr(pruned_binaries, "prune_cubin", lambda *a: pytest.fail("not needed"))
+    assert pruned_binaries.verified_pruned_cubin(ORIGINAL, {"k0"}).image == compacted
+
+
+def test_a_compacted_form_that_differs_falls_back_to_the_stubbed_one(
+    fake_driver, monkeypatch, caplog
+) -> None:
+    monkeypatch.setattr(
+        pruned_binaries,
+        "compact_cubin",
+        lambda image, kernels: PrunedCubin(fake_image({"k0": "8"}, "k0 4=40"), 1, 0, 1),
+    )
+    stubbed = fake_image({"k0": "8,4"}, "k0 4=40")
+    with_candidate(monkeypatch, stubbed)
+    with caplog.at_level(logging.WARNING, "kiln.pruned_binaries"):
+        assert pruned_binaries.verified_pruned_cubin(ORIGINAL, {"k0"}).image == stubbed
+    assert "not compacted: its compacted form differs (kernel k0: 2 parameters" in caplog.text
+
+
 def test_save_stores_the_pruned_cubin_and_remembers_the_loaded_one(
     fake_driver, monkeypatch
 ) -> None:
