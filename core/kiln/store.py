@@ -8,6 +8,7 @@ import hashlib
 import os
 import time
 from collections.abc import Collection, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -542,8 +543,9 @@ def load(
     archive raises ArchiveCorrupt with the region untouched. Without, only the manifest is.
 
     `timings` of the result: seconds per stage as the caller saw them (open, fingerprint,
-    binaries, decode, verify, materialize, templates, total; binaries only starts the
-    loading now, verify waits for the hashing still running)
+    binaries, verify, materialize, decode, templates, total; binaries only starts the
+    loading, verify waits for the hashing and materialize maps the capture window while
+    the graphs decode, decode waits for what is left of that)
     and, from the native side, `<category>_sum` (thread-seconds), `<category>_wall` (time
     during which any thread was in it) and `<category>_count` for binary loading, kernel
     resolution, decoding, update preparation and each step of the template builds (see
@@ -572,15 +574,19 @@ def load(
         stage("fingerprint")
         load_kernels(reader, manifest, restored, threads=binary_threads)
         stage("binaries")
-        decode_graphs(reader, manifest, restored, threads=threads)
-        stage("decode")
-        # Hashed beside the loads and the decode; a corrupt archive must fail before the
-        # region is touched, so that the process can still start natively or retry.
-        restored.wait_verified()
-        stage("verify")
-        materialize_window(manifest, region, restored)
+        # The graphs decode on native threads (no GIL) while this thread waits for the
+        # hashing and materializes the capture window: the builds need both.
+        with ThreadPoolExecutor(1, thread_name_prefix="kiln-decode") as pool:
+            decoding = pool.submit(decode_graphs, reader, manifest, restored, threads=threads)
+            # Hashed beside the loads and the decode; a corrupt archive must fail before
+            # the region is touched, so that the process can still start natively or retry.
+            restored.wait_verified()
+            stage("verify")
+            materialize_window(manifest, region, restored)
+            stage("materialize")
+            decoding.result()
         add_graphs(manifest, restored)
-        stage("materialize")
+        stage("decode")
         restored.start_builds(dedicated)
         restored.wait_replayable()
         stage("templates")
