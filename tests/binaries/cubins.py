@@ -5,8 +5,9 @@ frames, and program headers as nvlink lays them out."""
 
 from __future__ import annotations
 
+import random
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 EXIT = b"\x4d\x79" + bytes(6) + bytes.fromhex("000fea0003800000")[::-1]
@@ -350,3 +351,16 @@ def read_elf(image: bytes) -> tuple[list[ElfSection], list[ElfSymbol]]:
         name, info, _o, shndx, _v, _s = struct.unpack_from("<IBBHQQ", sections[st].data, 24 * k)
         symbols.append(ElfSymbol(string(sections[st].link, name), info & 0xF, shndx))
     return sections, symbols
+
+
+def mangled(original: bytes, seed: int) -> Iterator[bytes]:
+    """`original` truncated at every 97th byte, then 400 copies with 1-8 random bytes
+    changed: what a reader of cubins must refuse cleanly, never crash on."""
+    for cut in range(0, len(original), 97):
+        yield original[:cut]
+    rng = random.Random(seed)
+    for _ in range(400):
+        bad = bytearray(original)
+        for _ in range(rng.randint(1, 8)):
+            bad[rng.randrange(len(bad))] = rng.randrange(256)
+        yield bytes(bad)
