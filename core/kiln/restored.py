@@ -180,10 +180,11 @@ class RestoredSet(Mapping[str, RestoredGraph]):
         set: decode, updates (per-member differences from the template), and for templates_*
         (and dedicated_*): task (whole build), kernels (waiting for or resolving the
         template's kernels), check (operands backed), build (CUgraph from the description:
-        node adds, edges), instantiate, member_kernels (kernels the members switch to);
+        node adds, edges), instantiate, upload (each template uploads on its own stream
+        right after instantiation), member_kernels (kernels the members switch to);
         templates_all runs from the start of the builds to the last template. Measured on
         the calling thread by wait_replayable: templates_wait (for the builds) and
-        templates_upload. With `started_at`, also `<category>_start` and `<category>_end`:
+        templates_upload (uploading any template its build did not). With `started_at`, also `<category>_start` and `<category>_end`:
         seconds from the start of the restore to the category's first begin and last end
         (which stage waited for which on the critical path)."""
         out: dict[str, float] = dict(self._waited)

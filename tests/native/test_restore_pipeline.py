@@ -8,7 +8,7 @@ import gc
 import time
 
 import pytest
-from kiln.errors import RestoreError
+from kiln.errors import DriverError, RestoreError
 
 from ._restore_fixture import DEV, archive, launch_records, native
 
@@ -165,7 +165,7 @@ def test_timings_name_every_step(buffer) -> None:
     assert k["kernels.resolve"]["count"] == len(kernels)
     assert g["decode"]["count"] == len(arc.blobs)
     assert g["updates"]["count"] == len(arc.blobs)
-    for step in ("task", "kernels", "check", "build", "instantiate", "member_kernels"):
+    for step in ("task", "kernels", "check", "build", "instantiate", "upload", "member_kernels"):
         assert g[f"templates.{step}"]["count"] == graphs.family_count, step
     for step in ("task", "check", "build", "instantiate"):
         assert g[f"dedicated.{step}"]["count"] == len(arc.blobs), step
@@ -191,6 +191,44 @@ def test_own_executables_start_building_once_the_templates_are_uploaded(buffer) 
     gc.collect()
 
 
+def test_each_template_is_uploaded_by_its_build_before_it_counts_as_replayable(buffer) -> None:
+    # Beside the other builds, on a stream of the build's own (waited for, then destroyed),
+    # instead of one after another on the caller's stream once all exist.
+    arc = archive(buffer)
+    kernels, graphs = restore(arc, binary_threads=2, graph_threads=2, dedicated=False)
+    graphs.wait_all(False)
+    stats = native.testing.fake_graph_stats()
+    assert stats["uploads"] == stats["own_stream_uploads"] == graphs.family_count
+    assert stats["live_streams"] == 0
+    assert graphs.timings()["templates.upload"]["count"] == graphs.family_count
+    graphs.upload_templates(0)  # nothing left to upload
+    assert native.testing.fake_graph_stats()["uploads"] == graphs.family_count
+    del graphs, kernels
+    gc.collect()
+
+
+def test_a_failed_template_upload_fails_its_family_at_wait(buffer) -> None:
+    arc = archive(buffer)
+    native.testing.fail_uploads(1)
+    kernels = native.make_kernel_table(arc.images, [-1] * len(arc.images), device=DEV, threads=2)
+    graphs = native.GraphSet(arc.blobs, kernels, DEV, 1, 1)  # two families: no merging
+    graphs.start(False)
+    assert graphs.family_count == 2
+    failed = set()
+    for i in range(len(arc.blobs)):
+        try:
+            graphs.wait(i, False)
+        except DriverError as e:
+            assert "cuGraphUpload" in str(e)
+            failed.add(graphs.family_of_group(graphs.group_of(i)))
+    assert len(failed) == 1  # the other family uploaded and replays
+    assert native.testing.fake_graph_stats()["live_streams"] == 0
+    with pytest.raises(DriverError):
+        graphs.wait_all(False)
+    del graphs, kernels
+    gc.collect()
+
+
 def test_waiting_for_an_own_executable_starts_them_without_an_upload(buffer) -> None:
     arc = archive(buffer)
     kernels, graphs = restore(arc, binary_threads=2, graph_threads=2)
@@ -207,3 +245,27 @@ def test_a_set_destroyed_before_its_upload_stops_its_waiting_builders(buffer) ->
     del graphs, kernels  # joins the builders waiting for the upload: must not hang
     gc.collect()
     assert native.testing.fake_graph_stats()["live_execs"] == 0
+
+
+def test_build_graph_on_a_thread_without_a_context_raises_instead_of_crashing(buffer) -> None:
+    """A scratch probe calling build_graph from a fresh Python thread crashed the process
+    on the H100; a build must name the missing context instead."""
+    import threading
+
+    arc = archive(buffer)
+    kernels = native.make_kernel_table(arc.images, [-1] * len(arc.images), device=DEV, threads=0)
+    desc = native.decode_graph(arc.blobs[0])
+    native.build_graph(desc, kernels, DEV)  # this thread holds the primary context
+    raised: list[BaseException] = []
+
+    def build() -> None:
+        try:
+            native.build_graph(desc, kernels, DEV)
+        except RestoreError as e:
+            raised.append(e)
+
+    t = threading.Thread(target=build)
+    t.start()
+    t.join()
+    assert len(raised) == 1 and "no CUDA context is current" in str(raised[0])
+    assert native.testing.fake_graph_stats()["context_errors"] == 0

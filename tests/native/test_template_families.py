@@ -96,6 +96,26 @@ def test_without_a_cap_every_group_that_can_merge_does(buffer) -> None:
         assert restore(variants(buffer), family_groups=0, threads=threads).family_count == 1
 
 
+def test_groups_merge_alike_whatever_order_their_edges_come_in(buffer) -> None:
+    # Captured graphs list their edges in no particular order; skip edges give nodes fan-out.
+    def blobs(order) -> list[bytes]:
+        out = []
+        for bs in range(8, 2, -1):
+            nodes = decode_like(bs, buffer + 256 * bs, cluster=2 if bs >= 6 else 1, split_k=bs < 5)
+            edges = [(i, i + 1, 0, 0, 0) for i in range(len(nodes) - 1)]
+            edges += [(i, i + 2, 0, 0, 0) for i in range(len(nodes) - 2)]
+            out.append(chain(nodes, order(edges)))
+        return out
+
+    graphs = [restore(blobs(order), family_groups=3) for order in (sorted, lambda e: e[::-1])]
+    for g in graphs:
+        assert (g.group_count, g.family_count) == (3, 1)
+    assert graphs[0].family_slots(0) == graphs[1].family_slots(0)
+    records = [launch_records(g) for g in graphs]
+    assert records[0] == records[1]
+    assert records[0]["template"] == records[0]["own"] == records[0]["reversed"]
+
+
 def four(bs: int, ptr: int, cluster: int) -> list[dict]:
     """Four kernels; the second one's cluster size varies."""
     ks = [kernel("k0", bs, ptr), kernel("k1", bs, ptr, cluster=cluster)]

@@ -4,6 +4,7 @@ serve, and which nodes an exec update must change."""
 from __future__ import annotations
 
 import copy
+import random
 
 import pytest
 
@@ -87,6 +88,22 @@ def test_edge_order_does_not_matter() -> None:
     b = copy.deepcopy(a)
     b["edges"].reverse()
     assert signature(a) == signature(b)
+
+
+@pytest.mark.parametrize("outside", [False, True], ids=["graph", "edge-from-outside"])
+def test_edge_order_does_not_matter_with_fan_out_and_parallel_edges(outside: bool) -> None:
+    # Several edges per node and node pairs joined twice (ports and types break the tie);
+    # from_dict does not check edges, so one may start outside the graph.
+    a = synthetic_graph()
+    n = len(a["nodes"])
+    edges = [(f, t, p, 0, p) for f in range(n) for t in range(f + 1, n) for p in (0, 1)]
+    if outside:
+        edges.append((n + 5, 0, 0, 0, 0))
+    a["edges"] = edges
+    for seed in range(4):
+        b = copy.deepcopy(a)
+        b["edges"] = random.Random(seed).sample(edges, len(edges))
+        assert signature(a) == signature(b)
 
 
 def test_memset_address_and_1d_memcpy_addresses_are_updates() -> None:

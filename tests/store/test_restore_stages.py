@@ -70,6 +70,7 @@ def test_restore_reports_native_stage_timings(restored) -> None:
         "templates_check",
         "templates_build",
         "templates_instantiate",
+        "templates_upload",
         "templates_member_kernels",
         "templates_all",
     ):

@@ -6,6 +6,8 @@
 #include <nanobind/stl/vector.h>
 
 #include <cstring>
+#include <map>
+#include <memory>
 
 #include "bind/buffer_views.h"
 #include "common/error.h"
@@ -37,18 +39,19 @@ NodeType type_from(const std::string& s) {
   throw nb::value_error(("unknown node type " + s).c_str());
 }
 
-nb::dict kernel_dict(const KernelNode& k) {
+nb::dict kernel_dict(const KernelNode& node) {
+  const KernelShape& k = node.info();
   nb::dict d;
   d["binary"] = k.binary;
   d["entry"] = k.entry;
-  d["grid"] = nb::make_tuple(k.grid[0], k.grid[1], k.grid[2]);
-  d["block"] = nb::make_tuple(k.block[0], k.block[1], k.block[2]);
-  d["shared_mem"] = k.shared_mem;
+  d["grid"] = nb::make_tuple(node.grid[0], node.grid[1], node.grid[2]);
+  d["block"] = nb::make_tuple(node.block[0], node.block[1], node.block[2]);
+  d["shared_mem"] = node.shared_mem;
   d["extra_buffer"] = k.extra_buffer;
-  d["args"] = nb::bytes(reinterpret_cast<const char*>(k.args.data()), k.args.size());
+  d["args"] = nb::bytes(reinterpret_cast<const char*>(node.args.data()), node.args.size());
   nb::list params, ptrs, attrs, fattrs;
   for (const ParamSlot& s : k.params) params.append(nb::make_tuple(s.offset, s.size));
-  for (const RegionPointer& p : k.region_pointers) ptrs.append(nb::make_tuple(p.arg_offset, p.address));
+  for (const RegionPointer& p : node.region_pointers) ptrs.append(nb::make_tuple(p.arg_offset, p.address));
   for (const LaunchAttribute& a : k.attributes)
     attrs.append(nb::make_tuple(a.id, nb::bytes(reinterpret_cast<const char*>(a.value), sizeof a.value)));
   for (const FunctionAttribute& f : k.function_attributes) fattrs.append(nb::make_tuple(f.attribute, f.value));
@@ -65,18 +68,19 @@ void fill3(uint32_t (&out)[N], nb::handle seq) {
 }
 
 KernelNode kernel_from(nb::dict d) {
-  KernelNode k;
+  KernelNode node;
+  KernelShape k;
   k.binary = nb::cast<uint32_t>(d["binary"]);
   k.entry = nb::cast<std::string>(d["entry"]);
-  fill3(k.grid, d["grid"]);
-  fill3(k.block, d["block"]);
-  k.shared_mem = nb::cast<uint32_t>(d["shared_mem"]);
+  fill3(node.grid, d["grid"]);
+  fill3(node.block, d["block"]);
+  node.shared_mem = nb::cast<uint32_t>(d["shared_mem"]);
   k.extra_buffer = nb::cast<bool>(d["extra_buffer"]);
   nb::bytes args = nb::cast<nb::bytes>(d["args"]);
-  k.args.assign(static_cast<const uint8_t*>(args.data()), static_cast<const uint8_t*>(args.data()) + args.size());
+  node.args.assign(static_cast<const uint8_t*>(args.data()), static_cast<const uint8_t*>(args.data()) + args.size());
   for (nb::handle p : d["params"]) k.params.push_back({nb::cast<uint32_t>(p[0]), nb::cast<uint32_t>(p[1])});
   for (nb::handle p : d["region_pointers"])
-    k.region_pointers.push_back({nb::cast<uint32_t>(p[0]), nb::cast<uint64_t>(p[1])});
+    node.region_pointers.push_back({nb::cast<uint32_t>(p[0]), nb::cast<uint64_t>(p[1])});
   for (nb::handle a : d["attributes"]) {
     LaunchAttribute la{nb::cast<uint32_t>(a[0]), {}};
     nb::bytes v = nb::cast<nb::bytes>(a[1]);
@@ -86,7 +90,8 @@ KernelNode kernel_from(nb::dict d) {
   }
   for (nb::handle f : d["function_attributes"])
     k.function_attributes.push_back({nb::cast<int32_t>(f[0]), nb::cast<int32_t>(f[1])});
-  return k;
+  node.shape = std::make_shared<const KernelShape>(std::move(k));
+  return node;
 }
 
 nb::dict to_dict(const GraphDesc& g) {
@@ -170,7 +175,7 @@ void bind_graph_desc(nb::module_& m) {
       .def("kernels", [](const GraphDesc& g) {
         std::vector<std::pair<uint32_t, std::string>> out;
         for (const Node& n : g.nodes)
-          if (n.type == NodeType::kernel) out.emplace_back(n.kernel.binary, n.kernel.entry);
+          if (n.type == NodeType::kernel) out.emplace_back(n.kernel.binary(), n.kernel.entry());
         nb::list l;
         for (auto& [b, e] : out) l.append(nb::make_tuple(b, e));
         return l;
@@ -187,12 +192,19 @@ void bind_graph_desc(nb::module_& m) {
         // description itself is left as captured.
         if (old_ids.size() != new_ids.size()) throw nb::value_error("id lists differ in length");
         GraphDesc out = g;
+        std::map<const KernelShape*, std::shared_ptr<const KernelShape>> renamed;  // shapes are shared: copy each once
         for (Node& n : out.nodes) {
           if (n.type != NodeType::kernel || old_ids.empty()) continue;
-          size_t i = 0;
-          while (i < old_ids.size() && old_ids[i] != n.kernel.binary) ++i;
-          if (i == old_ids.size()) throw nb::value_error("a kernel's binary is missing from the mapping");
-          n.kernel.binary = new_ids[i];
+          std::shared_ptr<const KernelShape>& copy = renamed[&n.kernel.info()];
+          if (!copy) {
+            size_t i = 0;
+            while (i < old_ids.size() && old_ids[i] != n.kernel.binary()) ++i;
+            if (i == old_ids.size()) throw nb::value_error("a kernel's binary is missing from the mapping");
+            KernelShape shape = n.kernel.info();
+            shape.binary = new_ids[i];
+            copy = std::make_shared<const KernelShape>(std::move(shape));
+          }
+          n.kernel.shape = copy;
         }
         std::vector<uint8_t> blob = encode_graph(out);
         return nb::bytes(reinterpret_cast<const char*>(blob.data()), blob.size());

@@ -60,10 +60,13 @@ void bind_graph_set(nb::module_& m) {
            "index"_a, "stream"_a, nb::call_guard<nb::gil_scoped_release>())
       .def("upload_templates",
            [](GraphSet& s, uintptr_t stream) { s.upload_templates(reinterpret_cast<CUstream>(stream)); }, "stream"_a,
-           nb::call_guard<nb::gil_scoped_release>())
+           nb::call_guard<nb::gil_scoped_release>(),
+           "Upload on `stream` any template its build did not (each build uploads its own before the graphs "
+           "count as replayable), then let the own executables start building.")
       .def("timings", [](const GraphSet& s) { return timings_dict(s.timings()); },
-           "{category: {sum, wall, count}} seconds: decode, updates, templates.* and dedicated.* (task, kernels, "
-           "check, build, instantiate); templates.all runs from start() to the last template.")
+           "{category: {sum, wall, count}} seconds: decode, families, updates, templates.* and dedicated.* (task, "
+           "kernels, check, build, instantiate; templates also upload and member_kernels); templates.all runs "
+           "from start() to the last template.")
       .def("__len__", &GraphSet::size)
       .def_prop_ro("group_count", &GraphSet::group_count)
       .def("group_of", &GraphSet::group_of, "index"_a)

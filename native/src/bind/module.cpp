@@ -399,10 +399,15 @@ NB_MODULE(_native, m) {
     d["param_info_calls"] = s.param_info_calls;
     d["enable_calls"] = s.enable_calls;
     d["event_syncs"] = s.event_syncs;
+    d["uploads"] = s.uploads;
+    d["own_stream_uploads"] = s.own_stream_uploads;
+    d["live_streams"] = s.live_streams;
     return d;
   });
   t.def("fail_node_enables", &testing::fail_node_enables, "count"_a,
         "The next `count` cuGraphNodeSetEnabled calls fail with CUDA_ERROR_NOT_SUPPORTED.");
+  t.def("fail_uploads", &testing::fail_uploads, "count"_a,
+        "The next `count` cuGraphUpload calls fail with CUDA_ERROR_OUT_OF_MEMORY.");
   t.def("fake_launches", [] {
     nb::list out;
     for (const std::string& r : testing::fake_launches()) out.append(nb::str(r.c_str()));

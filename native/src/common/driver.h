@@ -59,6 +59,9 @@ namespace kiln {
   X(cuGraphExecMemcpyNodeSetParams, cuGraphExecMemcpyNodeSetParams, 10020) \
   X(cuGraphLaunch, cuGraphLaunch, 10000)                      \
   X(cuGraphUpload, cuGraphUpload, 11010)                      \
+  X(cuStreamCreate, cuStreamCreate, 2000)                     \
+  X(cuStreamSynchronize, cuStreamSynchronize, 2000)           \
+  X(cuStreamDestroy, cuStreamDestroy, 4000)                   \
   X(cuEventCreate, cuEventCreate, 2000)                       \
   X(cuEventDestroy, cuEventDestroy, 4000)                     \
   X(cuEventRecord, cuEventRecord, 2000)                       \

@@ -1,5 +1,7 @@
 #include "graph/blob.h"
 
+#include <algorithm>
+#include <cstddef>
 #include <cstring>
 #include <map>
 #include <string>
@@ -29,7 +31,8 @@ class Writer {
     const auto* b = static_cast<const uint8_t*>(p);
     out.insert(out.end(), b, b + n);
   }
-  void blob(const std::vector<uint8_t>& v) {
+  template <typename Bytes>
+  void blob(const Bytes& v) {
     put<uint32_t>(static_cast<uint32_t>(v.size()));
     bytes(v.data(), v.size());
   }
@@ -54,7 +57,7 @@ class Reader {
   }
   void bytes(void* dst, size_t n, const char* what) {
     need(n, what);
-    std::memcpy(dst, p_ + at_, n);
+    if (n) std::memcpy(dst, p_ + at_, n);  // an empty vector's data() may be null
     at_ += n;
   }
   // A count of elements each at least `min_bytes` long: bounded by what is left.
@@ -64,16 +67,20 @@ class Reader {
       throw Error(ErrorKind::corrupt, format("graph blob: %s count %u exceeds the data left", what, c));
     return c;
   }
-  std::vector<uint8_t> blob(uint32_t max, const char* what) {
+  // A length-prefixed run of bytes, in place: callers copy it once, into its final home.
+  const uint8_t* run(uint32_t max, const char* what, uint32_t* size) {
     uint32_t n = get<uint32_t>(what);
     if (n > max) throw Error(ErrorKind::corrupt, format("graph blob: %s of %u bytes exceeds the limit", what, n));
-    std::vector<uint8_t> v(n);
-    bytes(v.data(), n, what);
-    return v;
+    need(n, what);
+    const uint8_t* p = p_ + at_;
+    at_ += n;
+    *size = n;
+    return p;
   }
   std::string str(const char* what) {
-    auto v = blob(kMaxNameBytes, what);
-    return std::string(v.begin(), v.end());
+    uint32_t n;
+    const uint8_t* p = run(kMaxNameBytes, what, &n);
+    return std::string(reinterpret_cast<const char*>(p), n);
   }
   size_t remaining() const { return n_ - at_; }
 
@@ -86,17 +93,7 @@ class Reader {
   size_t at_ = 0;
 };
 
-// What kernel nodes of one function launched the same way share (KGR2 stores it once).
-struct KernelShape {
-  uint32_t binary;
-  std::string entry;
-  bool extra_buffer;
-  std::vector<ParamSlot> params;
-  std::vector<LaunchAttribute> attributes;
-  std::vector<FunctionAttribute> function_attributes;
-};
-
-std::string shape_key(const KernelNode& k) {
+std::string shape_key(const KernelShape& k) {
   std::string key;
   auto add = [&key](const void* p, size_t n) { key.append(static_cast<const char*>(p), n); };
   add(&k.binary, sizeof k.binary);
@@ -113,7 +110,7 @@ std::string shape_key(const KernelNode& k) {
   return key;
 }
 
-void encode_shape(Writer& w, const KernelNode& k) {
+void encode_shape(Writer& w, const KernelShape& k) {
   w.put<uint32_t>(k.binary);
   w.str(k.entry);
   w.put<uint8_t>(k.extra_buffer ? 1 : 0);
@@ -135,7 +132,7 @@ void check_entry(const std::string& entry) {
 }
 
 KernelShape decode_shape(Reader& r) {
-  KernelShape k;
+  KernelShape k;  // KGR2 stores what kernel nodes of one function launched alike share once
   k.binary = r.get<uint32_t>("kernel binary");
   k.entry = r.str("kernel entry name");
   check_entry(k.entry);
@@ -143,9 +140,13 @@ KernelShape decode_shape(Reader& r) {
   if (extra > 1) throw Error(ErrorKind::corrupt, "graph blob: bad kernel argument mode");
   k.extra_buffer = extra == 1;
   uint32_t np = r.count(8, "parameter");
-  for (uint32_t i = 0; i < np; ++i) k.params.push_back({r.get<uint32_t>("parameter offset"), r.get<uint32_t>("parameter size")});
+  // (offset, size) pairs of u32 as ParamSlot lays them out: one copy (count checked the length).
+  static_assert(sizeof(ParamSlot) == 8 && offsetof(ParamSlot, size) == 4);
+  k.params.resize(np);
+  r.bytes(k.params.data(), np * sizeof(ParamSlot), "parameter");
   if (k.extra_buffer && np) throw Error(ErrorKind::corrupt, "graph blob: extra-buffer kernel with a parameter layout");
   uint32_t na = r.count(68, "launch attribute");
+  k.attributes.reserve(na);
   for (uint32_t i = 0; i < na; ++i) {
     LaunchAttribute a;
     a.id = r.get<uint32_t>("attribute id");
@@ -153,8 +154,9 @@ KernelShape decode_shape(Reader& r) {
     k.attributes.push_back(a);
   }
   uint32_t nf = r.count(8, "function attribute");
-  for (uint32_t i = 0; i < nf; ++i)
-    k.function_attributes.push_back({r.get<int32_t>("function attribute"), r.get<int32_t>("function attribute value")});
+  static_assert(sizeof(FunctionAttribute) == 8 && offsetof(FunctionAttribute, value) == 4);
+  k.function_attributes.resize(nf);
+  r.bytes(k.function_attributes.data(), nf * sizeof(FunctionAttribute), "function attribute");
   return k;
 }
 
@@ -171,58 +173,79 @@ void encode_kernel(Writer& w, const KernelNode& k, uint32_t shape) {
     if (k.args.size() >= 8 && p.arg_offset <= k.args.size() - 8) std::memcpy(&word, k.args.data() + p.arg_offset, 8);
     if (word != p.address)
       throw Error(ErrorKind::generic, format("kernel %s: region pointer at argument byte %u disagrees with the "
-                                             "argument bytes", k.entry.c_str(), p.arg_offset));
+                                             "argument bytes", k.entry().c_str(), p.arg_offset));
     w.put(p.arg_offset);
   }
 }
 
-KernelNode decode_kernel(Reader& r, const std::vector<KernelShape>& shapes) {
+// A decoded shape, shared by its nodes, with the argument bytes its parameters span: a
+// node's arguments cover every parameter exactly when they cover that many bytes.
+struct SharedShape {
+  std::shared_ptr<const KernelShape> shape;
+  uint64_t params_end = 0;
+
+  explicit SharedShape(KernelShape&& s) : shape(std::make_shared<const KernelShape>(std::move(s))) {
+    for (const ParamSlot& p : shape->params) params_end = std::max<uint64_t>(params_end, uint64_t{p.offset} + p.size);
+  }
+};
+using Shapes = std::vector<SharedShape>;
+
+// Throws for the first parameter of `shape` outside `n_args` argument bytes, if any.
+void check_params(const KernelShape& shape, uint32_t n_args) {
+  for (size_t i = 0; i < shape.params.size(); ++i) {
+    const ParamSlot& s = shape.params[i];
+    if (s.offset > n_args || s.size > n_args - s.offset)
+      throw Error(ErrorKind::corrupt, format("graph blob: kernel %s parameter %zu lies outside its arguments",
+                                             shape.entry.c_str(), i));
+  }
+}
+
+void decode_kernel(Reader& r, const Shapes& shapes, KernelNode& k) {
   uint32_t index = r.get<uint32_t>("kernel shape");
   if (index >= shapes.size())
     throw Error(ErrorKind::corrupt, format("graph blob: kernel shape %u of %zu", index, shapes.size()));
-  const KernelShape& shape = shapes[index];
-  KernelNode k;
-  k.binary = shape.binary;
-  k.entry = shape.entry;
-  k.extra_buffer = shape.extra_buffer;
-  k.attributes = shape.attributes;
-  k.function_attributes = shape.function_attributes;
+  const SharedShape& shared = shapes[index];
+  const KernelShape& shape = *shared.shape;
   for (uint32_t& v : k.grid) v = r.get<uint32_t>("grid");
   for (uint32_t& v : k.block) v = r.get<uint32_t>("block");
   k.shared_mem = r.get<uint32_t>("shared memory");
-  k.args = r.blob(kMaxArgBytes, "kernel arguments");
-  for (size_t i = 0; i < shape.params.size(); ++i) {
-    const ParamSlot& s = shape.params[i];
-    if (s.offset > k.args.size() || s.size > k.args.size() - s.offset)
-      throw Error(ErrorKind::corrupt, format("graph blob: kernel %s parameter %zu lies outside its arguments",
-                                             k.entry.c_str(), i));
-  }
-  k.params = shape.params;
+  uint32_t n_args;
+  const uint8_t* args = r.run(kMaxArgBytes, "kernel arguments", &n_args);
+  if (shared.params_end > n_args) check_params(shape, n_args);
   uint32_t nr = r.count(4, "region pointer");
   k.region_pointers.reserve(nr);
   for (uint32_t i = 0; i < nr; ++i) {
     uint32_t offset = r.get<uint32_t>("pointer offset");
-    if (k.args.size() < 8 || offset > k.args.size() - 8)
+    if (n_args < 8 || offset > n_args - 8)
       throw Error(ErrorKind::corrupt, format("graph blob: kernel %s region pointer %u lies outside its arguments",
-                                             k.entry.c_str(), i));
+                                             shape.entry.c_str(), i));
     uint64_t address;
-    std::memcpy(&address, k.args.data() + offset, 8);
+    std::memcpy(&address, args + offset, 8);
     k.region_pointers.push_back({offset, address});
   }
-  return k;
+  k.args.assign(args, args + n_args);
+  k.shape = shared.shape;
 }
 
 }  // namespace
 
 std::vector<uint8_t> encode_graph(const GraphDesc& desc) {
+  // Shapes by content (nodes built one at a time each have their own copy), each shared
+  // object's key built once.
   std::map<std::string, uint32_t> index;
-  std::vector<const KernelNode*> shapes;
+  std::map<const KernelShape*, uint32_t> seen;
+  std::vector<const KernelShape*> shapes;
   std::vector<uint32_t> shape_of(desc.nodes.size(), 0);
   for (size_t i = 0; i < desc.nodes.size(); ++i) {
     if (desc.nodes[i].type != NodeType::kernel) continue;
-    auto [it, fresh] = index.emplace(shape_key(desc.nodes[i].kernel), static_cast<uint32_t>(shapes.size()));
-    if (fresh) shapes.push_back(&desc.nodes[i].kernel);
-    shape_of[i] = it->second;
+    const KernelShape* shape = &desc.nodes[i].kernel.info();
+    auto known = seen.find(shape);
+    if (known == seen.end()) {
+      auto [it, fresh] = index.emplace(shape_key(*shape), static_cast<uint32_t>(shapes.size()));
+      if (fresh) shapes.push_back(shape);
+      known = seen.emplace(shape, it->second).first;
+    }
+    shape_of[i] = known->second;
   }
   Writer w;
   w.bytes(kMagic, sizeof kMagic);
@@ -230,7 +253,7 @@ std::vector<uint8_t> encode_graph(const GraphDesc& desc) {
   w.put<uint32_t>(static_cast<uint32_t>(desc.edges.size()));
   w.put<uint32_t>(desc.event_count);
   w.put<uint32_t>(static_cast<uint32_t>(shapes.size()));
-  for (const KernelNode* k : shapes) encode_shape(w, *k);
+  for (const KernelShape* k : shapes) encode_shape(w, *k);
   for (size_t i = 0; i < desc.nodes.size(); ++i) {
     const Node& n = desc.nodes[i];
     w.put<uint8_t>(static_cast<uint8_t>(n.type));
@@ -285,18 +308,24 @@ GraphDesc decode_graph(const uint8_t* data, size_t size) {
   GraphDesc desc;
   const uint32_t n_nodes = head.nodes, n_edges = head.edges;
   desc.event_count = head.events;
-  const std::vector<KernelShape>& shapes = head.shapes;
+  Shapes shapes;  // shared by the nodes that launch them
+  shapes.reserve(head.shapes.size());
+  for (KernelShape& s : head.shapes) shapes.emplace_back(std::move(s));
   if (n_nodes > r.remaining()) throw Error(ErrorKind::corrupt, "graph blob: node count exceeds the data left");
   if (n_edges > r.remaining() / 11) throw Error(ErrorKind::corrupt, "graph blob: edge count exceeds the data left");
   if (desc.event_count > n_nodes) throw Error(ErrorKind::corrupt, "graph blob: more events than nodes");
-  desc.nodes.resize(n_nodes);
+  // Argument bytes are copied 1:1 and each 4-byte region pointer offset becomes a 16-byte
+  // RegionPointer: the blob's size plus a quarter holds them (the arena grows if not).
+  desc.arena = GraphDesc::make_arena(size + size / 4);
+  const NodeAllocator alloc(desc.arena.get());
+  desc.nodes.reserve(n_nodes);
   for (uint32_t i = 0; i < n_nodes; ++i) {
-    Node& n = desc.nodes[i];
+    Node& n = desc.nodes.emplace_back(alloc);
     uint8_t t = r.get<uint8_t>("node type");
     switch (t) {
       case static_cast<uint8_t>(NodeType::kernel):
         n.type = NodeType::kernel;
-        n.kernel = decode_kernel(r, shapes);
+        decode_kernel(r, shapes, n.kernel);
         break;
       case static_cast<uint8_t>(NodeType::memset): n.type = NodeType::memset; n.memset = r.get<MemsetNode>("memset"); break;
       case static_cast<uint8_t>(NodeType::memcpy): n.type = NodeType::memcpy; n.memcpy = r.get<MemcpyNode>("memcpy"); break;
@@ -310,6 +339,7 @@ GraphDesc decode_graph(const uint8_t* data, size_t size) {
       default: throw Error(ErrorKind::corrupt, format("graph blob: node %u has unknown type %u", i, t));
     }
   }
+  desc.edges.reserve(n_edges);
   for (uint32_t i = 0; i < n_edges; ++i) {
     Edge e;
     e.from = r.get<uint32_t>("edge");

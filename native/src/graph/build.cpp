@@ -33,7 +33,7 @@ void check_backed(const GraphDesc& desc, int device) {
       if (n.type == NodeType::kernel) {
         for (const RegionPointer& p : n.kernel.region_pointers)
           need(p.address, 1, [&] {
-            return format("kernel %s (graph node %zu) argument byte %u", n.kernel.entry.c_str(), i, p.arg_offset);
+            return format("kernel %s (graph node %zu) argument byte %u", n.kernel.entry().c_str(), i, p.arg_offset);
           });
       } else if (n.type == NodeType::memset) {
         const MemsetNode& m = n.memset;
@@ -56,20 +56,20 @@ void check_backed(const GraphDesc& desc, int device) {
   });
 }
 
-CUgraphNode add_kernel(const DriverTable& drv, CUgraph g, const KernelNode& k, const KernelTable& kernels) {
-  KernelLaunchParams launch(k, kernels);  // the driver copies argument values when the node is added
+CUgraphNode add_kernel(const DriverTable& drv, CUgraph g, const KernelNode& k, CUfunction function) {
+  KernelLaunchParams launch(k, function);  // the driver copies argument values when the node is added
   CUgraphNode node = nullptr;
   CUresult r = drv.cuGraphAddKernelNode(&node, g, nullptr, 0, &launch.params);
   if (r != CUDA_SUCCESS)
     throw Error(ErrorKind::restore,
-                format("kernel %s: %s", k.entry.c_str(), describe_result("cuGraphAddKernelNode", r).c_str()), r);
-  for (const LaunchAttribute& a : k.attributes) {
+                format("kernel %s: %s", k.entry().c_str(), describe_result("cuGraphAddKernelNode", r).c_str()), r);
+  for (const LaunchAttribute& a : k.attributes()) {
     CUlaunchAttributeValue v;
     std::memcpy(&v, a.value, sizeof v);
     r = drv.cuGraphKernelNodeSetAttribute(node, static_cast<CUlaunchAttributeID>(a.id), &v);
     if (r != CUDA_SUCCESS)
       throw Error(ErrorKind::restore,
-                  format("kernel %s: launch attribute %u: %s", k.entry.c_str(), a.id,
+                  format("kernel %s: launch attribute %u: %s", k.entry().c_str(), a.id,
                          describe_result("cuGraphKernelNodeSetAttribute", r).c_str()),
                   r);
   }
@@ -78,20 +78,22 @@ CUgraphNode add_kernel(const DriverTable& drv, CUgraph g, const KernelNode& k, c
 
 }  // namespace
 
-KernelLaunchParams::KernelLaunchParams(const KernelNode& k, const KernelTable& kernels) {
+KernelLaunchParams::KernelLaunchParams(const KernelNode& k, CUfunction function) {
   std::memset(&params, 0, sizeof params);
-  params.func = kernels.function(k.binary, k.entry);
+  params.func = function;
   params.gridDimX = k.grid[0], params.gridDimY = k.grid[1], params.gridDimZ = k.grid[2];
   params.blockDimX = k.block[0], params.blockDimY = k.block[1], params.blockDimZ = k.block[2];
   params.sharedMemBytes = k.shared_mem;
   void* args = const_cast<uint8_t*>(k.args.data());
-  if (k.extra_buffer) {
+  const KernelShape& shape = k.info();
+  if (shape.extra_buffer) {
     extra_size = k.args.size();
     extra[0] = CU_LAUNCH_PARAM_BUFFER_POINTER, extra[1] = args;
     extra[2] = CU_LAUNCH_PARAM_BUFFER_SIZE, extra[3] = &extra_size, extra[4] = CU_LAUNCH_PARAM_END;
     params.extra = extra;
-  } else if (!k.params.empty()) {
-    for (const ParamSlot& s : k.params) slots.push_back(static_cast<uint8_t*>(args) + s.offset);
+  } else if (!shape.params.empty()) {
+    slots.reserve(shape.params.size());
+    for (const ParamSlot& s : shape.params) slots.push_back(static_cast<uint8_t*>(args) + s.offset);
     params.kernelParams = slots.data();
   }
 }
@@ -130,17 +132,36 @@ void BuiltGraph::launch(CUstream stream) const { check(driver().cuGraphLaunch(ex
 
 void BuiltGraph::upload(CUstream stream) const { check(driver().cuGraphUpload(exec_, stream), "cuGraphUpload"); }
 
+void BuiltGraph::upload_and_wait() const {
+  struct StreamGuard {
+    CUstream s = nullptr;
+    ~StreamGuard() {
+      if (s) driver().cuStreamDestroy(s);
+    }
+  } stream;
+  const DriverTable& drv = driver();
+  check(drv.cuStreamCreate(&stream.s, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+  check(drv.cuGraphUpload(exec_, stream.s), "cuGraphUpload");
+  check(drv.cuStreamSynchronize(stream.s), "cuStreamSynchronize");
+}
+
 std::unique_ptr<BuiltGraph> build_graph(const GraphDesc& desc, KernelTable& kernels, int device, bool keep_topology,
-                                        bool prepared, BuildTimes* times) {
+                                        const KernelIndices* prepared, BuildTimes* times) {
   BuildTimes local;
   BuildTimes& t = times ? *times : local;
   t.begin = SteadyClock::now();
-  check_backed(desc, device);
-  if (!prepared) kernels.prepare(desc);
-  t.checked = SteadyClock::now();
   const DriverTable& drv = driver();
   CUcontext ctx = nullptr;
   check(drv.cuCtxGetCurrent(&ctx), "cuCtxGetCurrent");
+  // Without a current context a scratch probe on the H100 crashed in its graph calls.
+  if (!ctx) throw Error(ErrorKind::restore, "build_graph: no CUDA context is current on the calling thread");
+  check_backed(desc, device);
+  KernelIndices own;
+  if (!prepared) own = kernels.prepare(desc);
+  const std::vector<uint32_t>& kernel_of = (prepared ? *prepared : own).of_node;
+  if (kernel_of.size() != desc.nodes.size())
+    throw Error(ErrorKind::restore, "build_graph: kernel indices of another graph");
+  t.checked = SteadyClock::now();
   GraphGuard graph;
   check(drv.cuGraphCreate(&graph.g, 0), "cuGraphCreate");
 
@@ -163,8 +184,8 @@ std::unique_ptr<BuiltGraph> build_graph(const GraphDesc& desc, KernelTable& kern
     CUgraphNode& out = nodes[i];
     switch (n.type) {
       case NodeType::kernel:
-        out = add_kernel(drv, graph.g, n.kernel, kernels);
-        for (const LaunchAttribute& a : n.kernel.attributes) priorities |= a.id == CU_LAUNCH_ATTRIBUTE_PRIORITY;
+        out = add_kernel(drv, graph.g, n.kernel, kernels.function(kernel_of[i]));
+        for (const LaunchAttribute& a : n.kernel.attributes()) priorities |= a.id == CU_LAUNCH_ATTRIBUTE_PRIORITY;
         break;
       case NodeType::memset: {
         CUDA_MEMSET_NODE_PARAMS p = memset_params(n.memset);

@@ -12,15 +12,16 @@
 
 namespace kiln {
 
-// A kernel node's launch parameters in the driver's form. Pointers refer into the
-// KernelNode (its argument bytes) and into this object, so it is neither copied nor moved.
+// A kernel node's launch parameters in the driver's form, launching `function`. Pointers
+// refer into the KernelNode (its argument bytes) and into this object, so it is neither
+// copied nor moved.
 struct KernelLaunchParams {
   CUDA_KERNEL_NODE_PARAMS params;
   std::vector<void*> slots;
   size_t extra_size = 0;
   void* extra[5] = {};
 
-  KernelLaunchParams(const KernelNode& k, const KernelTable& kernels);
+  KernelLaunchParams(const KernelNode& k, CUfunction function);
   KernelLaunchParams(const KernelLaunchParams&) = delete;
   KernelLaunchParams& operator=(const KernelLaunchParams&) = delete;
 };
@@ -40,6 +41,9 @@ class BuiltGraph {
 
   void launch(CUstream stream) const;
   void upload(CUstream stream) const;
+  // Uploads on a stream of its own and waits until done, so a launch from any stream finds
+  // the executable on the device with no ordering against the upload.
+  void upload_and_wait() const;
   size_t node_count() const { return nodes_; }
   CUgraphExec exec() const { return exec_; }
   CUgraph graph() const { return graph_; }  // null unless kept
@@ -62,10 +66,11 @@ struct BuildTimes {
 };
 
 // Every region pointer and memory operand must be backed in this process (checked first,
-// Error(unmapped_range)). Kernels come from `kernels`, resolved here unless `prepared` says
-// the caller did it already (KernelTable::require).
+// Error(unmapped_range)). Kernels come from `kernels`: planned and resolved here unless the
+// caller did it already and passes where they sit (`prepared`, resolved by
+// KernelTable::require).
 std::unique_ptr<BuiltGraph> build_graph(const GraphDesc& desc, KernelTable& kernels, int device,
-                                        bool keep_topology = false, bool prepared = false,
+                                        bool keep_topology = false, const KernelIndices* prepared = nullptr,
                                         BuildTimes* times = nullptr);
 
 }  // namespace kiln

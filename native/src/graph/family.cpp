@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <iterator>
 #include <string>
 #include <tuple>
 
@@ -46,6 +47,7 @@ bool align(const std::vector<uint64_t>& a, const std::vector<uint64_t>& b, size_
     return true;
   };
   out.clear();
+  out.reserve(std::min(n, m) + 1);  // and the end sentinel try_merge adds
   size_t x = 0, y = 0, skipped = 0;
   while (x < n && y < m) {
     if (a[x] == b[y]) {
@@ -93,23 +95,29 @@ struct Building {
   bool closed = false;          // its edges cannot be merged: no group joins it
 };
 
-bool edge_before(const Edge& a, const Edge& b) { return std::tie(a.from, a.to) < std::tie(b.from, b.to); }
+// A lambda, not a function: sorting through a function pointer called it out of line.
+constexpr auto edge_before = [](const Edge& a, const Edge& b) {
+  return std::tie(a.from, a.to) < std::tie(b.from, b.to);
+};
 bool same_data(const Edge& a, const Edge& b) {
   return a.from_port == b.from_port && a.to_port == b.to_port && a.type == b.type;
 }
 
-// A group's edges in slot numbers, sorted, each pair once; false when one runs backward in
-// slot order (the merged order could cycle) or one pair carries two sets of data.
-bool slot_edges(const GraphDesc& d, const std::vector<uint32_t>& slot, std::vector<Edge>& out) {
+// A group's edges (sorted by node numbers once: slot numberings are monotone, so they stay
+// sorted in any of them) in slot numbers, sorted, each pair once; false
+// when one runs backward in slot order (the merged order could cycle) or one pair carries
+// two sets of data.
+bool slot_edges(const std::vector<Edge>& edges, const std::vector<uint32_t>& slot, std::vector<Edge>& out) {
   out.clear();
-  out.reserve(d.edges.size());
-  for (const Edge& e : d.edges) {
+  out.reserve(edges.size());
+  for (const Edge& e : edges) {
     if (e.from >= slot.size() || e.to >= slot.size()) return false;
     Edge m{slot[e.from], slot[e.to], e.from_port, e.to_port, e.type};
     if (m.from >= m.to) return false;
     out.push_back(m);
   }
-  std::sort(out.begin(), out.end(), edge_before);
+  // Monotone numberings keep them sorted; checked, since sorting is what dedup relies on.
+  if (!std::is_sorted(out.begin(), out.end(), edge_before)) std::sort(out.begin(), out.end(), edge_before);
   size_t kept = 0;
   for (size_t i = 0; i < out.size(); ++i) {
     if (kept && out[kept - 1].from == out[i].from && out[kept - 1].to == out[i].to) {
@@ -148,8 +156,8 @@ bool surely_more_than(const std::vector<uint64_t>& a, const std::vector<uint64_t
 bool may_be_absent(NodeType type) { return can_disable(type) || type == NodeType::empty; }
 
 // Joins group `gi` into `f` when the limits and the rules in family.h allow it.
-bool try_merge(Building& f, size_t gi, const Keys& keys, const std::vector<const GraphDesc*>& descs,
-               const FamilyLimits& limits) {
+bool try_merge(Building& f, size_t gi, const Keys& keys, const std::vector<Edge>& group_edges,
+               const std::vector<const GraphDesc*>& descs, const FamilyLimits& limits) {
   const GraphDesc& g = *descs[gi];
   const size_t longer = std::max(f.source.size(), g.nodes.size());
   const size_t max_d = std::max<size_t>(
@@ -202,7 +210,7 @@ bool try_merge(Building& f, size_t gi, const Keys& keys, const std::vector<const
   // group's, merged; one pair with two sets of data cannot be built, and a programmatic
   // edge must not touch a node some group lacks.
   std::vector<Edge> joining;
-  if (!slot_edges(g, slot_g, joining)) return false;
+  if (!slot_edges(group_edges, slot_g, joining)) return false;
   std::vector<Edge> edges;
   edges.reserve(f.edges.size() + joining.size());
   size_t i = 0, j = 0;
@@ -235,6 +243,8 @@ bool try_merge(Building& f, size_t gi, const Keys& keys, const std::vector<const
   next.edges = std::move(edges);
   next.programmatic = programmatic_edges(next.edges);
   next.keys.coarse.reserve(order.size());
+  next.source.reserve(order.size());
+  std::vector<uint64_t> added;  // keys of the slots the group adds
   for (const Entry& e : order) {
     if (e.slot >= 0) {
       size_t s = static_cast<size_t>(e.slot);
@@ -244,9 +254,14 @@ bool try_merge(Building& f, size_t gi, const Keys& keys, const std::vector<const
       size_t n = static_cast<size_t>(e.node);
       next.source.emplace_back(static_cast<uint32_t>(f.groups.size()), static_cast<uint32_t>(n));
       next.keys.coarse.push_back(keys.coarse[n]);
+      added.push_back(keys.coarse[n]);
     }
   }
-  next.keys.sort();
+  // The slots' keys, sorted: the family's (sorted already) and the few added, merged.
+  std::sort(added.begin(), added.end());
+  next.keys.sorted.reserve(order.size());
+  std::merge(f.keys.sorted.begin(), f.keys.sorted.end(), added.begin(), added.end(),
+             std::back_inserter(next.keys.sorted));
   f = std::move(next);
   return true;
 }
@@ -276,11 +291,15 @@ std::vector<FamilyPlan> plan_families(const std::vector<const GraphDesc*>& group
   const bool merging = limits.max_groups > 1 && keys.size() == groups.size();
   for (size_t gi = 0; gi < groups.size(); ++gi) {
     Keys k;
-    if (merging) k.coarse = std::move(keys[gi]), k.sort();
+    std::vector<Edge> edges;
+    if (merging) {
+      k.coarse = std::move(keys[gi]), k.sort();
+      edges = sorted_edges(groups[gi]->edges, groups[gi]->nodes.size());
+    }
     bool joined = false;
     if (merging)
       for (Building& f : families)
-        if (!f.closed && f.groups.size() < limits.max_groups && (joined = try_merge(f, gi, k, groups, limits)))
+        if (!f.closed && f.groups.size() < limits.max_groups && (joined = try_merge(f, gi, k, edges, groups, limits)))
           break;
     if (joined) continue;
     Building f;
@@ -290,7 +309,7 @@ std::vector<FamilyPlan> plan_families(const std::vector<const GraphDesc*>& group
     for (uint32_t i = 0; i < n; ++i) f.slot_of[0][i] = i, f.source.emplace_back(0, i);
     f.cover.assign(n, 1);
     // A group whose edges cannot be listed this way only ever has a family of its own.
-    f.closed = merging && !slot_edges(*groups[gi], f.slot_of[0], f.edges);
+    f.closed = merging && !slot_edges(edges, f.slot_of[0], f.edges);
     f.programmatic = programmatic_edges(f.edges);
     f.keys = std::move(k);
     families.push_back(std::move(f));

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 #include <string>
 
 #include "common/context.h"
@@ -18,6 +19,15 @@ namespace {
 std::vector<uint32_t> merged(const std::vector<uint32_t>& a, const std::vector<uint32_t>& b) {
   std::vector<uint32_t> out;
   std::set_union(a.begin(), a.end(), b.begin(), b.end(), std::back_inserter(out));
+  return out;
+}
+
+// Each kernel index once, in order of first use.
+std::vector<uint32_t> distinct(const std::vector<uint32_t>& of_node) {
+  std::vector<uint32_t> out;
+  std::set<uint32_t> seen;
+  for (uint32_t i : of_node)
+    if (i != KernelIndices::none && seen.insert(i).second) out.push_back(i);
   return out;
 }
 
@@ -71,11 +81,7 @@ GraphSet::GraphSet(const std::vector<BlobView>& blobs, KernelTable& kernels, int
   });
   for (auto& f : families_)
     for (size_t i : f->members) f->varying = merged(f->varying, members_[i]->diff);
-  // Every graph's kernels at once, so that each function attribute is set once, at its
-  // maximum, before any graph uses the function.
-  std::vector<const GraphDesc*> descs;
-  for (auto& m : members_) descs.push_back(&m->desc);
-  kernels_.plan(descs, decoders);
+  plan_kernels(decoders);
   ctx_ = kernels_.context();
   if (!ctx_) check(driver().cuCtxGetCurrent(&ctx_), "cuCtxGetCurrent");
   if (!ctx_) throw Error(ErrorKind::restore, "no CUDA context is current on the restoring thread");
@@ -117,6 +123,35 @@ void GraphSet::plan(size_t family_groups) {
   }
 }
 
+void GraphSet::plan_kernels(unsigned threads) {
+  // Every graph's kernels at once, so that each function attribute is set once, at its
+  // maximum, before any graph uses the function.
+  std::vector<const GraphDesc*> descs;
+  for (auto& m : members_) descs.push_back(&m->desc);
+  std::vector<KernelIndices> planned = kernels_.plan(descs, threads);
+  for (size_t i = 0; i < members_.size(); ++i) members_[i]->kernels = std::move(planned[i]);
+  // Per family: its template's kernels, and every member's once, so the template's build
+  // resolves what switches launch without walking the members' nodes again.
+  for (auto& f : families_) {
+    const FamilyPlan& p = f->plan;
+    if (p.merged()) {
+      KernelIndices& k = f->merged_kernels;
+      for (auto [place, node] : p.source)
+        k.of_node.push_back(members_[groups_[p.groups[place]]->tmpl]->kernels.of_node[node]);
+      k.distinct = distinct(k.of_node);
+      f->base_kernels = &k;
+    } else {
+      f->base_kernels = &members_[groups_[p.groups[0]]->tmpl]->kernels;
+    }
+    for (size_t i : f->members) {
+      const std::vector<uint32_t>& own = members_[i]->kernels.distinct;
+      f->kernels.insert(f->kernels.end(), own.begin(), own.end());
+    }
+    std::sort(f->kernels.begin(), f->kernels.end());
+    f->kernels.erase(std::unique(f->kernels.begin(), f->kernels.end()), f->kernels.end());
+  }
+}
+
 GraphSet::~GraphSet() {
   {
     std::lock_guard<std::mutex> lk(mu_);  // a worker may be waiting for the templates' upload
@@ -151,33 +186,46 @@ void GraphSet::record(const char* phase, const BuildTimes& t) {
   timeline_.add(p + ".instantiate", t.described, t.instantiated);
 }
 
+void GraphSet::copy_slots(Family& f) {
+  size_t bytes = 0;  // what the nodes' arguments and region pointers take
+  for (const Node* n : f.slots)
+    bytes += n->kernel.args.size() + n->kernel.region_pointers.size() * sizeof(RegionPointer) + 8;
+  f.merged.arena = GraphDesc::make_arena(bytes);
+  const NodeAllocator alloc(f.merged.arena.get());
+  f.merged.nodes.reserve(f.slots.size());
+  for (const Node* n : f.slots) f.merged.nodes.emplace_back(*n, alloc);
+  f.merged.edges = f.plan.edges;
+  f.merged.event_count = f.plan.event_count;
+}
+
 std::unique_ptr<BuiltGraph> GraphSet::build_template(Family& f) {
   TimedSpan task(timeline_, "templates.task");
-  if (f.plan.merged()) {  // here, on the builds' threads: copying every slot's node is not free
-    f.merged.nodes.reserve(f.slots.size());
-    for (const Node* n : f.slots) f.merged.nodes.push_back(*n);
-    f.merged.edges = f.plan.edges;
-    f.merged.event_count = f.plan.event_count;
-  }
+  if (f.plan.merged()) copy_slots(f);  // here, on the builds' threads: copying every node is not free
   {
     TimedSpan span(timeline_, "templates.kernels");
-    kernels_.require(f.base());  // waits only for the binaries it launches
+    kernels_.require(f.base_kernels->distinct);  // waits only for the binaries it launches
   }
   BuildTimes t;
-  auto built = build_graph(f.base(), kernels_, device_, /*keep_topology=*/true, /*prepared=*/true, &t);
+  auto built = build_graph(f.base(), kernels_, device_, /*keep_topology=*/true, f.base_kernels, &t);
   record("templates", t);
+  {
+    // Here, beside the other templates' builds, rather than one after another on the
+    // caller's thread once all exist; a failure is this family's.
+    TimedSpan span(timeline_, "templates.upload");
+    built->upload_and_wait();
+  }
   // Switching to any member launches that member's kernels: resolved before the family
   // counts as replayable, so a failure surfaces at wait, not at the first switch.
   TimedSpan span(timeline_, "templates.member_kernels");
-  for (size_t i : f.members) kernels_.require(members_[i]->desc);
+  kernels_.require(f.kernels);
   return built;
 }
 
 std::unique_ptr<BuiltGraph> GraphSet::build_dedicated(Member& m) {
   TimedSpan task(timeline_, "dedicated.task");
-  kernels_.require(m.desc);  // done by its template's task already; rethrows what failed there
+  kernels_.require(m.kernels.distinct);  // done by its template's task already; rethrows what failed there
   BuildTimes t;
-  auto built = build_graph(m.desc, kernels_, device_, false, true, &t);
+  auto built = build_graph(m.desc, kernels_, device_, false, &m.kernels, &t);
   record("dedicated", t);
   return built;
 }
@@ -205,6 +253,7 @@ void GraphSet::run_task(size_t task) {
       Family& f = *families_[index];
       f.exec = std::move(built);
       f.error = error;
+      f.uploaded = f.exec != nullptr;
       f.done = true;
       if (++templates_done_ == families_.size()) timeline_.add("templates.all", started_, SteadyClock::now());
     } else {
@@ -241,9 +290,19 @@ void GraphSet::wait_all(bool dedicated) {
 }
 
 void GraphSet::upload_templates(CUstream stream) {
-  for (auto& f : families_) {
-    std::lock_guard<std::mutex> lk(f->launch_mu);
-    if (f->exec) f->exec->upload(stream);
+  for (auto& f : families_) {  // those their builds did not upload
+    bool pending;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      pending = f->exec && !f->uploaded;
+    }
+    if (!pending) continue;
+    {
+      std::lock_guard<std::mutex> lk(f->launch_mu);
+      f->exec->upload(stream);
+    }
+    std::lock_guard<std::mutex> lk(mu_);
+    f->uploaded = true;
   }
   std::unique_lock<std::mutex> lk(mu_);
   release_dedicated(lk);
@@ -296,7 +355,7 @@ void GraphSet::switch_to(Family& f, size_t target) {
     if (node_at && can_disable(node.type)) set_enabled(f, s, true, target);
     switch (node.type) {
       case NodeType::kernel: {
-        KernelLaunchParams p(node.kernel, kernels_);
+        KernelLaunchParams p(node.kernel, kernels_.function(t.kernels.of_node[static_cast<size_t>(n)]));
         r = drv.cuGraphExecKernelNodeSetParams(f.exec->exec(), handles[s], &p.params);
         call = "cuGraphExecKernelNodeSetParams";
         break;
@@ -346,7 +405,7 @@ void GraphSet::launch_template(size_t i, CUstream stream) {
       // Never replay a half-updated template: give this graph its own executable instead.
       KILN_WARN("%s; instantiating graph %zu on its own", e.what(), i);
       lk.unlock();
-      std::unique_ptr<BuiltGraph> own = build_graph(m.desc, kernels_, device_, false, true);
+      std::unique_ptr<BuiltGraph> own = build_graph(m.desc, kernels_, device_, false, &m.kernels);
       own->launch(stream);
       std::lock_guard<std::mutex> guard(mu_);
       if (!m.dedicated.load()) {

@@ -2,8 +2,8 @@
 // signature form a group, and groups that differ in a few nodes form a family (family.h)
 // that shares one instantiated template. Replaying a member updates the template's nodes
 // that differ (stream-ordered: updates apply to later launches only) and disables the
-// nodes the member lacks. Background threads instantiate the templates first (making
-// every graph replayable) and then a dedicated executable per graph, swapped in
+// nodes the member lacks. Background threads instantiate and upload the templates first
+// (making every graph replayable) and then a dedicated executable per graph, swapped in
 // atomically so steady state runs without per-switch updates. Decoding needs no kernel
 // binary, so it runs while the KernelTable's pool still loads them; each template then
 // waits only for the kernels it launches.
@@ -58,6 +58,9 @@ class GraphSet {
   void launch(size_t i, CUstream stream);
   // Always through the template (measures what switching costs).
   void launch_template(size_t i, CUstream stream);
+  // Each template's build uploads it (on a stream of its own, waited for) before the family
+  // counts as replayable; this uploads on `stream` any template that is not uploaded yet,
+  // then lets the own executables start building.
   void upload_templates(CUstream stream);
 
   size_t size() const { return members_.size(); }
@@ -75,13 +78,15 @@ class GraphSet {
   uint64_t switches() const { return switches_.load(); }
   const GraphDesc& desc(size_t i) const { return members_.at(i)->desc; }
   // Seconds per category (see graph_set.cpp): decoding, update preparation, and per phase
-  // (templates, dedicated) the kernels, checks, graph building and instantiation.
+  // (templates, dedicated) the kernels, checks, graph building and instantiation, and the
+  // templates' uploads.
   std::map<std::string, TimeTotal> timings() const { return timeline_.totals(); }
 
  private:
   void release_dedicated(std::unique_lock<std::mutex>& held);  // with mu_ held
   struct Member {
     GraphDesc desc;
+    KernelIndices kernels;  // where its kernels sit in the table
     size_t group = 0;
     size_t group_differing = 0;  // nodes differing from the group's template
     // Slots of the family's template that replaying this graph changes from the state it
@@ -103,10 +108,14 @@ class GraphSet {
     std::vector<const Node*> slots;         // each slot's node, in its group's template graph
     GraphDesc merged;                       // built from `slots` by the template's task
     const GraphDesc* single = nullptr;      // the one group's template graph, if not merged
+    KernelIndices merged_kernels;           // merged: where the slots' kernels sit
+    const KernelIndices* base_kernels = nullptr;  // the template graph's
+    std::vector<uint32_t> kernels;          // every member's kernels, each once (what switches launch)
     std::vector<std::vector<int32_t>> node_at;  // per place: slot -> node, -1 if lacking
     std::vector<size_t> members;
     std::unique_ptr<BuiltGraph> exec;
-    bool done = false;  // guarded by mu_
+    bool done = false;      // guarded by mu_
+    bool uploaded = false;  // guarded by mu_: exec is on the device (its build uploaded it)
     std::exception_ptr error;
     std::mutex launch_mu;            // serialises switching and launching the template
     long current = -1;               // member the template holds now; -1: unknown
@@ -126,6 +135,8 @@ class GraphSet {
   void worker();
   void run_task(size_t task);
   void plan(size_t family_groups);
+  void plan_kernels(unsigned threads);
+  void copy_slots(Family& f);  // the merged template graph, from its slots' nodes
   std::unique_ptr<BuiltGraph> build_template(Family& f);
   std::unique_ptr<BuiltGraph> build_dedicated(Member& m);
   void record(const char* phase, const BuildTimes& t);

@@ -86,14 +86,7 @@ void KernelTable::resolver() {
       blob_plan_error_ = std::current_exception();
     }
   });
-  cells_.drain(stop_, try_bind_context(binaries_->context()), [this](size_t i) {
-    Kernel* k;
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      k = &kernels_[i];
-    }
-    resolve(*k);
-  });
+  cells_.drain(stop_, try_bind_context(binaries_->context()), [this](size_t i) { resolve(kernels_[i]); });
   if (resolvers_left_.fetch_sub(1) == 1) timeline_.add("kernels.background", resolvers_started_, SteadyClock::now());
 }
 
@@ -108,6 +101,7 @@ struct GraphKernels {
     Wanted wanted;
   };
   std::vector<Use> uses;
+  std::vector<uint32_t> use_of_node;  // KernelIndices::none for other nodes
 };
 
 struct SlotEntryHash {
@@ -118,38 +112,63 @@ struct SlotEntryHash {
 
 GraphKernels kernels_of(const GraphDesc& desc, size_t binaries) {
   GraphKernels out;
-  std::unordered_map<std::pair<uint32_t, std::string_view>, size_t, SlotEntryHash> seen;
-  for (const Node& n : desc.nodes) {
+  out.use_of_node.assign(desc.nodes.size(), KernelIndices::none);
+  // Nodes decoded from one blob share their shapes: each name is hashed once per shape.
+  std::unordered_map<const KernelShape*, uint32_t> by_shape;
+  std::unordered_map<std::pair<uint32_t, std::string_view>, uint32_t, SlotEntryHash> seen;
+  for (size_t i = 0; i < desc.nodes.size(); ++i) {
+    const Node& n = desc.nodes[i];
     if (n.type != NodeType::kernel) continue;
-    const KernelNode& kn = n.kernel;
-    check_slot(kn.binary, kn.entry, binaries);
-    auto [it, fresh] = seen.emplace(std::make_pair(kn.binary, std::string_view(kn.entry)), out.uses.size());
-    if (fresh) out.uses.push_back({kn.binary, &kn.entry, {}});
-    Wanted& wanted = out.uses[it->second].wanted;
-    for (const FunctionAttribute& a : kn.function_attributes) want(wanted, a.attribute, a.value);
-    want(wanted, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, static_cast<int32_t>(kn.shared_mem));
+    const KernelShape& shape = n.kernel.info();
+    auto [known, first] = by_shape.emplace(&shape, 0);
+    if (first) {
+      check_slot(shape.binary, shape.entry, binaries);
+      auto [it, fresh] = seen.emplace(std::make_pair(shape.binary, std::string_view(shape.entry)),
+                                      static_cast<uint32_t>(out.uses.size()));
+      if (fresh) out.uses.push_back({shape.binary, &shape.entry, {}});
+      known->second = it->second;
+      Wanted& wanted = out.uses[it->second].wanted;
+      for (const FunctionAttribute& a : shape.function_attributes) want(wanted, a.attribute, a.value);
+    }
+    out.use_of_node[i] = known->second;
+    want(out.uses[known->second].wanted, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+         static_cast<int32_t>(n.kernel.shared_mem));
   }
+  return out;
+}
+
+// A graph's uses renumbered as table indices.
+KernelIndices table_indices(const GraphKernels& g, const std::vector<uint32_t>& index_of_use) {
+  KernelIndices out;
+  out.distinct = index_of_use;
+  out.of_node.reserve(g.use_of_node.size());
+  for (uint32_t use : g.use_of_node) out.of_node.push_back(use == KernelIndices::none ? use : index_of_use[use]);
   return out;
 }
 
 }  // namespace
 
-void KernelTable::plan(const std::vector<const GraphDesc*>& descs, unsigned threads) {
+std::vector<KernelIndices> KernelTable::plan(const std::vector<const GraphDesc*>& descs, unsigned threads) {
   std::vector<GraphKernels> per_graph(descs.size());
   const size_t binaries = binaries_->size();
   parallel_for(descs.size(), threads, [&](size_t i) { per_graph[i] = kernels_of(*descs[i], binaries); });
-  std::lock_guard<std::mutex> lk(mu_);
-  std::lock_guard<std::mutex> attrs(attr_mu_);
-  for (const GraphKernels& g : per_graph)
-    for (const GraphKernels::Use& use : g.uses) add_planned(use.slot, *use.entry, use.wanted);
+  std::vector<std::vector<uint32_t>> index_of_use(descs.size());
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    std::lock_guard<std::mutex> attrs(attr_mu_);
+    for (size_t g = 0; g < descs.size(); ++g)
+      for (const GraphKernels::Use& use : per_graph[g].uses)
+        index_of_use[g].push_back(static_cast<uint32_t>(add_planned(use.slot, *use.entry, use.wanted)));
+  }
+  std::vector<KernelIndices> out(descs.size());
+  for (size_t g = 0; g < descs.size(); ++g) out[g] = table_indices(per_graph[g], index_of_use[g]);
+  return out;
 }
 
-void KernelTable::add_planned(uint32_t slot, const std::string& entry, const Wanted& wanted) {
+size_t KernelTable::add_planned(uint32_t slot, const std::string& entry, const Wanted& wanted) {
   auto [it, fresh] = index_.emplace(std::make_pair(slot, entry), kernels_.size());
   if (fresh) {
-    kernels_.emplace_back();
-    kernels_.back().slot = slot;
-    kernels_.back().entry = entry;
+    kernels_.append([&](Kernel& k) { k.slot = slot, k.entry = entry; });
     cells_.add();
   }
   Kernel& k = kernels_[it->second];
@@ -157,12 +176,31 @@ void KernelTable::add_planned(uint32_t slot, const std::string& entry, const Wan
     auto [w, inserted] = k.wanted.emplace(attribute, value);
     if (!inserted && value > w->second) w->second = value;
   }
+  return it->second;
 }
 
 size_t KernelTable::index_of(uint32_t slot, const std::string& entry) const {
   auto it = index_.find(std::make_pair(slot, entry));
   if (it == index_.end()) throw Error(ErrorKind::restore, format("kernel %s was not planned", entry.c_str()));
   return it->second;
+}
+
+KernelIndices KernelTable::indices(const GraphDesc& desc) const {
+  KernelIndices out;
+  out.of_node.assign(desc.nodes.size(), KernelIndices::none);
+  std::unordered_map<const KernelShape*, uint32_t> by_shape;  // one name lookup per shape
+  std::set<uint32_t> seen;
+  std::lock_guard<std::mutex> lk(mu_);
+  for (size_t i = 0; i < desc.nodes.size(); ++i) {
+    const Node& n = desc.nodes[i];
+    if (n.type != NodeType::kernel) continue;
+    const KernelShape& shape = n.kernel.info();
+    auto [known, first] = by_shape.emplace(&shape, 0);
+    if (first) known->second = static_cast<uint32_t>(index_of(shape.binary, shape.entry));
+    out.of_node[i] = known->second;
+    if (seen.insert(known->second).second) out.distinct.push_back(known->second);
+  }
+  return out;
 }
 
 void KernelTable::resolve(Kernel& k) {
@@ -184,6 +222,7 @@ void KernelTable::resolve(Kernel& k) {
                 r);
   k.function = f;
   apply_attributes(k);
+  k.resolved.store(true, std::memory_order_release);
 }
 
 void KernelTable::apply_attributes(Kernel& k) {
@@ -209,51 +248,48 @@ void KernelTable::apply_attributes(Kernel& k) {
 }
 
 void KernelTable::require(const GraphDesc& desc) {
+  rethrow_blob_plan_failure();  // before the lookups: a failed blob plan leaves kernels unplanned
+  require(indices(desc).distinct);
+}
+
+void KernelTable::require(const std::vector<uint32_t>& kernels) {
   rethrow_blob_plan_failure();
-  std::vector<size_t> needed;
-  {
-    std::lock_guard<std::mutex> lk(mu_);
-    std::set<size_t> seen;
-    for (const Node& n : desc.nodes) {
-      if (n.type != NodeType::kernel) continue;
-      size_t i = index_of(n.kernel.binary, n.kernel.entry);
-      if (seen.insert(i).second) needed.push_back(i);
-    }
-  }
-  for (size_t i : needed) {
-    Kernel* k;
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      k = &kernels_[i];
-    }
-    cells_.run(i, [&] { resolve(*k); });
-    apply_attributes(*k);  // a later plan may have raised what an earlier one applied
+  for (uint32_t i : kernels) {
+    if (i >= kernels_.size()) throw Error(ErrorKind::restore, format("kernel #%u was not planned", i));
+    Kernel& k = kernels_[i];
+    cells_.run(i, [&] { resolve(k); });
+    apply_attributes(k);  // a later plan may have raised what an earlier one applied
   }
 }
 
-void KernelTable::prepare(const GraphDesc& desc) {
-  plan({&desc});
-  require(desc);
+KernelIndices KernelTable::prepare(const GraphDesc& desc) {
+  KernelIndices indices = std::move(plan({&desc}).front());
+  require(indices.distinct);
+  return indices;
+}
+
+CUfunction KernelTable::function(uint32_t index) const {
+  if (index >= kernels_.size()) throw Error(ErrorKind::restore, format("kernel #%u was not planned", index));
+  const Kernel& k = kernels_[index];
+  if (!k.resolved.load(std::memory_order_acquire))
+    throw Error(ErrorKind::restore, format("kernel %s was not prepared", k.entry.c_str()));
+  return k.function;
 }
 
 CUfunction KernelTable::function(uint32_t slot, const std::string& entry) const {
   size_t i;
-  const Kernel* k;
   {
     std::lock_guard<std::mutex> lk(mu_);
     auto it = index_.find(std::make_pair(slot, entry));
     if (it == index_.end()) throw Error(ErrorKind::restore, format("kernel %s was not prepared", entry.c_str()));
     i = it->second;
-    k = &kernels_[i];
   }
-  if (!cells_.done(i)) throw Error(ErrorKind::restore, format("kernel %s was not prepared", entry.c_str()));
-  return k->function;
+  return function(static_cast<uint32_t>(i));
 }
 
 size_t KernelTable::size() const {
-  std::lock_guard<std::mutex> lk(mu_);
   size_t n = 0;
-  for (size_t i = 0; i < kernels_.size(); ++i) n += cells_.done(i);
+  for (size_t i = 0, planned = kernels_.size(); i < planned; ++i) n += kernels_[i].resolved.load();
   return n;
 }
 

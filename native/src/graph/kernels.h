@@ -8,7 +8,6 @@
 #include <cuda.h>
 
 #include <atomic>
-#include <deque>
 #include <exception>
 #include <map>
 #include <memory>
@@ -21,11 +20,20 @@
 #include "archive/verify_gate.h"
 #include "binaries/loader.h"
 #include "common/once_cells.h"
+#include "common/stable_vector.h"
 #include "common/timeline.h"
 #include "graph/blob.h"
 #include "graph/desc.h"
 
 namespace kiln {
+
+// Where a graph's kernels sit in a KernelTable, so builds and switches find each node's
+// function by index instead of by name.
+struct KernelIndices {
+  static constexpr uint32_t none = UINT32_MAX;  // a node that launches no kernel
+  std::vector<uint32_t> of_node;   // per node of the graph
+  std::vector<uint32_t> distinct;  // each kernel once, in order of first use
+};
 
 class KernelTable {
  public:
@@ -35,13 +43,18 @@ class KernelTable {
   KernelTable& operator=(const KernelTable&) = delete;
 
   // Registers the kernels of `descs` with each function attribute at its maximum over them
-  // (and over earlier plans). CPU only, each graph's kernels listed on up to `threads`
-  // threads. Throws Error(corrupt) for a slot the archive lacks.
-  void plan(const std::vector<const GraphDesc*>& descs, unsigned threads = 1);
+  // (and over earlier plans); returns where each graph's kernels sit. CPU only, each graph's
+  // kernels listed on up to `threads` threads. Throws Error(corrupt) for a slot the archive
+  // lacks.
+  std::vector<KernelIndices> plan(const std::vector<const GraphDesc*>& descs, unsigned threads = 1);
+  // Where the kernels of `desc` sit; every one must have been planned (else Error(restore)).
+  KernelIndices indices(const GraphDesc& desc) const;
   // Resolves the kernels `desc` launches (loading their binaries here if nobody has started
   // them) and applies their planned attributes; rethrows the failure of a binary or lookup
   // it depends on. Thread-safe; every kernel of `desc` must have been planned.
   void require(const GraphDesc& desc);
+  // The same for planned kernels given by index (KernelIndices::distinct).
+  void require(const std::vector<uint32_t>& kernels);
   // The archive's graph blobs for resolve_in_background to plan from before they decode.
   struct Blobs {
     std::vector<BlobView> views;
@@ -61,8 +74,11 @@ class KernelTable {
   // their kernels' cells. Not thread-safe against itself or resolve_in_background.
   void wait_background();
   // plan + require, for callers restoring one graph at a time.
-  void prepare(const GraphDesc& desc);
-  // A kernel resolved by require; thread-safe.
+  KernelIndices prepare(const GraphDesc& desc);
+  // A kernel resolved by require, by index: lock-free, for every node a build adds or a
+  // switch updates. Throws Error(restore) if it was not resolved.
+  CUfunction function(uint32_t index) const;
+  // The same by name (a map lookup under a lock); thread-safe.
   CUfunction function(uint32_t slot, const std::string& entry) const;
 
   size_t size() const;  // kernels resolved so far
@@ -77,7 +93,8 @@ class KernelTable {
   struct Kernel {
     uint32_t slot = 0;
     std::string entry;
-    CUfunction function = nullptr;          // set once its cell is done
+    CUfunction function = nullptr;          // set by resolve, before `resolved`
+    std::atomic<bool> resolved{false};      // found and its attributes applied
     std::map<int32_t, int32_t> wanted;      // attribute -> planned value; guarded by attr_mu_
     std::map<int32_t, int32_t> applied;     // guarded by attr_mu_
   };
@@ -85,8 +102,9 @@ class KernelTable {
   using Wanted = std::vector<std::pair<int32_t, int32_t>>;  // attribute, maximum
 
   size_t index_of(uint32_t slot, const std::string& entry) const;  // caller holds mu_
-  // Registers a kernel (or raises its wanted attributes); caller holds mu_ and attr_mu_.
-  void add_planned(uint32_t slot, const std::string& entry, const Wanted& wanted);
+  // Registers a kernel (or raises its wanted attributes) and returns its index; caller holds
+  // mu_ and attr_mu_.
+  size_t add_planned(uint32_t slot, const std::string& entry, const Wanted& wanted);
   void plan_blobs();
   void rethrow_blob_plan_failure();
   void resolve(Kernel& k);
@@ -94,9 +112,9 @@ class KernelTable {
   void resolver();
 
   std::unique_ptr<BinaryLoader> binaries_;
-  mutable std::mutex mu_;  // index_ and kernels_ (the container; each Kernel's cell guards its function)
+  mutable std::mutex mu_;  // index_ and appending to kernels_ (each Kernel's cell guards its function)
   std::map<std::pair<uint32_t, std::string>, size_t> index_;
-  std::deque<Kernel> kernels_;  // stable addresses while others are appended
+  StableVector<Kernel> kernels_;  // read by index without mu_
   OnceCells cells_;             // one per kernel: resolved once, whoever needs it first
   std::mutex attr_mu_;
   std::vector<std::thread> resolvers_;

@@ -9,17 +9,29 @@
 namespace kiln {
 namespace {
 
+// Appends to `out` through a cursor: a signature is thousands of few-byte fields, and a
+// string append per field cost more than the rest of the signature. The string grows ahead
+// of the cursor and is cut back to it when the writer goes.
 class Writer {
  public:
-  explicit Writer(std::string& out) : out_(out) {}
+  explicit Writer(std::string& out) : out_(out), at_(out.size()) {}
+  ~Writer() { out_.resize(at_); }
+  Writer(const Writer&) = delete;
+  Writer& operator=(const Writer&) = delete;
+
   template <typename T>
   void put(const T& v) {
-    out_.append(reinterpret_cast<const char*>(&v), sizeof v);
+    bytes(&v, sizeof v);
   }
-  void bytes(const void* p, size_t n) { out_.append(static_cast<const char*>(p), n); }
+  void bytes(const void* p, size_t n) {
+    if (n > out_.size() - at_) out_.resize(std::max(2 * out_.size(), at_ + n + 256));
+    std::memcpy(&out_[at_], p, n);
+    at_ += n;
+  }
 
  private:
   std::string& out_;
+  size_t at_;
 };
 
 bool one_dimensional(const MemcpyNode& c) { return c.height <= 1 && c.depth <= 1; }
@@ -28,8 +40,8 @@ void put_node_signature(Writer& w, const Node& n) {
   w.put(static_cast<uint8_t>(n.type));
   switch (n.type) {
     case NodeType::kernel:
-      w.put(static_cast<uint32_t>(n.kernel.attributes.size()));
-      for (const LaunchAttribute& a : n.kernel.attributes) {
+      w.put(static_cast<uint32_t>(n.kernel.attributes().size()));
+      for (const LaunchAttribute& a : n.kernel.attributes()) {
         w.put(a.id);
         w.bytes(a.value, sizeof a.value);
       }
@@ -64,7 +76,8 @@ bool same_node_signature(const Node& a, const Node& b) {
   if (a.type != b.type) return false;
   switch (a.type) {
     case NodeType::kernel: {
-      const auto &p = a.kernel.attributes, &q = b.kernel.attributes;
+      if (a.kernel.shape == b.kernel.shape) return true;  // nodes decoded from one blob share shapes
+      const auto &p = a.kernel.attributes(), &q = b.kernel.attributes();
       if (p.size() != q.size()) return false;
       for (size_t k = 0; k < p.size(); ++k)
         if (p[k].id != q[k].id || std::memcmp(p[k].value, q[k].value, sizeof p[k].value) != 0) return false;
@@ -88,18 +101,56 @@ bool same_node_signature(const Node& a, const Node& b) {
   return false;
 }
 
+namespace {
+
+// A lambda, not a function: algorithms called a function pointer out of line.
+constexpr auto edge_less = [](const Edge& a, const Edge& b) {
+  return std::tie(a.from, a.to, a.from_port, a.to_port, a.type) <
+         std::tie(b.from, b.to, b.from_port, b.to_port, b.type);
+};
+
+}  // namespace
+
+std::vector<Edge> sorted_edges(const std::vector<Edge>& edges, size_t nodes) {
+  std::vector<Edge> out;
+  if (std::is_sorted(edges.begin(), edges.end(), edge_less)) return edges;
+  bool in_range = true;
+  for (const Edge& e : edges) in_range &= e.from < nodes;
+  if (!in_range) {  // not a valid graph's edges: sorted all the same
+    out = edges;
+    std::sort(out.begin(), out.end(), edge_less);
+    return out;
+  }
+  // Counting sort by `from`, then each node's few out-edges by the rest.
+  std::vector<uint32_t> start(nodes + 1, 0);
+  for (const Edge& e : edges) ++start[e.from + 1];
+  for (size_t i = 0; i < nodes; ++i) start[i + 1] += start[i];
+  out.resize(edges.size());
+  std::vector<uint32_t> next(start.begin(), start.end() - 1);
+  for (const Edge& e : edges) out[next[e.from]++] = e;
+  for (size_t i = 0; i < nodes; ++i)
+    if (start[i + 1] - start[i] > 1) std::sort(out.begin() + start[i], out.begin() + start[i + 1], edge_less);
+  return out;
+}
+
 std::string topology_signature(const GraphDesc& desc) {
+  // Captured edges may come in any order; a valid graph's sort in linear time.
+  std::vector<Edge> sorted;
+  const std::vector<Edge>* edges = &desc.edges;
+  if (!std::is_sorted(desc.edges.begin(), desc.edges.end(), edge_less)) {
+    sorted = sorted_edges(desc.edges, desc.nodes.size());
+    edges = &sorted;
+  }
   std::string out;
-  Writer w(out);
-  w.put(static_cast<uint64_t>(desc.nodes.size()));
-  w.put(desc.event_count);
-  for (const Node& n : desc.nodes) put_node_signature(w, n);
-  std::vector<Edge> edges = desc.edges;
-  std::sort(edges.begin(), edges.end(), [](const Edge& a, const Edge& b) {
-    return std::tie(a.from, a.to, a.from_port, a.to_port, a.type) < std::tie(b.from, b.to, b.from_port, b.to_port, b.type);
-  });
-  w.put(static_cast<uint64_t>(edges.size()));
-  for (const Edge& e : edges) w.put(e.from), w.put(e.to), w.put(e.from_port), w.put(e.to_port), w.put(e.type);
+  out.reserve(16 + desc.nodes.size() * 5 + edges->size() * 11);
+  {
+    Writer w(out);
+    w.put(static_cast<uint64_t>(desc.nodes.size()));
+    w.put(desc.event_count);
+    for (const Node& n : desc.nodes) put_node_signature(w, n);
+    w.put(static_cast<uint64_t>(edges->size()));
+    for (const Edge& e : *edges) w.put(e.from), w.put(e.to), w.put(e.from_port), w.put(e.to_port), w.put(e.type);
+  }
   return out;
 }
 
@@ -134,14 +185,14 @@ std::string topology_difference(const GraphDesc& a, const GraphDesc& b) {
     if (x.type != y.type) return format("node %zu is a %s node against a %s node", i, type_word(x.type), type_word(y.type));
     if (same_node_signature(x, y)) continue;
     if (x.type == NodeType::kernel) {
-      const auto &p = x.kernel.attributes, &q = y.kernel.attributes;
+      const auto &p = x.kernel.attributes(), &q = y.kernel.attributes();
       for (size_t k = 0; k < std::max(p.size(), q.size()); ++k) {
         if (k >= p.size() || k >= q.size() || p[k].id != q[k].id)
-          return format("node %zu (%s against %s): launch attributes differ in which are set", i, x.kernel.entry.c_str(),
-                        y.kernel.entry.c_str());
+          return format("node %zu (%s against %s): launch attributes differ in which are set", i,
+                        x.kernel.entry().c_str(), y.kernel.entry().c_str());
         if (std::memcmp(p[k].value, q[k].value, sizeof p[k].value) != 0)
-          return format("node %zu (%s against %s): launch attribute %u differs", i, x.kernel.entry.c_str(),
-                        y.kernel.entry.c_str(), p[k].id);
+          return format("node %zu (%s against %s): launch attribute %u differs", i, x.kernel.entry().c_str(),
+                        y.kernel.entry().c_str(), p[k].id);
       }
     }
     return format("node %zu (%s): its shape or operands differ", i, type_word(x.type));
@@ -149,13 +200,23 @@ std::string topology_difference(const GraphDesc& a, const GraphDesc& b) {
   return format("edges differ (%s against %s)", edge_summary(a).c_str(), edge_summary(b).c_str());
 }
 
+namespace {
+
+// Whether an update must switch the function or the argument mode (a shared shape: neither).
+bool function_differs(const KernelNode& x, const KernelNode& y) {
+  if (x.shape == y.shape) return false;
+  const KernelShape &p = x.info(), &q = y.info();
+  return p.binary != q.binary || p.extra_buffer != q.extra_buffer || p.entry != q.entry;
+}
+
+}  // namespace
+
 bool node_params_differ(const Node& a, const Node& b) {
   switch (a.type) {
     case NodeType::kernel: {
       const KernelNode &x = a.kernel, &y = b.kernel;
-      return x.binary != y.binary || x.entry != y.entry || std::memcmp(x.grid, y.grid, sizeof x.grid) != 0 ||
-             std::memcmp(x.block, y.block, sizeof x.block) != 0 || x.shared_mem != y.shared_mem ||
-             x.extra_buffer != y.extra_buffer || x.args != y.args;
+      return std::memcmp(x.grid, y.grid, sizeof x.grid) != 0 || std::memcmp(x.block, y.block, sizeof x.block) != 0 ||
+             x.shared_mem != y.shared_mem || x.args != y.args || function_differs(x, y);
     }
     case NodeType::memset: return a.memset.dst != b.memset.dst;
     case NodeType::memcpy: return a.memcpy.src != b.memcpy.src || a.memcpy.dst != b.memcpy.dst;

@@ -18,6 +18,10 @@ namespace kiln {
 // not 1-D), event slots.
 std::string topology_signature(const GraphDesc& desc);
 
+// `edges` sorted by (from, to, from_port, to_port, type): linear in edges and nodes when every
+// edge starts at one of `nodes` nodes.
+std::vector<Edge> sorted_edges(const std::vector<Edge>& edges, size_t nodes);
+
 // Why two graphs cannot share a template: the first thing their signatures disagree on, in
 // words ("" when they can). For `kiln inspect`, to see what splits a graph set into groups.
 std::string topology_difference(const GraphDesc& a, const GraphDesc& b);

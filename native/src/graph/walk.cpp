@@ -119,8 +119,9 @@ class Walker {
   std::string neighbourhood(uint32_t i) const {
     std::string before, after;
     for (const Edge& e : desc_.edges) {
-      if (e.to == i && before.empty() && desc_.nodes[e.from].type == NodeType::kernel && !desc_.nodes[e.from].kernel.entry.empty())
-        before = desc_.nodes[e.from].kernel.entry;
+      if (e.to == i && before.empty() && desc_.nodes[e.from].type == NodeType::kernel &&
+          !desc_.nodes[e.from].kernel.entry().empty())
+        before = desc_.nodes[e.from].kernel.entry();
       if (e.from == i && after.empty()) after = "node " + std::to_string(e.to);
     }
     std::string out;
@@ -142,7 +143,14 @@ class Walker {
     return drv_.cuPointerGetAttribute(&type, CU_POINTER_ATTRIBUTE_MEMORY_TYPE, word) == CUDA_SUCCESS;
   }
 
-  void audit_word(KernelNode& k, uint32_t node, uint32_t offset, int param) {
+  // The kernel node being walked and its shape, filled before the node shares it.
+  struct Walking {
+    KernelNode& k;
+    KernelShape& shape;
+  };
+
+  void audit_word(Walking& w, uint32_t node, uint32_t offset, int param) {
+    KernelNode& k = w.k;
     uint64_t word;
     std::memcpy(&word, k.args.data() + offset, 8);
     if (region_ && region_->contains(word)) {
@@ -155,24 +163,24 @@ class Walker {
       } else {
         KILN_DEBUG("kernel %s (graph node %u) byte %u: 0x%llx lies in the region but nothing is allocated there; "
                    "not a pointer",
-                   k.entry.c_str(), node, offset, (unsigned long long)word);
+                   w.shape.entry.c_str(), node, offset, (unsigned long long)word);
       }
     } else if (is_device_memory(word)) {
       throw Error(ErrorKind::external_pointer,
                   format("kernel %s (graph node %u): argument %d (byte %u) holds 0x%llx, which points into device "
                          "memory outside the kiln region; allocate that buffer while the region is active",
-                         k.entry.c_str(), node, param, offset, (unsigned long long)word));
+                         w.shape.entry.c_str(), node, param, offset, (unsigned long long)word));
     }
   }
 
-  void read_layout(KernelNode& k, const CUDA_KERNEL_NODE_PARAMS& p) {
+  void read_layout(KernelShape& k, const CUDA_KERNEL_NODE_PARAMS& p) {
     LayoutCache& cache = LayoutCache::instance();
     if (cache.find(k.binary, k.entry, &k.params)) return;
     read_layout_from_driver(k, p);
     cache.store(k.binary, k.entry, k.params);
   }
 
-  void read_layout_from_driver(KernelNode& k, const CUDA_KERNEL_NODE_PARAMS& p) {
+  void read_layout_from_driver(KernelShape& k, const CUDA_KERNEL_NODE_PARAMS& p) {
     for (size_t idx = 0;; ++idx) {
       size_t off = 0, size = 0;
       CUresult r = CUDA_ERROR_INVALID_HANDLE;
@@ -190,18 +198,20 @@ class Walker {
     }
   }
 
-  void read_arguments(KernelNode& k, uint32_t node, const CUDA_KERNEL_NODE_PARAMS& p) {
+  void read_arguments(Walking& w, uint32_t node, const CUDA_KERNEL_NODE_PARAMS& p) {
+    KernelNode& k = w.k;
+    KernelShape& shape = w.shape;
     if (p.kernelParams) {
-      read_layout(k, p);
+      read_layout(shape, p);
       size_t total = 0;
-      for (const ParamSlot& s : k.params) total = std::max<size_t>(total, s.offset + s.size);
+      for (const ParamSlot& s : shape.params) total = std::max<size_t>(total, s.offset + s.size);
       k.args.assign(total, 0);
-      for (size_t i = 0; i < k.params.size(); ++i)
-        std::memcpy(k.args.data() + k.params[i].offset, p.kernelParams[i], k.params[i].size);
-      for (size_t i = 0; i < k.params.size(); ++i) {
-        const ParamSlot& s = k.params[i];
+      for (size_t i = 0; i < shape.params.size(); ++i)
+        std::memcpy(k.args.data() + shape.params[i].offset, p.kernelParams[i], shape.params[i].size);
+      for (size_t i = 0; i < shape.params.size(); ++i) {
+        const ParamSlot& s = shape.params[i];
         for (uint32_t off = (s.offset + 7) / 8 * 8; off + 8 <= s.offset + s.size; off += 8)
-          audit_word(k, node, off, static_cast<int>(i));
+          audit_word(w, node, off, static_cast<int>(i));
       }
     } else if (p.extra) {
       const void* buffer = nullptr;
@@ -209,16 +219,19 @@ class Walker {
       for (int i = 0; i < 16 && p.extra[i] != CU_LAUNCH_PARAM_END; i += 2) {
         if (p.extra[i] == CU_LAUNCH_PARAM_BUFFER_POINTER) buffer = p.extra[i + 1];
         else if (p.extra[i] == CU_LAUNCH_PARAM_BUFFER_SIZE) size = *static_cast<size_t*>(p.extra[i + 1]);
-        else throw Error(ErrorKind::non_persistable, format("kernel %s: unknown `extra` launch option", k.entry.c_str()));
+        else
+          throw Error(ErrorKind::non_persistable,
+                      format("kernel %s: unknown `extra` launch option", shape.entry.c_str()));
       }
-      if (size && !buffer) throw Error(ErrorKind::non_persistable, format("kernel %s: `extra` without a buffer", k.entry.c_str()));
-      k.extra_buffer = true;
+      if (size && !buffer)
+        throw Error(ErrorKind::non_persistable, format("kernel %s: `extra` without a buffer", shape.entry.c_str()));
+      shape.extra_buffer = true;
       k.args.assign(static_cast<const uint8_t*>(buffer), static_cast<const uint8_t*>(buffer) + size);
-      for (uint32_t off = 0; off + 8 <= size; off += 8) audit_word(k, node, off, -1);
+      for (uint32_t off = 0; off + 8 <= size; off += 8) audit_word(w, node, off, -1);
     }
   }
 
-  void read_attributes(KernelNode& k, CUgraphNode node, CUfunction function) {
+  void read_attributes(KernelShape& k, CUgraphNode node, CUfunction function) {
     for (CUlaunchAttributeID id : kNodeAttributes) {
       CUlaunchAttributeValue v;
       std::memset(&v, 0, sizeof v);
@@ -245,6 +258,7 @@ class Walker {
     std::memset(&p, 0, sizeof p);
     check(drv_.cuGraphKernelNodeGetParams(nodes_[i], &p), "cuGraphKernelNodeGetParams");
     KernelNode& k = desc_.nodes[i].kernel;
+    KernelShape shape;
     const void* handle = p.func ? static_cast<const void*>(p.func) : static_cast<const void*>(p.kern);
     auto id = BinaryRegistry::instance().identify_with_driver(
         p.func ? p.func : reinterpret_cast<CUfunction>(p.kern));
@@ -253,15 +267,17 @@ class Walker {
                   format("kernel %s (graph node %u) comes from a binary kiln did not record: it was loaded before kiln "
                          "was enabled (start the process under `kiln run`, or enable kiln before any CUDA work)",
                          kernel_name(handle).c_str(), i));
-    k.binary = id->binary;
-    k.entry = id->entry;
+    shape.binary = id->binary;
+    shape.entry = id->entry;
     k.grid[0] = p.gridDimX, k.grid[1] = p.gridDimY, k.grid[2] = p.gridDimZ;
     k.block[0] = p.blockDimX, k.block[1] = p.blockDimY, k.block[2] = p.blockDimZ;
     k.shared_mem = p.sharedMemBytes;
-    read_arguments(k, i, p);
+    Walking w{k, shape};
+    read_arguments(w, i, p);
     CUfunction function = p.func;
     if (!function && p.kern && drv_.cuKernelGetFunction) drv_.cuKernelGetFunction(&function, p.kern);
-    read_attributes(k, nodes_[i], function);
+    read_attributes(shape, nodes_[i], function);
+    k.shape = std::make_shared<const KernelShape>(std::move(shape));
   }
 
   void walk_memset(uint32_t i) {

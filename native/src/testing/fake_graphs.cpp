@@ -84,7 +84,7 @@ struct State {
   std::vector<std::unique_ptr<Library>> libraries;
   std::vector<std::unique_ptr<Function>> functions;
   std::set<const void*> kernels;  // every CUkernel handed out (alive while its library is)
-  std::set<const void*> live_libraries, live_functions, live_graphs, live_execs, live_events;
+  std::set<const void*> live_libraries, live_functions, live_graphs, live_execs, live_events, live_streams;
   std::vector<Library*> unloaded;  // most recent last: "//fake reuse-handles" takes it again
   std::map<const Graph*, std::unique_ptr<Graph>> graphs;
   std::map<const Exec*, std::unique_ptr<Exec>> execs;
@@ -95,7 +95,9 @@ struct State {
   int64_t enable_failures = 0;  // the next this many cuGraphNodeSetEnabled calls fail
   int64_t enable_calls = 0;
   int64_t event_records = 0, event_syncs = 0;
-  uint64_t next_event = 1;
+  int64_t uploads = 0, own_stream_uploads = 0;  // cuGraphUpload calls; of them, on a stream kiln created
+  int64_t upload_failures = 0;                  // the next this many cuGraphUpload calls fail
+  uint64_t next_event = 1, next_stream = 1;
 };
 
 State& st() {
@@ -710,10 +712,38 @@ CUresult launch(CUgraphExec exec, CUstream) {
   return CUDA_SUCCESS;
 }
 
-CUresult upload(CUgraphExec exec, CUstream) {
+CUresult upload(CUgraphExec exec, CUstream stream) {
   if (no_context()) return CUDA_ERROR_INVALID_CONTEXT;
   std::lock_guard<std::mutex> l(st().mu);
-  return st().live_execs.count(exec) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+  State& s = st();
+  if (!s.live_execs.count(exec)) return CUDA_ERROR_INVALID_HANDLE;
+  if (s.upload_failures > 0) {
+    --s.upload_failures;
+    return CUDA_ERROR_OUT_OF_MEMORY;
+  }
+  ++s.uploads;
+  s.own_stream_uploads += s.live_streams.count(stream);
+  return CUDA_SUCCESS;
+}
+
+// Streams kiln creates itself (any other stream is the caller's, taken as valid).
+CUresult stream_create(CUstream* out, unsigned int) {
+  if (no_context()) return CUDA_ERROR_INVALID_CONTEXT;
+  std::lock_guard<std::mutex> l(st().mu);
+  *out = reinterpret_cast<CUstream>(st().next_stream++ << 4 | 8);
+  st().live_streams.insert(*out);
+  return CUDA_SUCCESS;
+}
+
+CUresult stream_synchronize(CUstream stream) {
+  if (no_context()) return CUDA_ERROR_INVALID_CONTEXT;
+  std::lock_guard<std::mutex> l(st().mu);
+  return !stream || st().live_streams.count(stream) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+}
+
+CUresult stream_destroy(CUstream stream) {
+  std::lock_guard<std::mutex> l(st().mu);
+  return st().live_streams.erase(stream) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
 }
 
 CUresult event_create(CUevent* out, unsigned int) {
@@ -767,11 +797,12 @@ void install_fake_graph_calls(DriverTable& t, bool strict_context) {
     s.strict = strict_context;
     // Handles of an earlier install stay owned (a test may still hold them) but not live.
     s.live_libraries.clear(), s.live_functions.clear(), s.live_graphs.clear();
-    s.live_execs.clear(), s.live_events.clear(), s.launches.clear(), s.loader_threads.clear();
+    s.live_execs.clear(), s.live_events.clear(), s.live_streams.clear(), s.launches.clear(), s.loader_threads.clear();
     s.unloaded.clear();
     s.loads = s.preserved_loads = s.loading = s.max_loading = s.attribute_sets = s.context_errors = s.instantiations = 0;
     s.get_kernel_calls = s.param_info_calls = s.enable_failures = s.enable_calls = 0;
     s.event_records = s.event_syncs = 0;
+    s.uploads = s.own_stream_uploads = s.upload_failures = 0;
   }
   tl_current = nullptr;
   t.cuCtxGetCurrent = ctx_get_current;
@@ -804,6 +835,9 @@ void install_fake_graph_calls(DriverTable& t, bool strict_context) {
   t.cuGraphLaunch = launch;
   t.cuGraphNodeSetEnabled = node_set_enabled;
   t.cuGraphUpload = upload;
+  t.cuStreamCreate = stream_create;
+  t.cuStreamSynchronize = stream_synchronize;
+  t.cuStreamDestroy = stream_destroy;
   t.cuEventCreate = event_create;
   t.cuEventDestroy = event_destroy;
   t.cuEventRecord = event_record;
@@ -836,12 +870,20 @@ FakeGraphStats fake_graph_stats() {
           s.get_kernel_calls,
           s.param_info_calls,
           s.enable_calls,
-          s.event_syncs};
+          s.event_syncs,
+          s.uploads,
+          s.own_stream_uploads,
+          static_cast<int64_t>(s.live_streams.size())};
 }
 
 void fail_node_enables(int64_t count) {
   std::lock_guard<std::mutex> l(st().mu);
   st().enable_failures = count;
+}
+
+void fail_uploads(int64_t count) {
+  std::lock_guard<std::mutex> l(st().mu);
+  st().upload_failures = count;
 }
 
 std::vector<std::string> fake_launches() {

@@ -39,6 +39,9 @@ struct FakeGraphStats {
   int64_t param_info_calls;     // cuFuncGetParamInfo calls
   int64_t enable_calls;         // cuGraphNodeSetEnabled calls
   int64_t event_syncs;          // cuEventSynchronize calls
+  int64_t uploads;              // successful cuGraphUpload calls
+  int64_t own_stream_uploads;   // of them, on a live stream created through cuStreamCreate
+  int64_t live_streams;         // streams created and not yet destroyed
 };
 
 // Fills the table's module, graph and context calls and resets their state. Strict
@@ -50,5 +53,7 @@ std::vector<std::string> fake_launches();  // in launch order
 void clear_fake_launches();
 // The next `count` cuGraphNodeSetEnabled calls fail (CUDA_ERROR_NOT_SUPPORTED).
 void fail_node_enables(int64_t count);
+// The next `count` cuGraphUpload calls fail (CUDA_ERROR_OUT_OF_MEMORY).
+void fail_uploads(int64_t count);
 
 }  // namespace kiln::testing
