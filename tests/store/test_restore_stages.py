@@ -109,6 +109,7 @@ def test_restore_timings_place_each_category_after_the_start(restored) -> None:
     [
         (store.binary_thread_count, store.BINARY_THREADS_ENV, 3),
         (store.resolve_thread_count, store.RESOLVE_THREADS_ENV, 2),
+        (store.build_thread_count, store.BUILD_THREADS_ENV, 2),
     ],
 )
 def test_thread_count_options(monkeypatch, count, env: str, default: int) -> None:

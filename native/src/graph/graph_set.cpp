@@ -35,13 +35,16 @@ std::vector<uint32_t> distinct(const std::vector<uint32_t>& of_node) {
 
 GraphSet::GraphSet(const std::vector<BlobView>& blobs, KernelTable& kernels, int device, unsigned threads,
                    size_t family_groups, const GateItems& gate)
-    : kernels_(kernels), device_(device), threads_(std::max(1u, threads)) {
+    : kernels_(kernels),
+      device_(device),
+      threads_(std::max(1u, threads)),
+      // Decoding, grouping and update planning are CPU work only, free of the driver
+      // contention that caps the build threads.
+      cpu_threads_(std::max(threads_, std::min(8u, std::thread::hardware_concurrency()))) {
   gate.check_count(blobs.size(), "graph set");
   members_.resize(blobs.size());
   std::vector<std::string> signatures(blobs.size());
-  // Decoding is CPU work only, free of the driver contention that caps the build threads.
-  const unsigned decoders = std::max(threads_, std::min(8u, std::thread::hardware_concurrency()));
-  parallel_for(blobs.size(), decoders, [&](size_t i) {
+  parallel_for(blobs.size(), cpu_threads_, [&](size_t i) {
     gate.wait(i);
     TimedSpan span(timeline_, "decode");
     auto m = std::make_unique<Member>();
@@ -61,7 +64,7 @@ GraphSet::GraphSet(const std::vector<BlobView>& blobs, KernelTable& kernels, int
   }
   plan(family_groups);
   // What switching a template to each member will update.
-  parallel_for(members_.size(), threads_, [&](size_t i) {
+  parallel_for(members_.size(), cpu_threads_, [&](size_t i) {
     TimedSpan span(timeline_, "updates");
     Member& m = *members_[i];
     const Group& g = *groups_[m.group];
@@ -81,7 +84,7 @@ GraphSet::GraphSet(const std::vector<BlobView>& blobs, KernelTable& kernels, int
   });
   for (auto& f : families_)
     for (size_t i : f->members) f->varying = merged(f->varying, members_[i]->diff);
-  plan_kernels(decoders);
+  plan_kernels(cpu_threads_);
   ctx_ = kernels_.context();
   if (!ctx_) check(driver().cuCtxGetCurrent(&ctx_), "cuCtxGetCurrent");
   if (!ctx_) throw Error(ErrorKind::restore, "no CUDA context is current on the restoring thread");
@@ -98,7 +101,7 @@ void GraphSet::plan(size_t family_groups) {
   std::vector<std::vector<uint64_t>> keys;
   if (limits.max_groups > 1) {
     keys.resize(templates.size());
-    parallel_for(templates.size(), threads_, [&](size_t g) { keys[g] = node_keys(*templates[g]); });
+    parallel_for(templates.size(), cpu_threads_, [&](size_t g) { keys[g] = node_keys(*templates[g]); });
   }
   for (FamilyPlan& p : plan_families(templates, std::move(keys), limits)) {
     auto f = std::make_unique<Family>();

@@ -148,7 +148,8 @@ class GraphSet {
   std::vector<std::unique_ptr<Family>> families_;
   KernelTable& kernels_;
   int device_;
-  unsigned threads_;
+  unsigned threads_;      // background builds
+  unsigned cpu_threads_;  // decoding and planning in the constructor
   CUcontext ctx_ = nullptr;
 
   std::mutex mu_;
