@@ -503,8 +503,8 @@ def start_graphs(
     executable. Returns once decoded; RestoredSet.wait_replayable waits for the
     templates."""
     decode_graphs(reader, manifest, restored, threads=threads, template_groups=template_groups)
-    add_graphs(manifest, restored)
     restored.start_builds(dedicated)
+    add_graphs(manifest, restored)
 
 
 def open_archive(path: str | os.PathLike[str], device: int) -> tuple[Any, Manifest]:
@@ -595,9 +595,9 @@ def load(
             materialize_window(manifest, region, restored)
             stage("materialize")
             decoding.result()
-        add_graphs(manifest, restored)
         stage("decode")
         restored.start_builds(dedicated)
+        add_graphs(manifest, restored)  # beside the builds: they need only the graph set
         restored.wait_replayable()
         stage("templates")
     except BaseException:
