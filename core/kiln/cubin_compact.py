@@ -40,6 +40,7 @@ from kiln.cubin_elf import (
     layout,
     owner,
     reached_functions,
+    refuse_malformed,
 )
 from kiln.cubin_prune import PrunedCubin
 
@@ -76,13 +77,11 @@ _NO_SYMBOL = {
 }
 
 
+@refuse_malformed
 def compact_cubin(image: bytes, kernels: Collection[str]) -> PrunedCubin:
     """`image` without the functions `kernels` cannot reach. PruneRefused when the image
     is not one this module understands, nothing can be removed, or a kernel is missing."""
-    try:
-        return _compact(image, kernels)
-    except (struct.error, IndexError, KeyError, OverflowError) as e:  # checks below missed it
-        raise PruneRefused(f"malformed image ({e!r})") from e
+    return _compact(image, kernels)
 
 
 def _compact(image: bytes, kernels: Collection[str]) -> PrunedCubin:

@@ -5,9 +5,11 @@ Anything unexpected raises PruneRefused and the image is stored whole."""
 
 from __future__ import annotations
 
+import functools
 import struct
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
 SHDR = struct.Struct("<IIQQQQIIQQ")
@@ -67,6 +69,25 @@ MAX_ALIGN = 1 << 16
 
 class PruneRefused(ValueError):
     """This image is stored whole; the message says why."""
+
+
+_Result = TypeVar("_Result")
+
+
+def refuse_malformed(
+    reduce: Callable[[bytes, Collection[str]], _Result],
+) -> Callable[[bytes, Collection[str]], _Result]:
+    """`reduce` raising PruneRefused, not a parsing error, for an image malformed in a way
+    its checks missed."""
+
+    @functools.wraps(reduce)
+    def guarded(image: bytes, kernels: Collection[str]) -> _Result:
+        try:
+            return reduce(image, kernels)
+        except (struct.error, IndexError, KeyError, OverflowError) as e:
+            raise PruneRefused(f"malformed image ({e!r})") from e
+
+    return guarded
 
 
 @dataclass

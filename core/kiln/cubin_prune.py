@@ -40,6 +40,7 @@ from kiln.cubin_elf import (
     layout,
     owner,
     reached_functions,
+    refuse_malformed,
 )
 
 __all__ = ["PruneRefused", "PrunedCubin", "prune_cubin"]
@@ -107,14 +108,12 @@ def _stub(c: Cubin, text: int, info: int | None) -> tuple[bytes, bytes] | None:
     return body[last : last + size], bytes(kept_attrs) + exit_at_zero
 
 
+@refuse_malformed
 def prune_cubin(image: bytes, kernels: Collection[str]) -> PrunedCubin:
     """`image` with every function that `kernels` cannot reach reduced to a stub.
     PruneRefused when the image is not one this module understands or names no such
     function."""
-    try:
-        return _prune(image, kernels)
-    except (struct.error, IndexError, KeyError, OverflowError) as e:  # checks above missed it
-        raise PruneRefused(f"malformed image ({e!r})") from e
+    return _prune(image, kernels)
 
 
 def _prune(image: bytes, kernels: Collection[str]) -> PrunedCubin:
