@@ -89,6 +89,22 @@ def test_function_attributes_are_set_once_at_their_maximum_before_any_use(buffer
     del graphs, kernels
 
 
+def test_a_shared_memory_limit_set_higher_by_the_application_is_not_lowered(buffer) -> None:
+    """Engines reuse PyTorch's loaded modules: a kernel the application allowed more dynamic
+    shared memory than the archive's graphs need must keep its limit (lowering it broke the
+    application's own launches)."""
+    arc = archive(buffer)
+    app_limit = 4096 * 8 * 4  # above every graph's need
+    images = list(arc.images)
+    images[0] = images[0].replace(
+        b"//fake entry k0", f"//fake attr k0 8={app_limit}\n//fake entry k0".encode()
+    )
+    kernels, graphs = restore(type(arc)(images, arc.blobs), binary_threads=2, graph_threads=4)
+    launch_records(graphs)
+    assert native.testing.fake_graph_stats()["attribute_sets"] == 0
+    del graphs, kernels
+
+
 def test_background_resolution_resolves_every_planned_kernel_once_in_the_primary_context(
     buffer,
 ) -> None:

@@ -225,6 +225,18 @@ void KernelTable::resolve(Kernel& k) {
   k.resolved.store(true, std::memory_order_release);
 }
 
+namespace {
+
+// Limits the application may have raised further for its own launches of a kernel it
+// shares with the archive (engines reuse PyTorch's loaded modules): kiln raises these to
+// what its graphs need and never lowers them.
+bool is_limit(int32_t attribute) {
+  return attribute == CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES ||
+         attribute == CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED;
+}
+
+}  // namespace
+
 void KernelTable::apply_attributes(Kernel& k) {
   const DriverTable& drv = driver();
   std::lock_guard<std::mutex> lk(attr_mu_);
@@ -233,7 +245,8 @@ void KernelTable::apply_attributes(Kernel& k) {
     if (done != k.applied.end() && done->second >= value) continue;
     auto attr = static_cast<CUfunction_attribute>(attribute);
     int current = 0;
-    if (drv.cuFuncGetAttribute(&current, attr, k.function) == CUDA_SUCCESS && current == value) {
+    if (drv.cuFuncGetAttribute(&current, attr, k.function) == CUDA_SUCCESS &&
+        (current == value || (is_limit(attribute) && current > value))) {
       k.applied[attribute] = value;
       continue;
     }
