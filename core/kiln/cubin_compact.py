@@ -192,10 +192,9 @@ def _relocations(c: Cubin, i: int, sym: _Renumber) -> bytes:
     s = c.secs[i]
     size = 24 if s.type == SHT_RELA else 16
     data = bytearray(c.data(i))
-    list(c.relocated_symbols(i))  # validates the entries
-    for e in range(s.size // size):
+    for e, old in enumerate(c.relocated_symbols(i)):  # validated entries, in order
         (info,) = struct.unpack_from("<Q", data, e * size + 8)
-        new = sym(info >> 32, f"relocation section {s.name!r}")
+        new = sym(old, f"relocation section {s.name!r}")
         struct.pack_into("<Q", data, e * size + 8, (new << 32) | (info & 0xFFFFFFFF))
     return bytes(data)
 

@@ -179,8 +179,8 @@ class NativeRuntime:
             restored.wait_verified()
             # The first graph the engine asks for: this is where SAVE's capture window began.
             store.materialize_window(self._manifest, self._require_region(), restored)
-            store.add_graphs(self._manifest, restored)
             restored.start_builds(dedicated=True)
+            store.add_graphs(self._manifest, restored)  # beside the builds
             restored.wait_replayable()
         if key not in restored:
             raise RestoreError(f"the archive holds no graph {key!r}")

@@ -144,20 +144,14 @@ class RestoredSet(Mapping[str, RestoredGraph]):
 
     def wait_replayable(self) -> None:
         """Block until every graph can replay (its group's template is built and uploaded)
-        and every section of the archive was verified; raises the first background error."""
-        import torch
-
+        and every section of the archive was verified; raises the first background error.
+        The own executables start building then."""
         t0 = time.perf_counter()
         self.graph_set.wait_all(False)
         t1 = time.perf_counter()
-        self.graph_set.upload_templates(torch.cuda.current_stream(self.device).cuda_stream)
-        t2 = time.perf_counter()
+        self.graph_set.start_dedicated()
         self.wait_verified()  # sections no template read (e.g. the app's own binaries)
-        self._waited = {
-            "templates_wait": t1 - t0,
-            "templates_upload": t2 - t1,
-            "verify_wait": time.perf_counter() - t2,
-        }
+        self._waited = {"templates_wait": t1 - t0, "verify_wait": time.perf_counter() - t1}
 
     def wait_verified(self) -> None:
         """Block until every section of the archive was hashed (when that runs in the
@@ -184,9 +178,9 @@ class RestoredSet(Mapping[str, RestoredGraph]):
         right after instantiation), member_kernels (kernels the members switch to);
         templates_all runs from the start of the builds to the last template. Measured on
         the calling thread by wait_replayable: templates_wait (for the builds) and
-        templates_upload (uploading any template its build did not). With `started_at`, also `<category>_start` and `<category>_end`:
-        seconds from the start of the restore to the category's first begin and last end
-        (which stage waited for which on the critical path)."""
+        verify_wait. With `started_at`, also `<category>_start` and `<category>_end`: seconds
+        from the start of the restore to the category's first begin and last end (which
+        stage waited for which on the critical path)."""
         out: dict[str, float] = dict(self._waited)
         sources = [self.kernels, self._graph_set]
         for source in sources:

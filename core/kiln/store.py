@@ -546,8 +546,8 @@ def load(
     window (checked; AllocationDriftError names the first difference). Returns once every
     graph is replayable, with tensors aliasing their inputs and outputs; with `dedicated`,
     background threads (`threads`, see store.build_thread_count) go on building each graph
-    its own executable (see RestoredSet.finish). Kernel binaries load on `binary_threads` threads (see
-    store.binary_thread_count) while the graphs decode. With `verify`, every section is
+    its own executable (see RestoredSet.finish). Kernel binaries load on `binary_threads`
+    threads (see store.binary_thread_count) while the graphs decode. With `verify`, every section is
     hashed on native threads beside that (kiln.section_verification), each read only once
     its hash matched, and all of them before the capture window is materialized: a corrupt
     archive raises ArchiveCorrupt with the region untouched. Without, only the manifest is.

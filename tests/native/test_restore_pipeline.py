@@ -192,7 +192,7 @@ def test_timings_name_every_step(buffer) -> None:
     del graphs, kernels
 
 
-def test_own_executables_start_building_once_the_templates_are_uploaded(buffer) -> None:
+def test_own_executables_start_building_once_released_after_the_templates(buffer) -> None:
     # Their instantiations would contend with the upload inside the driver.
     arc = archive(buffer)
     kernels, graphs = restore(arc, binary_threads=2, graph_threads=4)
@@ -200,7 +200,7 @@ def test_own_executables_start_building_once_the_templates_are_uploaded(buffer) 
     time.sleep(0.05)
     assert native.testing.fake_graph_stats()["instantiations"] == graphs.family_count
     assert not any(graphs.has_dedicated(i) for i in range(len(arc.blobs)))
-    graphs.upload_templates(0)
+    graphs.start_dedicated()
     graphs.wait_all(True)
     assert all(graphs.has_dedicated(i) for i in range(len(arc.blobs)))
     del graphs, kernels
@@ -217,7 +217,7 @@ def test_each_template_is_uploaded_by_its_build_before_it_counts_as_replayable(b
     assert stats["uploads"] == stats["own_stream_uploads"] == graphs.family_count
     assert stats["live_streams"] == 0
     assert graphs.timings()["templates.upload"]["count"] == graphs.family_count
-    graphs.upload_templates(0)  # nothing left to upload
+    graphs.start_dedicated()  # uploads nothing more
     assert native.testing.fake_graph_stats()["uploads"] == graphs.family_count
     del graphs, kernels
     gc.collect()

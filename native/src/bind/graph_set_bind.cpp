@@ -58,11 +58,8 @@ void bind_graph_set(nb::module_& m) {
       .def("launch_template",
            [](GraphSet& s, size_t i, uintptr_t stream) { s.launch_template(i, reinterpret_cast<CUstream>(stream)); },
            "index"_a, "stream"_a, nb::call_guard<nb::gil_scoped_release>())
-      .def("upload_templates",
-           [](GraphSet& s, uintptr_t stream) { s.upload_templates(reinterpret_cast<CUstream>(stream)); }, "stream"_a,
-           nb::call_guard<nb::gil_scoped_release>(),
-           "Upload on `stream` any template its build did not (each build uploads its own before the graphs "
-           "count as replayable), then let the own executables start building.")
+      .def("start_dedicated", &GraphSet::start_dedicated, nb::call_guard<nb::gil_scoped_release>(),
+           "Let the own executables start building (the templates' builds uploaded them already).")
       .def("timings", [](const GraphSet& s) { return timings_dict(s.timings()); },
            "{category: {sum, wall, count}} seconds: decode, families, updates, templates.* and dedicated.* (task, "
            "kernels, check, build, instantiate; templates also upload and member_kernels); templates.all runs "

@@ -157,7 +157,7 @@ void GraphSet::plan_kernels(unsigned threads) {
 
 GraphSet::~GraphSet() {
   {
-    std::lock_guard<std::mutex> lk(mu_);  // a worker may be waiting for the templates' upload
+    std::lock_guard<std::mutex> lk(mu_);  // a worker may be waiting for start_dedicated
     stop_.store(true);
   }
   cv_.notify_all();
@@ -256,7 +256,6 @@ void GraphSet::run_task(size_t task) {
       Family& f = *families_[index];
       f.exec = std::move(built);
       f.error = error;
-      f.uploaded = f.exec != nullptr;
       f.done = true;
       if (++templates_done_ == families_.size()) timeline_.add("templates.all", started_, SteadyClock::now());
     } else {
@@ -292,21 +291,7 @@ void GraphSet::wait_all(bool dedicated) {
   kernels_.binaries().wait_all();  // a binary no graph needed yet still must not fail silently
 }
 
-void GraphSet::upload_templates(CUstream stream) {
-  for (auto& f : families_) {  // those their builds did not upload
-    bool pending;
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      pending = f->exec && !f->uploaded;
-    }
-    if (!pending) continue;
-    {
-      std::lock_guard<std::mutex> lk(f->launch_mu);
-      f->exec->upload(stream);
-    }
-    std::lock_guard<std::mutex> lk(mu_);
-    f->uploaded = true;
-  }
+void GraphSet::start_dedicated() {
   std::unique_lock<std::mutex> lk(mu_);
   release_dedicated(lk);
 }

@@ -46,7 +46,7 @@ class GraphSet {
   GraphSet& operator=(const GraphSet&) = delete;
 
   // Background work: templates, then (if `dedicated`) one executable per graph, begun once
-  // upload_templates ran or someone waits for an own executable.
+  // start_dedicated ran or someone waits for an own executable.
   void start(bool dedicated);
   // Blocks until graph `i` is replayable (through its template, or its own executable when
   // `dedicated`); rethrows the error of the background build it waited for.
@@ -58,10 +58,9 @@ class GraphSet {
   void launch(size_t i, CUstream stream);
   // Always through the template (measures what switching costs).
   void launch_template(size_t i, CUstream stream);
-  // Each template's build uploads it (on a stream of its own, waited for) before the family
-  // counts as replayable; this uploads on `stream` any template that is not uploaded yet,
-  // then lets the own executables start building.
-  void upload_templates(CUstream stream);
+  // Lets the own executables start building (each template's build uploaded it, on a
+  // stream of its own and waited for, before its family counted as replayable).
+  void start_dedicated();
 
   size_t size() const { return members_.size(); }
   size_t group_count() const { return groups_.size(); }
@@ -114,8 +113,7 @@ class GraphSet {
     std::vector<std::vector<int32_t>> node_at;  // per place: slot -> node, -1 if lacking
     std::vector<size_t> members;
     std::unique_ptr<BuiltGraph> exec;
-    bool done = false;      // guarded by mu_
-    bool uploaded = false;  // guarded by mu_: exec is on the device (its build uploaded it)
+    bool done = false;  // guarded by mu_
     std::exception_ptr error;
     std::mutex launch_mu;            // serialises switching and launching the template
     long current = -1;               // member the template holds now; -1: unknown
@@ -158,8 +156,8 @@ class GraphSet {
   std::atomic<size_t> next_task_{0};
   size_t task_count_ = 0;
   size_t templates_done_ = 0;  // guarded by mu_
-  // Own executables start building once the templates are uploaded (or someone waits for
-  // an own executable): their instantiations would contend with the upload in the driver.
+  // Own executables start building once start_dedicated ran (or someone waits for an own
+  // executable): their instantiations would contend with the templates' in the driver.
   bool dedicated_released_ = false;  // guarded by mu_
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> switches_{0};
