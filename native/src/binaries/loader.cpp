@@ -1,5 +1,7 @@
 #include "binaries/loader.h"
 
+#include <exception>
+
 #include "binaries/image.h"
 #include "common/context.h"
 #include "common/driver.h"
@@ -93,7 +95,17 @@ const BinarySource& BinaryLoader::get(uint32_t slot) {
 }
 
 void BinaryLoader::wait_all() {
-  for (uint32_t i = 0; i < slots_.size(); ++i) get(i);
+  // Every slot settles before the first failure is raised, so no load is still in flight when
+  // the caller sees the error (and counts what reached the driver).
+  std::exception_ptr first;
+  for (uint32_t i = 0; i < slots_.size(); ++i) {
+    try {
+      get(i);
+    } catch (...) {
+      if (!first) first = std::current_exception();
+    }
+  }
+  if (first) std::rethrow_exception(first);
 }
 
 }  // namespace kiln

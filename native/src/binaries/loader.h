@@ -48,7 +48,8 @@ class BinaryLoader {
   // The slot's handles, loading it on this thread if nobody has started; rethrows the
   // failure that loading it met. Thread-safe.
   const BinarySource& get(uint32_t slot);
-  // Every slot loaded (pending ones on this thread); rethrows the lowest slot's failure.
+  // Every slot settled (pending ones loaded on this thread), then the lowest failed slot's
+  // failure rethrown.
   void wait_all();
 
   size_t size() const { return slots_.size(); }
