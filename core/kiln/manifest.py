@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kiln.archive.jsonsec import dump_json
@@ -85,6 +85,23 @@ class GroupEntry:
 
 
 @dataclass(frozen=True)
+class FamilyEntry:
+    """Topology groups that share one merged template, planned at SAVE and checked at LOAD
+    (docs/restore.md). `groups` names each group by its template graph. A merged family
+    also gives its template's node count (`slots`) and, per group, where its nodes sit:
+    `runs[i]` holds flat (node, slot, count) triples, nodes [node, node + count) in slots
+    [slot, slot + count). A family of one group has neither."""
+
+    groups: list[str]
+    slots: int = 0
+    runs: list[list[int]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        merged = {"slots": self.slots, "runs": self.runs} if len(self.groups) > 1 else {}
+        return {"groups": self.groups, **merged}
+
+
+@dataclass(frozen=True)
 class Manifest:
     device: int
     trajectory: list[tuple[int, int, int]]
@@ -99,6 +116,9 @@ class Manifest:
     # graph points into (warmup activations between captures): LOAD only steps over their
     # addresses instead of backing them all at once.
     window_unbacked: list[int] | None = None
+    # Which groups share a merged template, as SAVE planned it (LOAD checks the plan rather
+    # than aligning the groups itself); absent: LOAD plans.
+    families: list[FamilyEntry] | None = None
 
     def __post_init__(self) -> None:
         if self.recipe is not None:
@@ -108,9 +128,13 @@ class Manifest:
         recipe = {} if self.recipe is None else {"recipe": dict(self.recipe)}
         groups = {} if self.groups is None else {"groups": [g.to_json() for g in self.groups]}
         unbacked = {} if self.window_unbacked is None else {"window_unbacked": self.window_unbacked}
+        families = (
+            {} if self.families is None else {"families": [f.to_json() for f in self.families]}
+        )
         return {
             **recipe,
             **groups,
+            **families,
             **unbacked,
             "device": self.device,
             "trajectory": [list(t) for t in self.trajectory],
@@ -192,6 +216,11 @@ class Manifest:
                 except (TypeError, ValueError) as e:
                     raise fail(f"bad recipe ({e})") from e
             groups = None if d.get("groups") is None else _groups_from_json(d["groups"], names)
+            families = None
+            if d.get("families") is not None:
+                if groups is None:
+                    raise fail("families without topology groups")
+                families = _families_from_json(d["families"], groups)
             unbacked = d.get("window_unbacked")
             if unbacked is not None:
                 unbacked = [int(i) for i in unbacked]
@@ -212,6 +241,7 @@ class Manifest:
             recipe=recipe,
             groups=groups,
             window_unbacked=unbacked,
+            families=families,
         )
 
 
@@ -236,6 +266,42 @@ def _groups_from_json(raw: Any, graph_names: set[str]) -> list[GroupEntry]:
     if seen != graph_names:
         raise ArchiveCorrupt("manifest: topology groups do not cover every graph")
     return groups
+
+
+_UINT32 = 1 << 32
+
+
+def _families_from_json(raw: Any, groups: list[GroupEntry]) -> list[FamilyEntry]:
+    """The recorded families, well-formed and covering each group once; whether their slot
+    numberings keep the merging rules is the native check's (kiln._native.GraphSet)."""
+    templates = {g.template for g in groups}
+    seen: set[str] = set()
+    families = []
+    for f in raw:
+        names = [str(n) for n in f["groups"]]
+        if (
+            not names
+            or not set(names) <= templates
+            or seen & set(names)
+            or len(set(names)) < len(names)
+        ):
+            raise ArchiveCorrupt("manifest: a family names unknown or already placed groups")
+        seen.update(names)
+        if len(names) == 1:
+            families.append(FamilyEntry(names))
+            continue
+        slots = int(f["slots"])
+        runs = [[int(x) for x in r] for r in f["runs"]]
+        if (
+            not 0 < slots < _UINT32
+            or len(runs) != len(names)
+            or any(len(r) % 3 or any(not 0 <= x < _UINT32 for x in r) for r in runs)
+        ):
+            raise ArchiveCorrupt("manifest: a family's slot numbering is malformed")
+        families.append(FamilyEntry(names, slots, runs))
+    if seen != templates:
+        raise ArchiveCorrupt("manifest: the families do not cover every topology group")
+    return families
 
 
 def checked_recipe(recipe: object) -> dict[str, Any]:

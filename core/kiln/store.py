@@ -26,7 +26,15 @@ from kiln.errors import (
 )
 from kiln.fatbin import device_cubin
 from kiln.fingerprint import device_sm, environment_fingerprint
-from kiln.manifest import FINGERPRINT, MANIFEST, BinaryEntry, GraphEntry, GroupEntry, Manifest
+from kiln.manifest import (
+    FINGERPRINT,
+    MANIFEST,
+    BinaryEntry,
+    FamilyEntry,
+    GraphEntry,
+    GroupEntry,
+    Manifest,
+)
 from kiln.native import native
 from kiln.pruned_binaries import pruning_enabled, verified_pruned_cubin
 from kiln.region import Region
@@ -131,6 +139,27 @@ def _topology_groups(session: CaptureSession) -> list[GroupEntry]:
     return groups
 
 
+def _families(session: CaptureSession, groups: list[GroupEntry]) -> list[FamilyEntry] | None:
+    """Which groups share a merged template, planned here as LOAD would plan them without a
+    cap, so that LOAD only checks the plan (kiln._native.plan_families)."""
+    if len(groups) < 2:
+        return None
+    descs = {g.name: g.desc for g in session.graphs}
+    plans = native().plan_families([descs[g.template] for g in groups])
+    return [
+        FamilyEntry([groups[i].template for i in members], slots, runs)
+        for members, slots, runs in plans
+    ]
+
+
+def _recorded_families(manifest: Manifest) -> list[tuple[list[int], int, list[list[int]]]]:
+    """The manifest's families for kiln._native.GraphSet: groups by their template's index."""
+    if manifest.families is None:
+        return []
+    index = {g.name: i for i, g in enumerate(manifest.graphs)}
+    return [([index[n] for n in f.groups], f.slots, f.runs) for f in manifest.families]
+
+
 def _check_groups(manifest: Manifest, graph_set: Any) -> None:
     """The grouping LOAD derived from the graphs themselves must be the one SAVE recorded."""
     if manifest.groups is None:
@@ -218,6 +247,7 @@ def archive_sections(
                 g.output_specs,
             )
         )
+    groups = _topology_groups(session)
     manifest = Manifest(
         region.device,
         traj,
@@ -225,8 +255,9 @@ def archive_sections(
         binaries,
         graphs,
         recipe=recipe,
-        groups=_topology_groups(session),
+        groups=groups,
         window_unbacked=_window_unbacked(session, traj),
+        families=_families(session, groups),
     )
     sections[MANIFEST] = dump_json(manifest.to_json())
     stats = {
@@ -478,6 +509,7 @@ def decode_graphs(
         workers,
         template_group_limit(template_groups),
         **_gate(restored, graphs),
+        families=_recorded_families(manifest),
     )
     restored.graph_set = graph_set
     _check_groups(manifest, graph_set)

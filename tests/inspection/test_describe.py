@@ -139,6 +139,20 @@ def test_topology_groups_are_shown_when_the_manifest_has_them(tmp_path: Path) ->
     assert d["groups"] == [dict(groups[0], split_from_first="")]
 
 
+def test_recorded_families_are_shown_without_their_numbering(tmp_path: Path) -> None:
+    groups = [
+        {"key": "ab" * 32, "template": name, "members": [name], "differing": [0]}
+        for name in ("decode/bs=1", "decode/bs=2")
+    ]
+    families = [{"groups": ["decode/bs=1", "decode/bs=2"], "slots": 5, "runs": [[0, 0, 4], []]}]
+
+    def patch(m: dict[str, Any]) -> None:
+        m["groups"], m["families"] = groups, families
+
+    d = describe_archive(write(tmp_path / "graphs.kiln", patch=patch))
+    assert d["families"] == [{"groups": ["decode/bs=1", "decode/bs=2"], "slots": 5}]
+
+
 def test_topology_groups_that_miss_a_graph_make_the_archive_corrupt(tmp_path: Path) -> None:
     groups = [
         {"key": "ab" * 32, "template": "decode/bs=1", "members": ["decode/bs=1"], "differing": [0]}

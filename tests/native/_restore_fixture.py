@@ -119,7 +119,7 @@ def launch_records(graphs) -> dict[str, list[str]]:
 
 def sections_and_manifest(arc: Archive) -> tuple[dict[str, bytes], SimpleNamespace]:
     """The archive's images as sections b0.., its blobs as g0.., and the manifest fields
-    store.load_kernels / start_graphs read (no recorded groups)."""
+    store.load_kernels / start_graphs read (no recorded groups or families)."""
     from kiln.manifest import BinaryEntry
 
     sections = {f"b{i}": img for i, img in enumerate(arc.images)}
@@ -134,5 +134,6 @@ def sections_and_manifest(arc: Archive) -> tuple[dict[str, bytes], SimpleNamespa
             for i in range(len(arc.blobs))
         ],
         groups=None,
+        families=None,
     )
     return sections, manifest

@@ -158,14 +158,26 @@ def _sizes(reader: ArchiveReader, manifest: Manifest) -> dict[str, int]:
 def _groups(raw_manifest: Mapping[str, Any], descs: Mapping[str, Any]) -> dict[str, Any]:
     """The manifest's topology groups of graphs, where it records them (``{}`` otherwise:
     then every graph stands alone), each with what keeps its template from sharing the
-    first group's (``split_from_first``)."""
+    first group's (``split_from_first``); and the families SAVE planned (the groups, by
+    template, that share one merged template, and its node count), where recorded."""
     groups = raw_manifest.get("groups")
     if groups is None:
         return {}
+    families = raw_manifest.get("families")
+    shown = (
+        {}
+        if families is None
+        else {
+            "families": [
+                {"groups": list(f["groups"]), **({"slots": f["slots"]} if "slots" in f else {})}
+                for f in families
+            ]
+        }
+    )
     out = [dict(g) for g in groups]
     first = descs.get(str(groups[0].get("template"))) if groups else None
     for group in out:
         mine = descs.get(str(group.get("template")))
         if first is not None and mine is not None:
             group["split_from_first"] = native().topology_difference(first, mine)
-    return {"groups": out}
+    return {"groups": out, **shown}

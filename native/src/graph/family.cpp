@@ -7,6 +7,7 @@
 #include <string>
 #include <tuple>
 
+#include "common/log.h"
 #include "graph/topology.h"
 
 namespace kiln {
@@ -84,17 +85,6 @@ Matches pair_hunk(const std::vector<uint64_t>& a, uint32_t a0, uint32_t a1, cons
   return out;
 }
 
-struct Building {
-  std::vector<size_t> groups;
-  std::vector<std::vector<uint32_t>> slot_of;
-  std::vector<std::pair<uint32_t, uint32_t>> source;
-  Keys keys;                    // per slot
-  std::vector<uint32_t> cover;  // how many of the family's groups have each slot
-  std::vector<Edge> edges;      // in slot numbers, sorted by (from, to), each pair once
-  size_t programmatic = 0;      // edges with ports or a type
-  bool closed = false;          // its edges cannot be merged: no group joins it
-};
-
 // A lambda, not a function: sorting through a function pointer called it out of line.
 constexpr auto edge_before = [](const Edge& a, const Edge& b) {
   return std::tie(a.from, a.to) < std::tie(b.from, b.to);
@@ -103,10 +93,10 @@ bool same_data(const Edge& a, const Edge& b) {
   return a.from_port == b.from_port && a.to_port == b.to_port && a.type == b.type;
 }
 
-// A group's edges (sorted by node numbers once: slot numberings are monotone, so they stay
-// sorted in any of them) in slot numbers, sorted, each pair once; false
-// when one runs backward in slot order (the merged order could cycle) or one pair carries
-// two sets of data.
+}  // namespace
+
+// The edges come sorted by node numbers (sorted_edges): slot numberings are monotone, so
+// they stay sorted in any of them.
 bool slot_edges(const std::vector<Edge>& edges, const std::vector<uint32_t>& slot, std::vector<Edge>& out) {
   out.clear();
   out.reserve(edges.size());
@@ -130,6 +120,36 @@ bool slot_edges(const std::vector<Edge>& edges, const std::vector<uint32_t>& slo
   return true;
 }
 
+bool merge_slot_edges(std::vector<Edge>& into, const std::vector<Edge>& more) {
+  std::vector<Edge> out;
+  out.reserve(into.size() + more.size());
+  size_t i = 0, j = 0;
+  while (i < into.size() || j < more.size()) {
+    const bool take_more = j < more.size() && (i == into.size() || edge_before(more[j], into[i]));
+    const Edge& e = take_more ? more[j++] : into[i++];
+    if (!out.empty() && out.back().from == e.from && out.back().to == e.to) {
+      if (!same_data(out.back(), e)) return false;
+      continue;
+    }
+    out.push_back(e);
+  }
+  into = std::move(out);
+  return true;
+}
+
+namespace {
+
+struct Building {
+  std::vector<size_t> groups;
+  std::vector<std::vector<uint32_t>> slot_of;
+  std::vector<std::pair<uint32_t, uint32_t>> source;
+  Keys keys;                    // per slot
+  std::vector<uint32_t> cover;  // how many of the family's groups have each slot
+  std::vector<Edge> edges;      // in slot numbers, sorted by (from, to), each pair once
+  size_t programmatic = 0;      // edges with ports or a type
+  bool closed = false;          // its edges cannot be merged: no group joins it
+};
+
 const Node& source_node(const Building& f, uint32_t slot, const std::vector<const GraphDesc*>& descs) {
   auto [g, node] = f.source[slot];
   return descs[f.groups[g]]->nodes[node];
@@ -152,22 +172,20 @@ bool surely_more_than(const std::vector<uint64_t>& a, const std::vector<uint64_t
   return d + (a.size() - i) + (b.size() - j) > limit;
 }
 
-// Empty nodes need not be disabled: they do nothing.
-bool may_be_absent(NodeType type) { return can_disable(type) || type == NodeType::empty; }
-
-// Joins group `gi` into `f` when the limits and the rules in family.h allow it.
-bool try_merge(Building& f, size_t gi, const Keys& keys, const std::vector<Edge>& group_edges,
+// Joins group `gi` into `f` when the limits and the rules in family.h allow it; otherwise
+// returns why not (for the debug log), leaving `f` unchanged.
+const char* try_merge(Building& f, size_t gi, const Keys& keys, const std::vector<Edge>& group_edges,
                const std::vector<const GraphDesc*>& descs, const FamilyLimits& limits) {
   const GraphDesc& g = *descs[gi];
   const size_t longer = std::max(f.source.size(), g.nodes.size());
   const size_t max_d = std::max<size_t>(
       limits.min_difference, static_cast<size_t>(std::floor(limits.max_difference * static_cast<double>(longer))));
-  if (surely_more_than(f.keys.sorted, keys.sorted, max_d)) return false;
+  if (surely_more_than(f.keys.sorted, keys.sorted, max_d)) return "too many different nodes";
   // Groups whose programmatic edges differ in number almost always put two edge types on
   // one pair of nodes, which no template can hold: not worth aligning.
-  if (programmatic_edges(g.edges) != f.programmatic) return false;
+  if (programmatic_edges(g.edges) != f.programmatic) return "another number of programmatic edges";
   Matches matches;
-  if (!align(f.keys.coarse, keys.coarse, max_d, matches)) return false;
+  if (!align(f.keys.coarse, keys.coarse, max_d, matches)) return "no alignment within the limit";
 
   // The merged order: matches in place; between two matches, the hunk's pairs in place and
   // each side's unpaired nodes before the next pair.
@@ -201,16 +219,16 @@ bool try_merge(Building& f, size_t gi, const Keys& keys, const std::vector<Edge>
     cover[s] = (e.slot >= 0 ? f.cover[static_cast<size_t>(e.slot)] : 0) + (e.node >= 0 ? 1 : 0);
     const Node* have = e.slot >= 0 ? &source_node(f, static_cast<uint32_t>(e.slot), descs) : nullptr;
     const Node* join = e.node >= 0 ? &g.nodes[static_cast<size_t>(e.node)] : nullptr;
-    if (cover[s] < total && !may_be_absent(have ? have->type : join->type)) return false;
+    if (cover[s] < total && !may_be_absent(have ? have->type : join->type)) return "a node some group lacks cannot be disabled";
     // Hashes aligned these: one exec update must really turn one into the other.
-    if (have && join && !same_node_signature(*have, *join)) return false;
+    if (have && join && !same_node_signature(*have, *join)) return "aligned nodes differ beyond an update";
   }
 
   // The family's edges renumbered (a monotone renumbering keeps them sorted) and the
   // group's, merged; one pair with two sets of data cannot be built, and a programmatic
   // edge must not touch a node some group lacks.
   std::vector<Edge> joining;
-  if (!slot_edges(group_edges, slot_g, joining)) return false;
+  if (!slot_edges(group_edges, slot_g, joining)) return "an edge runs backward in the merged order";
   std::vector<Edge> edges;
   edges.reserve(f.edges.size() + joining.size());
   size_t i = 0, j = 0;
@@ -222,10 +240,10 @@ bool try_merge(Building& f, size_t gi, const Keys& keys, const std::vector<Edge>
     else
       ++i;
     if (!edges.empty() && edges.back().from == e.from && edges.back().to == e.to) {
-      if (!same_data(edges.back(), e)) return false;
+      if (!same_data(edges.back(), e)) return "one pair of nodes gets two edge types";
       continue;
     }
-    if (!e.plain() && (cover[e.from] < total || cover[e.to] < total)) return false;
+    if (!e.plain() && (cover[e.from] < total || cover[e.to] < total)) return "a programmatic edge touches a node some group lacks";
     edges.push_back(e);
   }
 
@@ -263,7 +281,7 @@ bool try_merge(Building& f, size_t gi, const Keys& keys, const std::vector<Edge>
   std::merge(f.keys.sorted.begin(), f.keys.sorted.end(), added.begin(), added.end(),
              std::back_inserter(next.keys.sorted));
   f = std::move(next);
-  return true;
+  return nullptr;
 }
 
 }  // namespace
@@ -271,6 +289,9 @@ bool try_merge(Building& f, size_t gi, const Keys& keys, const std::vector<Edge>
 bool can_disable(NodeType type) {
   return type == NodeType::kernel || type == NodeType::memset || type == NodeType::memcpy;
 }
+
+// Empty nodes need not be disabled: they do nothing.
+bool may_be_absent(NodeType type) { return can_disable(type) || type == NodeType::empty; }
 
 std::vector<uint64_t> node_keys(const GraphDesc& d) {
   std::vector<uint64_t> keys;
@@ -298,9 +319,13 @@ std::vector<FamilyPlan> plan_families(const std::vector<const GraphDesc*>& group
     }
     bool joined = false;
     if (merging)
-      for (Building& f : families)
-        if (!f.closed && f.groups.size() < limits.max_groups && (joined = try_merge(f, gi, k, edges, groups, limits)))
-          break;
+      for (size_t fi = 0; fi < families.size() && !joined; ++fi) {
+        Building& f = families[fi];
+        if (f.closed || f.groups.size() >= limits.max_groups) continue;
+        const char* refused = try_merge(f, gi, k, edges, groups, limits);
+        joined = refused == nullptr;
+        if (refused) KILN_DEBUG("family: group %zu not merged into family %zu: %s", gi, fi, refused);
+      }
     if (joined) continue;
     Building f;
     f.groups = {gi};

@@ -55,5 +55,15 @@ std::vector<uint64_t> node_keys(const GraphDesc& desc);
 // Whether a node of this type can be disabled in an executable (the driver supports
 // kernel, memset and memcpy nodes).
 bool can_disable(NodeType type);
+// Whether a family member may lack a node of this type: one it can disable, or an empty node.
+bool may_be_absent(NodeType type);
+
+// A group's edges (sorted_edges order) in slot numbers, sorted, each pair once; false when
+// one runs backward in slot order (the merged order could cycle) or one pair carries two
+// sets of data. Shared by the planner and the check of recorded plans.
+bool slot_edges(const std::vector<Edge>& edges, const std::vector<uint32_t>& slot, std::vector<Edge>& out);
+// `into` and `more` (each from slot_edges) merged, each pair once; false when one pair
+// carries two sets of data in them.
+bool merge_slot_edges(std::vector<Edge>& into, const std::vector<Edge>& more);
 
 }  // namespace kiln

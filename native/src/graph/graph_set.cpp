@@ -34,7 +34,7 @@ std::vector<uint32_t> distinct(const std::vector<uint32_t>& of_node) {
 }  // namespace
 
 GraphSet::GraphSet(const std::vector<BlobView>& blobs, KernelTable& kernels, int device, unsigned threads,
-                   size_t family_groups, const GateItems& gate)
+                   size_t family_groups, const GateItems& gate, std::vector<RecordedFamily> recorded)
     : kernels_(kernels),
       device_(device),
       threads_(std::max(1u, threads)),
@@ -62,7 +62,7 @@ GraphSet::GraphSet(const std::vector<BlobView>& blobs, KernelTable& kernels, int
     members_[i]->group = it->second;
     groups_[it->second]->members.push_back(i);
   }
-  plan(family_groups);
+  plan(family_groups, std::move(recorded));
   // What switching a template to each member will update.
   parallel_for(members_.size(), cpu_threads_, [&](size_t i) {
     TimedSpan span(timeline_, "updates");
@@ -92,18 +92,53 @@ GraphSet::GraphSet(const std::vector<BlobView>& blobs, KernelTable& kernels, int
             families_.size());
 }
 
-void GraphSet::plan(size_t family_groups) {
+std::vector<FamilyPlan> GraphSet::checked_families(std::vector<RecordedFamily> recorded) const {
+  std::vector<const GraphDesc*> templates;
+  std::map<size_t, size_t> group_of_template;
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    templates.push_back(&members_[groups_[g]->tmpl]->desc);
+    group_of_template[groups_[g]->tmpl] = g;
+  }
+  std::vector<size_t> family_of(groups_.size(), SIZE_MAX);
+  for (size_t f = 0; f < recorded.size(); ++f)
+    for (size_t& g : recorded[f].groups) {
+      auto it = group_of_template.find(g);
+      if (it == group_of_template.end())
+        throw Error(ErrorKind::corrupt, format("archive family %zu names graph %zu, which is no topology group's "
+                                               "template", f, g));
+      g = it->second;
+      if (family_of[g] != SIZE_MAX)
+        throw Error(ErrorKind::corrupt, format("archive families %zu and %zu both hold topology group %zu",
+                                               family_of[g], f, g));
+      family_of[g] = f;
+    }
+  for (size_t g = 0; g < groups_.size(); ++g)
+    if (family_of[g] == SIZE_MAX)
+      throw Error(ErrorKind::corrupt, format("topology group %zu is in none of the archive's families", g));
+  std::vector<FamilyPlan> plans;
+  for (size_t f = 0; f < recorded.size(); ++f) plans.push_back(checked_family(templates, recorded[f], f, cpu_threads_));
+  return plans;
+}
+
+void GraphSet::plan(size_t family_groups, std::vector<RecordedFamily> recorded) {
   TimedSpan span(timeline_, "families");
   std::vector<const GraphDesc*> templates;
   for (auto& g : groups_) templates.push_back(&members_[g->tmpl]->desc);
   FamilyLimits limits;
   limits.max_groups = family_groups ? family_groups : groups_.size();
-  std::vector<std::vector<uint64_t>> keys;
-  if (limits.max_groups > 1) {
-    keys.resize(templates.size());
-    parallel_for(templates.size(), cpu_threads_, [&](size_t g) { keys[g] = node_keys(*templates[g]); });
+  std::vector<FamilyPlan> plans;
+  if (family_groups == 0 && !recorded.empty()) {
+    plans = checked_families(std::move(recorded));  // SAVE planned them without a cap
+    families_recorded_ = true;
+  } else {
+    std::vector<std::vector<uint64_t>> keys;
+    if (limits.max_groups > 1) {
+      keys.resize(templates.size());
+      parallel_for(templates.size(), cpu_threads_, [&](size_t g) { keys[g] = node_keys(*templates[g]); });
+    }
+    plans = plan_families(templates, std::move(keys), limits);
   }
-  for (FamilyPlan& p : plan_families(templates, std::move(keys), limits)) {
+  for (FamilyPlan& p : plans) {
     auto f = std::make_unique<Family>();
     for (size_t place = 0; place < p.groups.size(); ++place) {
       Group& g = *groups_[p.groups[place]];

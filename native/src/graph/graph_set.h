@@ -27,6 +27,7 @@
 #include "graph/build.h"
 #include "graph/desc.h"
 #include "graph/family.h"
+#include "graph/family_record.h"
 #include "graph/kernels.h"
 
 namespace kiln {
@@ -38,9 +39,12 @@ class GraphSet {
   // outlive the set only during construction; `kernels` must outlive it. `family_groups`
   // caps the groups one template serves: 1 merges none, 0 sets no cap (on the H100, four
   // merged templates built on four threads beat seven capped at ceil(groups / threads)).
-  // With a gate (one item per blob), each blob is decoded once its item passed.
+  // With a gate (one item per blob), each blob is decoded once its item passed. `recorded`:
+  // the families SAVE planned (family_record.h; each RecordedFamily's `groups` names its
+  // groups by their template's graph index), checked and used instead of planning when
+  // there is no cap; corrupt ones raise Error(corrupt).
   GraphSet(const std::vector<BlobView>& blobs, KernelTable& kernels, int device, unsigned threads,
-           size_t family_groups = 0, const GateItems& gate = {});
+           size_t family_groups = 0, const GateItems& gate = {}, std::vector<RecordedFamily> recorded = {});
   ~GraphSet();
   GraphSet(const GraphSet&) = delete;
   GraphSet& operator=(const GraphSet&) = delete;
@@ -69,6 +73,8 @@ class GraphSet {
   // Nodes whose parameters differ from the group's template (what SAVE's manifest records).
   size_t differing_from_template(size_t i) const { return members_.at(i)->group_differing; }
   size_t family_count() const { return families_.size(); }
+  // Whether the families are the ones the archive recorded (checked), not planned here.
+  bool families_recorded() const { return families_recorded_; }
   size_t family_of_group(size_t group) const { return groups_.at(group)->family; }
   // Nodes of the family's template (its slots) and how many a switch to graph i touches.
   size_t family_slots(size_t family) const { return families_.at(family)->plan.slot_count(); }
@@ -132,7 +138,10 @@ class GraphSet {
 
   void worker();
   void run_task(size_t task);
-  void plan(size_t family_groups);
+  void plan(size_t family_groups, std::vector<RecordedFamily> recorded);
+  // The recorded families, their groups renumbered from template graphs to groups and
+  // checked (every group in exactly one).
+  std::vector<FamilyPlan> checked_families(std::vector<RecordedFamily> recorded) const;
   void plan_kernels(unsigned threads);
   void copy_slots(Family& f);  // the merged template graph, from its slots' nodes
   std::unique_ptr<BuiltGraph> build_template(Family& f);
@@ -161,6 +170,7 @@ class GraphSet {
   bool dedicated_released_ = false;  // guarded by mu_
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> switches_{0};
+  bool families_recorded_ = false;
   SteadyClock::time_point started_;
   Timeline timeline_;
 };
