@@ -1,7 +1,10 @@
 #include "graph/graph_set.h"
 
 #include <algorithm>
+#include <future>
 #include <map>
+#include <string_view>
+#include <unordered_map>
 #include <set>
 #include <string>
 
@@ -44,24 +47,22 @@ GraphSet::GraphSet(const std::vector<BlobView>& blobs, KernelTable& kernels, int
   gate.check_count(blobs.size(), "graph set");
   members_.resize(blobs.size());
   std::vector<std::string> signatures(blobs.size());
+  std::vector<size_t> hashes(blobs.size());
   parallel_for(blobs.size(), cpu_threads_, [&](size_t i) {
     gate.wait(i);
     TimedSpan span(timeline_, "decode");
     auto m = std::make_unique<Member>();
     m->desc = decode_graph(blobs[i].data, blobs[i].size);
     signatures[i] = topology_signature(m->desc);
+    hashes[i] = std::hash<std::string>{}(signatures[i]);
     members_[i] = std::move(m);
   });
-  std::map<std::string, size_t> by_signature;
-  for (size_t i = 0; i < members_.size(); ++i) {
-    auto [it, fresh] = by_signature.emplace(std::move(signatures[i]), groups_.size());
-    if (fresh) {
-      groups_.push_back(std::make_unique<Group>());
-      groups_.back()->tmpl = i;  // the first member (engines capture the largest size first)
-    }
-    members_[i]->group = it->second;
-    groups_[it->second]->members.push_back(i);
-  }
+  group(signatures, hashes);
+  // The kernels' plan needs no families: it runs beside their planning and the updates'.
+  std::vector<const GraphDesc*> descs;
+  for (auto& m : members_) descs.push_back(&m->desc);
+  std::future<std::vector<KernelIndices>> kernel_plan =
+      std::async(std::launch::async, [&] { return kernels_.plan(descs, cpu_threads_); });
   plan(family_groups, std::move(recorded));
   // What switching a template to each member will update.
   parallel_for(members_.size(), cpu_threads_, [&](size_t i) {
@@ -84,7 +85,9 @@ GraphSet::GraphSet(const std::vector<BlobView>& blobs, KernelTable& kernels, int
   });
   for (auto& f : families_)
     for (size_t i : f->members) f->varying = merged(f->varying, members_[i]->diff);
-  plan_kernels(cpu_threads_);
+  std::vector<KernelIndices> planned = kernel_plan.get();
+  for (size_t i = 0; i < members_.size(); ++i) members_[i]->kernels = std::move(planned[i]);
+  list_family_kernels();
   ctx_ = kernels_.context();
   if (!ctx_) check(driver().cuCtxGetCurrent(&ctx_), "cuCtxGetCurrent");
   if (!ctx_) throw Error(ErrorKind::restore, "no CUDA context is current on the restoring thread");
@@ -161,13 +164,43 @@ void GraphSet::plan(size_t family_groups, std::vector<RecordedFamily> recorded) 
   }
 }
 
-void GraphSet::plan_kernels(unsigned threads) {
-  // Every graph's kernels at once, so that each function attribute is set once, at its
-  // maximum, before any graph uses the function.
-  std::vector<const GraphDesc*> descs;
-  for (auto& m : members_) descs.push_back(&m->desc);
-  std::vector<KernelIndices> planned = kernels_.plan(descs, threads);
-  for (size_t i = 0; i < members_.size(); ++i) members_[i]->kernels = std::move(planned[i]);
+void GraphSet::group(const std::vector<std::string>& signatures, const std::vector<size_t>& hashes) {
+  TimedSpan span(timeline_, "groups");
+  const size_t n = members_.size();
+  std::vector<size_t> group_of(n), first_of;  // per graph its group; per group its first graph
+  std::unordered_map<size_t, size_t> by_hash;
+  for (size_t i = 0; i < n; ++i) {
+    auto [it, fresh] = by_hash.emplace(hashes[i], first_of.size());
+    if (fresh) first_of.push_back(i);
+    group_of[i] = it->second;
+  }
+  // Confirmed byte for byte, on many threads: a signature is hundreds of KB, and most
+  // graphs share one. Should two hashes collide, the bytes themselves decide.
+  std::atomic<bool> collided{false};
+  parallel_for(n, cpu_threads_, [&](size_t i) {
+    const size_t first = first_of[group_of[i]];
+    if (first != i && signatures[i] != signatures[first]) collided.store(true);
+  });
+  if (collided.load()) {
+    first_of.clear();
+    std::map<std::string_view, size_t> by_signature;
+    for (size_t i = 0; i < n; ++i) {
+      auto [it, fresh] = by_signature.emplace(signatures[i], first_of.size());
+      if (fresh) first_of.push_back(i);
+      group_of[i] = it->second;
+    }
+  }
+  for (size_t first : first_of) {
+    groups_.push_back(std::make_unique<Group>());
+    groups_.back()->tmpl = first;  // the first member (engines capture the largest size first)
+  }
+  for (size_t i = 0; i < n; ++i) {
+    members_[i]->group = group_of[i];
+    groups_[group_of[i]]->members.push_back(i);
+  }
+}
+
+void GraphSet::list_family_kernels() {
   // Per family: its template's kernels, and every member's once, so the template's build
   // resolves what switches launch without walking the members' nodes again.
   for (auto& f : families_) {

@@ -142,7 +142,12 @@ class GraphSet {
   // The recorded families, their groups renumbered from template graphs to groups and
   // checked (every group in exactly one).
   std::vector<FamilyPlan> checked_families(std::vector<RecordedFamily> recorded) const;
-  void plan_kernels(unsigned threads);
+  // Graphs with equal topology signatures form a group, numbered by first member.
+  void group(const std::vector<std::string>& signatures, const std::vector<size_t>& hashes);
+  // Per family: its template's kernels, and every member's once (after the kernel plan,
+  // which covers every graph at once so that each function attribute is set once, at its
+  // maximum, before any graph uses the function).
+  void list_family_kernels();
   void copy_slots(Family& f);  // the merged template graph, from its slots' nodes
   std::unique_ptr<BuiltGraph> build_template(Family& f);
   std::unique_ptr<BuiltGraph> build_dedicated(Member& m);
