@@ -6,6 +6,8 @@ its own executable does."""
 
 from __future__ import annotations
 
+import os
+
 from ._restore_fixture import DEV, image, launch_records, native
 from ._restore_fixture import kernel as fixture_kernel
 
@@ -131,6 +133,20 @@ def test_an_event_node_one_group_lacks_keeps_the_groups_apart(buffer) -> None:
     blobs = [chain(base), chain(with_event, events=1)]
     graphs = restore(blobs, family_groups=2)
     assert (graphs.group_count, graphs.family_count) == (2, 2)
+
+
+def test_planning_logs_why_a_group_stays_out_of_a_family(buffer, capfd) -> None:
+    # KILN_LOG=debug is how a user sees what splits their graphs into more templates.
+    plain = decode_like(8, buffer, cluster=1)
+    split = decode_like(4, buffer + 4096, cluster=1, split_k=True)
+    edges = [(0, 1, 0, 0, 0), (1, 2, 1, 0, PROGRAMMATIC), (2, 3, 0, 0, 0), (3, 4, 0, 0, 0)]
+    native.set_log_level("debug")
+    try:
+        restore([chain(plain), chain(split, edges)], family_groups=2)
+    finally:
+        native.set_log_level(os.environ.get("KILN_LOG", "warn"))
+    err = capfd.readouterr().err
+    assert "family: group 1 not merged into family 0: another number of programmatic edges" in err
 
 
 def test_a_programmatic_edge_to_a_node_one_group_lacks_keeps_the_groups_apart(buffer) -> None:
