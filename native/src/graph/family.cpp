@@ -137,6 +137,13 @@ bool merge_slot_edges(std::vector<Edge>& into, const std::vector<Edge>& more) {
   return true;
 }
 
+const Edge* uncovered_programmatic_edge(const std::vector<Edge>& edges, const std::vector<uint32_t>& cover,
+                                        size_t groups) {
+  for (const Edge& e : edges)
+    if (!e.plain() && (cover[e.from] < groups || cover[e.to] < groups)) return &e;
+  return nullptr;
+}
+
 namespace {
 
 struct Building {
@@ -231,21 +238,9 @@ const char* try_merge(Building& f, size_t gi, const Keys& keys, const std::vecto
   if (!slot_edges(group_edges, slot_g, joining)) return "an edge runs backward in the merged order";
   std::vector<Edge> edges;
   edges.reserve(f.edges.size() + joining.size());
-  size_t i = 0, j = 0;
-  auto renumbered = [&](const Edge& e) { return Edge{renumber[e.from], renumber[e.to], e.from_port, e.to_port, e.type}; };
-  while (i < f.edges.size() || j < joining.size()) {
-    Edge e = i < f.edges.size() ? renumbered(f.edges[i]) : Edge{};
-    if (j < joining.size() && (i == f.edges.size() || edge_before(joining[j], e)))
-      e = joining[j++];
-    else
-      ++i;
-    if (!edges.empty() && edges.back().from == e.from && edges.back().to == e.to) {
-      if (!same_data(edges.back(), e)) return "one pair of nodes gets two edge types";
-      continue;
-    }
-    if (!e.plain() && (cover[e.from] < total || cover[e.to] < total)) return "a programmatic edge touches a node some group lacks";
-    edges.push_back(e);
-  }
+  for (const Edge& e : f.edges) edges.push_back({renumber[e.from], renumber[e.to], e.from_port, e.to_port, e.type});
+  if (!merge_slot_edges(edges, joining)) return "one pair of nodes gets two edge types";
+  if (uncovered_programmatic_edge(edges, cover, total)) return "a programmatic edge touches a node some group lacks";
 
   // Kept: commit.
   Building next;

@@ -65,5 +65,9 @@ bool slot_edges(const std::vector<Edge>& edges, const std::vector<uint32_t>& slo
 // `into` and `more` (each from slot_edges) merged, each pair once; false when one pair
 // carries two sets of data in them.
 bool merge_slot_edges(std::vector<Edge>& into, const std::vector<Edge>& more);
+// A programmatic edge touching a slot that fewer than all `groups` groups have (`cover`: per
+// slot, how many have it), or null: a disabled node must not carry one.
+const Edge* uncovered_programmatic_edge(const std::vector<Edge>& edges, const std::vector<uint32_t>& cover,
+                                        size_t groups);
 
 }  // namespace kiln

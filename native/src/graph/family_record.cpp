@@ -125,9 +125,8 @@ FamilyPlan checked_family(const std::vector<const GraphDesc*>& groups, const Rec
       refuse(index, "two groups give one pair of slots different edge data");
     plan.event_count = std::max(plan.event_count, groups[members[p]]->event_count);
   }
-  for (const Edge& e : plan.edges)
-    if (!e.plain() && (cover[e.from] < members.size() || cover[e.to] < members.size()))
-      refuse(index, format("a programmatic edge touches slot %u or %u, which some group lacks", e.from, e.to));
+  if (const Edge* e = uncovered_programmatic_edge(plan.edges, cover, members.size()))
+    refuse(index, format("a programmatic edge touches slot %u or %u, which some group lacks", e->from, e->to));
   return plan;
 }
 

@@ -95,21 +95,15 @@ GraphSet::GraphSet(const std::vector<BlobView>& blobs, KernelTable& kernels, int
             families_.size());
 }
 
-std::vector<FamilyPlan> GraphSet::checked_families(std::vector<RecordedFamily> recorded) const {
-  std::vector<const GraphDesc*> templates;
-  std::map<size_t, size_t> group_of_template;
-  for (size_t g = 0; g < groups_.size(); ++g) {
-    templates.push_back(&members_[groups_[g]->tmpl]->desc);
-    group_of_template[groups_[g]->tmpl] = g;
-  }
+std::vector<FamilyPlan> GraphSet::checked_families(const std::vector<const GraphDesc*>& templates,
+                                                   std::vector<RecordedFamily> recorded) const {
   std::vector<size_t> family_of(groups_.size(), SIZE_MAX);
   for (size_t f = 0; f < recorded.size(); ++f)
     for (size_t& g : recorded[f].groups) {
-      auto it = group_of_template.find(g);
-      if (it == group_of_template.end())
+      if (g >= members_.size() || groups_[members_[g]->group]->tmpl != g)
         throw Error(ErrorKind::corrupt, format("archive family %zu names graph %zu, which is no topology group's "
                                                "template", f, g));
-      g = it->second;
+      g = members_[g]->group;
       if (family_of[g] != SIZE_MAX)
         throw Error(ErrorKind::corrupt, format("archive families %zu and %zu both hold topology group %zu",
                                                family_of[g], f, g));
@@ -131,7 +125,7 @@ void GraphSet::plan(size_t family_groups, std::vector<RecordedFamily> recorded) 
   limits.max_groups = family_groups ? family_groups : groups_.size();
   std::vector<FamilyPlan> plans;
   if (family_groups == 0 && !recorded.empty()) {
-    plans = checked_families(std::move(recorded));  // SAVE planned them without a cap
+    plans = checked_families(templates, std::move(recorded));  // SAVE planned them without a cap
     families_recorded_ = true;
   } else {
     std::vector<std::vector<uint64_t>> keys;

@@ -141,7 +141,8 @@ class GraphSet {
   void plan(size_t family_groups, std::vector<RecordedFamily> recorded);
   // The recorded families, their groups renumbered from template graphs to groups and
   // checked (every group in exactly one).
-  std::vector<FamilyPlan> checked_families(std::vector<RecordedFamily> recorded) const;
+  std::vector<FamilyPlan> checked_families(const std::vector<const GraphDesc*>& templates,
+                                           std::vector<RecordedFamily> recorded) const;
   // Graphs with equal topology signatures form a group, numbered by first member.
   void group(const std::vector<std::string>& signatures, const std::vector<size_t>& hashes);
   // Per family: its template's kernels, and every member's once (after the kernel plan,
