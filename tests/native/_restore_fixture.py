@@ -5,6 +5,7 @@ groups whose members differ in kernel arguments, grids and shared memory."""
 from __future__ import annotations
 
 import hashlib
+import re
 import struct
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -115,6 +116,12 @@ def launch_records(graphs) -> dict[str, list[str]]:
         graphs.launch(i, 0)
     records = native.testing.fake_launches()
     return {"template": records[:n], "reversed": records[n : 2 * n][::-1], "own": records[2 * n :]}
+
+
+def as_full_dependencies(record: str) -> str:
+    """A launch record with every edge a full dependency (no ports, no type): what a merged
+    template runs for a graph whose own executable has programmatic edges."""
+    return re.sub(r"^(edge \d+>\d+) \S+$", r"\1 0,0,0", record, flags=re.MULTILINE)
 
 
 def sections_and_manifest(arc: Archive) -> tuple[dict[str, bytes], SimpleNamespace]:

@@ -10,7 +10,7 @@ import random
 import pytest
 from kiln.errors import ArchiveCorrupt
 
-from ._restore_fixture import DEV, image, launch_records, native
+from ._restore_fixture import DEV, as_full_dependencies, image, launch_records, native
 from .test_template_families import (
     LAST_PROGRAMMATIC,
     PROGRAMMATIC,
@@ -78,7 +78,9 @@ def test_a_cap_plans_at_load_whatever_the_archive_recorded(buffer) -> None:
 
 
 def test_groups_kept_apart_at_save_stay_apart(buffer) -> None:
-    blobs = [chain(four(8, buffer, 1)), chain(four(4, buffer, 2), LAST_PROGRAMMATIC)]
+    base = decode_like(8, buffer, cluster=2)
+    with_event = base[:2] + [{"type": "event_record", "event": 0}] + base[2:]
+    blobs = [chain(base), chain(with_event, events=1)]
     families = recorded(blobs)
     assert [f[0] for f in families] == [[0], [1]]
     graphs = restore(blobs, families)
@@ -131,20 +133,26 @@ def test_an_event_node_some_group_lacks_is_refused(buffer) -> None:
     refused(blobs, [([0, 1], 5, runs)], "slot 2, which some group lacks, holds a node that cannot")
 
 
-def test_a_programmatic_edge_to_a_slot_some_group_lacks_is_refused(buffer) -> None:
+def assert_replays_with_full_edges(blobs: list[bytes], families: list) -> None:
+    graphs = restore(blobs, [tuple(f) for f in families])
+    assert graphs.families_recorded and graphs.family_count == 1
+    got = launch_records(graphs)
+    assert got["template"] == got["reversed"] == [as_full_dependencies(r) for r in got["own"]]
+
+
+def test_a_programmatic_edge_to_a_slot_some_group_lacks_replays_as_a_full_edge(buffer) -> None:
+    # Not refused: the merged template holds full dependencies only (disabled nodes then
+    # carry no programmatic edge).
     plain = decode_like(8, buffer, cluster=1)
     split = decode_like(4, buffer + 4096, cluster=1, split_k=True)
     edges = [(0, 1, 0, 0, 0), (1, 2, 1, 0, PROGRAMMATIC), (2, 3, 0, 0, 0), (3, 4, 0, 0, 0)]
     blobs = [chain(split, edges), chain(plain)]
-    runs = [[0, 0, 5], [0, 0, 2, 2, 3, 2]]
-    refused(blobs, [([0, 1], 5, runs)], "programmatic edge touches slot 1 or 2")
+    assert_replays_with_full_edges(blobs, [([0, 1], 5, [[0, 0, 5], [0, 0, 2, 2, 3, 2]])])
 
 
-def test_two_sets_of_edge_data_on_one_pair_of_slots_are_refused(buffer) -> None:
-    nodes = four(8, buffer, 1)
-    blobs = [chain(nodes), chain(four(4, buffer, 1), LAST_PROGRAMMATIC)]
-    # Different programmatic edges make them two groups; one numbering cannot hold both.
-    refused(blobs, [([0, 1], 4, [[0, 0, 4], [0, 0, 4]])], "different edge data")
+def test_two_edge_types_on_one_pair_of_slots_replay_as_one_full_edge(buffer) -> None:
+    blobs = [chain(four(8, buffer, 1)), chain(four(4, buffer, 1), LAST_PROGRAMMATIC)]
+    assert_replays_with_full_edges(blobs, [([0, 1], 4, [[0, 0, 4], [0, 0, 4]])])
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from ._restore_fixture import DEV, image, launch_records, native
+from ._restore_fixture import DEV, as_full_dependencies, image, launch_records, native
 from ._restore_fixture import kernel as fixture_kernel
 
 PROGRAMMATIC = 1  # CU_GRAPH_DEPENDENCY_TYPE_PROGRAMMATIC
@@ -137,43 +137,55 @@ def test_an_event_node_one_group_lacks_keeps_the_groups_apart(buffer) -> None:
 
 def test_planning_logs_why_a_group_stays_out_of_a_family(buffer, capfd) -> None:
     # KILN_LOG=debug is how a user sees what splits their graphs into more templates.
-    plain = decode_like(8, buffer, cluster=1)
-    split = decode_like(4, buffer + 4096, cluster=1, split_k=True)
-    edges = [(0, 1, 0, 0, 0), (1, 2, 1, 0, PROGRAMMATIC), (2, 3, 0, 0, 0), (3, 4, 0, 0, 0)]
+    base = decode_like(8, buffer, cluster=2)
+    with_event = base[:2] + [{"type": "event_record", "event": 0}] + base[2:]
     native.set_log_level("debug")
     try:
-        restore([chain(plain), chain(split, edges)], family_groups=2)
+        restore([chain(base), chain(with_event, events=1)], family_groups=2)
     finally:
         native.set_log_level(os.environ.get("KILN_LOG", "warn"))
     err = capfd.readouterr().err
-    assert "family: group 1 not merged into family 0: another number of programmatic edges" in err
+    assert (
+        "family: group 1 not merged into family 0: a node some group lacks cannot be disabled"
+        in err
+    )
 
 
-def test_a_programmatic_edge_to_a_node_one_group_lacks_keeps_the_groups_apart(buffer) -> None:
+def assert_template_runs_full_dependencies(graphs) -> dict[str, list[str]]:
+    """Each graph replayed through the merged template runs its own nodes in its own order,
+    with programmatic edges as full ones; its own executable keeps them programmatic."""
+    got = launch_records(graphs)
+    assert got["template"] == got["reversed"] == [as_full_dependencies(r) for r in got["own"]]
+    return got
+
+
+def test_a_programmatic_edge_to_a_node_one_group_lacks_becomes_a_full_edge(buffer) -> None:
+    # cuBLAS picks kernels with programmatic dependent launch for some batch sizes only;
+    # those graphs still share the template, whose disabled nodes carry full edges only.
     plain = decode_like(8, buffer, cluster=1)
     split = decode_like(4, buffer + 4096, cluster=1, split_k=True)
     edges = [(0, 1, 0, 0, 0), (1, 2, 1, 0, PROGRAMMATIC), (2, 3, 0, 0, 0), (3, 4, 0, 0, 0)]
     graphs = restore([chain(plain), chain(split, edges)], family_groups=2)
-    assert (graphs.group_count, graphs.family_count) == (2, 2)
-    # The same programmatic edge between nodes both groups have does not.
-    blobs = [
-        chain(four(8, buffer, 2), LAST_PROGRAMMATIC),
-        chain(four(4, buffer, 1), LAST_PROGRAMMATIC),
-    ]
-    graphs2 = restore(blobs, family_groups=2)
-    assert (graphs2.group_count, graphs2.family_count) == (2, 1)
-    got = launch_records(graphs2)
-    assert got["template"] == got["own"]
+    assert (graphs.group_count, graphs.family_count) == (2, 1)
+    got = assert_template_runs_full_dependencies(graphs)
+    assert f"edge 1>2 1,0,{PROGRAMMATIC}" in got["own"][1]
 
 
-def test_one_edge_with_two_types_keeps_the_groups_apart(buffer) -> None:
+def test_groups_whose_edges_differ_only_in_type_share_a_template(buffer) -> None:
     a, b = four(8, buffer, 2), four(4, buffer, 1)
-    graphs = restore([chain(a), chain(b, LAST_PROGRAMMATIC)], family_groups=2)
-    assert (graphs.group_count, graphs.family_count) == (2, 2)
-    # As many programmatic edges on each side, on other pairs: still one pair, two types.
     first_programmatic = [(0, 1, 1, 0, PROGRAMMATIC), (1, 2, 0, 0, 0), (2, 3, 0, 0, 0)]
-    graphs = restore([chain(a, first_programmatic), chain(b, LAST_PROGRAMMATIC)], family_groups=2)
-    assert (graphs.group_count, graphs.family_count) == (2, 2)
+    for edges_a in (None, first_programmatic, LAST_PROGRAMMATIC):
+        graphs = restore([chain(a, edges_a), chain(b, LAST_PROGRAMMATIC)], family_groups=2)
+        assert (graphs.group_count, graphs.family_count) == (2, 1)
+        assert graphs.family_slots(0) == 5  # the two cluster sizes of k1 get a slot each
+        assert_template_runs_full_dependencies(graphs)
+
+
+def test_a_group_of_its_own_keeps_its_programmatic_edges_in_its_template(buffer) -> None:
+    graphs = restore([chain(four(8, buffer, 2), LAST_PROGRAMMATIC)], family_groups=0)
+    got = launch_records(graphs)
+    assert got["template"] == got["own"]
+    assert f"edge 2>3 1,0,{PROGRAMMATIC}" in got["template"][0]
 
 
 def test_an_extra_node_inside_a_run_of_alike_nodes_gets_its_own_slot(buffer) -> None:

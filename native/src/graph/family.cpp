@@ -23,12 +23,6 @@ struct Keys {
   }
 };
 
-size_t programmatic_edges(const std::vector<Edge>& edges) {
-  size_t n = 0;
-  for (const Edge& e : edges) n += !e.plain();
-  return n;
-}
-
 using Matches = std::vector<std::pair<uint32_t, uint32_t>>;
 
 // Index pairs (ascending) that keep a and b aligned: equal keys advance together; at a
@@ -89,59 +83,34 @@ Matches pair_hunk(const std::vector<uint64_t>& a, uint32_t a0, uint32_t a1, cons
 constexpr auto edge_before = [](const Edge& a, const Edge& b) {
   return std::tie(a.from, a.to) < std::tie(b.from, b.to);
 };
-bool same_data(const Edge& a, const Edge& b) {
-  return a.from_port == b.from_port && a.to_port == b.to_port && a.type == b.type;
-}
+bool same_pair(const Edge& a, const Edge& b) { return a.from == b.from && a.to == b.to; }
 
 }  // namespace
 
 // The edges come sorted by node numbers (sorted_edges): slot numberings are monotone, so
-// they stay sorted in any of them.
+// they stay sorted in any of them. Ports and types are dropped: a full dependency orders
+// at least what a programmatic one does, and a disabled node then never carries one.
 bool slot_edges(const std::vector<Edge>& edges, const std::vector<uint32_t>& slot, std::vector<Edge>& out) {
   out.clear();
   out.reserve(edges.size());
   for (const Edge& e : edges) {
     if (e.from >= slot.size() || e.to >= slot.size()) return false;
-    Edge m{slot[e.from], slot[e.to], e.from_port, e.to_port, e.type};
+    Edge m{slot[e.from], slot[e.to], 0, 0, 0};
     if (m.from >= m.to) return false;
     out.push_back(m);
   }
   // Monotone numberings keep them sorted; checked, since sorting is what dedup relies on.
   if (!std::is_sorted(out.begin(), out.end(), edge_before)) std::sort(out.begin(), out.end(), edge_before);
-  size_t kept = 0;
-  for (size_t i = 0; i < out.size(); ++i) {
-    if (kept && out[kept - 1].from == out[i].from && out[kept - 1].to == out[i].to) {
-      if (!same_data(out[kept - 1], out[i])) return false;
-      continue;
-    }
-    out[kept++] = out[i];
-  }
-  out.resize(kept);
+  out.erase(std::unique(out.begin(), out.end(), same_pair), out.end());
   return true;
 }
 
-bool merge_slot_edges(std::vector<Edge>& into, const std::vector<Edge>& more) {
+void merge_slot_edges(std::vector<Edge>& into, const std::vector<Edge>& more) {
   std::vector<Edge> out;
   out.reserve(into.size() + more.size());
-  size_t i = 0, j = 0;
-  while (i < into.size() || j < more.size()) {
-    const bool take_more = j < more.size() && (i == into.size() || edge_before(more[j], into[i]));
-    const Edge& e = take_more ? more[j++] : into[i++];
-    if (!out.empty() && out.back().from == e.from && out.back().to == e.to) {
-      if (!same_data(out.back(), e)) return false;
-      continue;
-    }
-    out.push_back(e);
-  }
+  std::merge(into.begin(), into.end(), more.begin(), more.end(), std::back_inserter(out), edge_before);
+  out.erase(std::unique(out.begin(), out.end(), same_pair), out.end());
   into = std::move(out);
-  return true;
-}
-
-const Edge* uncovered_programmatic_edge(const std::vector<Edge>& edges, const std::vector<uint32_t>& cover,
-                                        size_t groups) {
-  for (const Edge& e : edges)
-    if (!e.plain() && (cover[e.from] < groups || cover[e.to] < groups)) return &e;
-  return nullptr;
 }
 
 namespace {
@@ -153,7 +122,6 @@ struct Building {
   Keys keys;                    // per slot
   std::vector<uint32_t> cover;  // how many of the family's groups have each slot
   std::vector<Edge> edges;      // in slot numbers, sorted by (from, to), each pair once
-  size_t programmatic = 0;      // edges with ports or a type
   bool closed = false;          // its edges cannot be merged: no group joins it
 };
 
@@ -188,9 +156,6 @@ const char* try_merge(Building& f, size_t gi, const Keys& keys, const std::vecto
   const size_t max_d = std::max<size_t>(
       limits.min_difference, static_cast<size_t>(std::floor(limits.max_difference * static_cast<double>(longer))));
   if (surely_more_than(f.keys.sorted, keys.sorted, max_d)) return "too many different nodes";
-  // Groups whose programmatic edges differ in number almost always put two edge types on
-  // one pair of nodes, which no template can hold: not worth aligning.
-  if (programmatic_edges(g.edges) != f.programmatic) return "another number of programmatic edges";
   Matches matches;
   if (!align(f.keys.coarse, keys.coarse, max_d, matches)) return "no alignment within the limit";
 
@@ -232,15 +197,13 @@ const char* try_merge(Building& f, size_t gi, const Keys& keys, const std::vecto
   }
 
   // The family's edges renumbered (a monotone renumbering keeps them sorted) and the
-  // group's, merged; one pair with two sets of data cannot be built, and a programmatic
-  // edge must not touch a node some group lacks.
+  // group's, merged.
   std::vector<Edge> joining;
   if (!slot_edges(group_edges, slot_g, joining)) return "an edge runs backward in the merged order";
   std::vector<Edge> edges;
   edges.reserve(f.edges.size() + joining.size());
-  for (const Edge& e : f.edges) edges.push_back({renumber[e.from], renumber[e.to], e.from_port, e.to_port, e.type});
-  if (!merge_slot_edges(edges, joining)) return "one pair of nodes gets two edge types";
-  if (uncovered_programmatic_edge(edges, cover, total)) return "a programmatic edge touches a node some group lacks";
+  for (const Edge& e : f.edges) edges.push_back({renumber[e.from], renumber[e.to], 0, 0, 0});
+  merge_slot_edges(edges, joining);
 
   // Kept: commit.
   Building next;
@@ -254,7 +217,6 @@ const char* try_merge(Building& f, size_t gi, const Keys& keys, const std::vecto
   next.slot_of.push_back(std::move(slot_g));
   next.cover = std::move(cover);
   next.edges = std::move(edges);
-  next.programmatic = programmatic_edges(next.edges);
   next.keys.coarse.reserve(order.size());
   next.source.reserve(order.size());
   std::vector<uint64_t> added;  // keys of the slots the group adds
@@ -330,7 +292,6 @@ std::vector<FamilyPlan> plan_families(const std::vector<const GraphDesc*>& group
     f.cover.assign(n, 1);
     // A group whose edges cannot be listed this way only ever has a family of its own.
     f.closed = merging && !slot_edges(edges, f.slot_of[0], f.edges);
-    f.programmatic = programmatic_edges(f.edges);
     f.keys = std::move(k);
     families.push_back(std::move(f));
   }

@@ -3,8 +3,12 @@
 // for some sizes, a split-K reduction that some sizes add) share one merged graph that
 // holds every group's nodes in one order. Replaying a member disables the nodes it lacks
 // (cuGraphNodeSetEnabled: a disabled node acts as an empty node) and updates the others
-// as within a group. Fewer templates to instantiate is what makes restore fast; replay
-// through a merged template is slower only until each graph's own executable swaps in.
+// as within a group. A merged template orders its nodes by full dependencies only: a
+// programmatic edge (programmatic dependent launch) becomes a full one, which orders at
+// least as much, so graphs whose programmatic edges differ (cuBLAS picks PDL kernels for
+// some sizes) still share a template. Fewer templates to instantiate is what makes restore
+// fast; replay through a merged template is slower (no launch overlap, disabled nodes)
+// only until each graph's own executable swaps in.
 #pragma once
 
 #include <cstddef>
@@ -41,9 +45,8 @@ struct FamilyLimits {
 // Partitions `groups` (one template graph per topology group, in group order) into
 // families, greedily in order: each group joins the first family it merges into. A merge
 // keeps every group's own dependencies (the merged graph may order more, never less);
-// it is refused when a node a group lacks could not be disabled (event nodes), when two
-// groups give one edge different types or ports, when a programmatic edge would touch a
-// node some group lacks, or when a group's edges do not run forward in node order.
+// it is refused when a node a group lacks could not be disabled (event nodes) or when a
+// group's edges do not run forward in node order.
 // `keys` holds node_keys of each group (none: merge nothing).
 std::vector<FamilyPlan> plan_families(const std::vector<const GraphDesc*>& groups,
                                       std::vector<std::vector<uint64_t>> keys, const FamilyLimits& limits);
@@ -58,16 +61,11 @@ bool can_disable(NodeType type);
 // Whether a family member may lack a node of this type: one it can disable, or an empty node.
 bool may_be_absent(NodeType type);
 
-// A group's edges (sorted_edges order) in slot numbers, sorted, each pair once; false when
-// one runs backward in slot order (the merged order could cycle) or one pair carries two
-// sets of data. Shared by the planner and the check of recorded plans.
+// A group's edges (sorted_edges order) in slot numbers as full dependencies, sorted, each
+// pair once; false when one runs backward in slot order (the merged order could cycle).
+// Shared by the planner and the check of recorded plans.
 bool slot_edges(const std::vector<Edge>& edges, const std::vector<uint32_t>& slot, std::vector<Edge>& out);
-// `into` and `more` (each from slot_edges) merged, each pair once; false when one pair
-// carries two sets of data in them.
-bool merge_slot_edges(std::vector<Edge>& into, const std::vector<Edge>& more);
-// A programmatic edge touching a slot that fewer than all `groups` groups have (`cover`: per
-// slot, how many have it), or null: a disabled node must not carry one.
-const Edge* uncovered_programmatic_edge(const std::vector<Edge>& edges, const std::vector<uint32_t>& cover,
-                                        size_t groups);
+// `into` and `more` (each from slot_edges) merged, each pair once.
+void merge_slot_edges(std::vector<Edge>& into, const std::vector<Edge>& more);
 
 }  // namespace kiln

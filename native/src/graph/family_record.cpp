@@ -115,18 +115,15 @@ FamilyPlan checked_family(const std::vector<const GraphDesc*>& groups, const Rec
       }
     }
     if (!slot_edges(sorted_edges(g.edges, g.nodes.size()), plan.slot_of[p], edges[p]))
-      failures[p] = format("group %zu has an edge backward in slot order or two sets of data on one pair", p);
+      failures[p] = format("group %zu has an edge backward in slot order", p);
   });
   for (const std::string& why : failures)
     if (!why.empty()) refuse(index, why);
 
   for (size_t p = 0; p < members.size(); ++p) {
-    if (!merge_slot_edges(plan.edges, edges[p]))
-      refuse(index, "two groups give one pair of slots different edge data");
+    merge_slot_edges(plan.edges, edges[p]);
     plan.event_count = std::max(plan.event_count, groups[members[p]]->event_count);
   }
-  if (const Edge* e = uncovered_programmatic_edge(plan.edges, cover, members.size()))
-    refuse(index, format("a programmatic edge touches slot %u or %u, which some group lacks", e->from, e->to));
   return plan;
 }
 

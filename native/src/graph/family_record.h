@@ -31,8 +31,8 @@ RecordedFamily record_family(const FamilyPlan& plan);
 // The plan `recorded` describes (groups indexed into `groups`, one template graph each),
 // checked: every group's nodes numbered in order, slots no group lacks, aligned nodes that
 // one exec update turns into each other, nodes some group lacks that can be disabled, edges
-// forward in slot order with one set of data per pair, programmatic edges only between
-// slots every group has. Per-group checks run on up to `threads` threads. Throws
+// forward in slot order (the template's edges are full dependencies, family.h). Per-group
+// checks run on up to `threads` threads. Throws
 // Error(corrupt) naming family `index` and the rule it breaks.
 FamilyPlan checked_family(const std::vector<const GraphDesc*>& groups, const RecordedFamily& recorded,
                           size_t index, unsigned threads);
