@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import random
+import zlib
 
 import pytest
 
@@ -172,3 +173,26 @@ def test_difference_names_what_splits_two_graphs(change, words: str) -> None:
     b = copy.deepcopy(a)
     change(b)
     assert words in difference(a, b)
+
+
+# --- grouping -----------------------------------------------------------------------------
+
+
+def test_graphs_group_by_signature_numbered_by_first_member() -> None:
+    sigs = [b"a" * 64, b"b" * 64, b"a" * 64, b"c" * 64, b"b" * 64]
+    hashes = [zlib.crc32(s) for s in sigs]
+    assert native.group_by_signature(sigs, hashes) == [0, 1, 0, 2, 1]
+
+
+@pytest.mark.parametrize("collide", ["all", "first_two"])
+def test_signatures_whose_hashes_collide_are_told_apart_by_their_bytes(collide: str) -> None:
+    # Regression guard for the byte-for-byte confirmation: a hash collision must never put
+    # two topologies in one group (one template would replay the wrong graph).
+    sigs = [b"x" * 300_000, b"y" * 300_000, b"x" * 300_000, b"z"]
+    hashes = [7, 7, 7, 7] if collide == "all" else [7, 7, 8, 9]
+    assert native.group_by_signature(sigs, hashes) == [0, 1, 0, 2]
+
+
+def test_one_hash_per_signature_is_required() -> None:
+    with pytest.raises(Exception, match="one hash per signature"):
+        native.group_by_signature([b"a", b"b"], [1])

@@ -67,6 +67,13 @@ void bind_graph_set(nb::module_& m) {
     std::string s = topology_signature(d);
     return nb::bytes(s.data(), s.size());
   }, "desc"_a, "Bytes equal for graphs that one instantiated template can serve.");
+  m.def("group_by_signature", [](const std::vector<nb::bytes>& signatures, const std::vector<size_t>& hashes) {
+    std::vector<std::string> s;
+    for (const nb::bytes& b : signatures) s.emplace_back(b.c_str(), b.size());
+    return group_by_signature(s, hashes, 4);
+  }, "signatures"_a, "hashes"_a,
+        "Each graph's topology group as LOAD assigns it (numbered by first graph), from its signature and the "
+        "signature's hash: equal hashes are confirmed byte for byte.");
   m.def("topology_difference", &topology_difference, "a"_a, "b"_a,
         "Why two graphs cannot share a template, in words; empty when they can.");
   m.def("differing_nodes", &differing_nodes, "a"_a, "b"_a,

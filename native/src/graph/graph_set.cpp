@@ -2,9 +2,6 @@
 
 #include <algorithm>
 #include <future>
-#include <map>
-#include <string_view>
-#include <unordered_map>
 #include <set>
 #include <string>
 
@@ -160,35 +157,12 @@ void GraphSet::plan(size_t family_groups, std::vector<RecordedFamily> recorded) 
 
 void GraphSet::group(const std::vector<std::string>& signatures, const std::vector<size_t>& hashes) {
   TimedSpan span(timeline_, "groups");
-  const size_t n = members_.size();
-  std::vector<size_t> group_of(n), first_of;  // per graph its group; per group its first graph
-  std::unordered_map<size_t, size_t> by_hash;
-  for (size_t i = 0; i < n; ++i) {
-    auto [it, fresh] = by_hash.emplace(hashes[i], first_of.size());
-    if (fresh) first_of.push_back(i);
-    group_of[i] = it->second;
-  }
-  // Confirmed byte for byte, on many threads: a signature is hundreds of KB, and most
-  // graphs share one. Should two hashes collide, the bytes themselves decide.
-  std::atomic<bool> collided{false};
-  parallel_for(n, cpu_threads_, [&](size_t i) {
-    const size_t first = first_of[group_of[i]];
-    if (first != i && signatures[i] != signatures[first]) collided.store(true);
-  });
-  if (collided.load()) {
-    first_of.clear();
-    std::map<std::string_view, size_t> by_signature;
-    for (size_t i = 0; i < n; ++i) {
-      auto [it, fresh] = by_signature.emplace(signatures[i], first_of.size());
-      if (fresh) first_of.push_back(i);
-      group_of[i] = it->second;
+  const std::vector<size_t> group_of = group_by_signature(signatures, hashes, cpu_threads_);
+  for (size_t i = 0; i < members_.size(); ++i) {
+    if (group_of[i] == groups_.size()) {
+      groups_.push_back(std::make_unique<Group>());
+      groups_.back()->tmpl = i;  // the first member (engines capture the largest size first)
     }
-  }
-  for (size_t first : first_of) {
-    groups_.push_back(std::make_unique<Group>());
-    groups_.back()->tmpl = first;  // the first member (engines capture the largest size first)
-  }
-  for (size_t i = 0; i < n; ++i) {
     members_[i]->group = group_of[i];
     groups_[group_of[i]]->members.push_back(i);
   }

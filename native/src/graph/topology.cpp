@@ -1,10 +1,15 @@
 #include "graph/topology.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
+#include <map>
+#include <string_view>
 #include <tuple>
+#include <unordered_map>
 
 #include "common/error.h"
+#include "common/parallel.h"
 
 namespace kiln {
 namespace {
@@ -230,6 +235,34 @@ std::vector<uint32_t> differing_nodes(const GraphDesc& a, const GraphDesc& b) {
   for (size_t i = 0; i < n; ++i)
     if (node_params_differ(a.nodes[i], b.nodes[i])) out.push_back(static_cast<uint32_t>(i));
   return out;
+}
+
+std::vector<size_t> group_by_signature(const std::vector<std::string>& signatures, const std::vector<size_t>& hashes,
+                                       unsigned threads) {
+  const size_t n = signatures.size();
+  if (hashes.size() != n) throw Error(ErrorKind::restore, "group_by_signature: one hash per signature");
+  std::vector<size_t> group_of(n), first_of;  // per graph its group; per group its first graph
+  std::unordered_map<size_t, size_t> by_hash;
+  for (size_t i = 0; i < n; ++i) {
+    auto [it, fresh] = by_hash.emplace(hashes[i], first_of.size());
+    if (fresh) first_of.push_back(i);
+    group_of[i] = it->second;
+  }
+  // Confirmed on many threads: a signature is hundreds of KB, and most graphs share one.
+  std::atomic<bool> collided{false};
+  parallel_for(n, threads, [&](size_t i) {
+    const size_t first = first_of[group_of[i]];
+    if (first != i && signatures[i] != signatures[first]) collided.store(true);
+  });
+  if (!collided.load()) return group_of;
+  std::map<std::string_view, size_t> by_signature;
+  size_t groups = 0;
+  for (size_t i = 0; i < n; ++i) {
+    auto [it, fresh] = by_signature.emplace(signatures[i], groups);
+    groups += fresh;
+    group_of[i] = it->second;
+  }
+  return group_of;
 }
 
 }  // namespace kiln

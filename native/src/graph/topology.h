@@ -18,6 +18,13 @@ namespace kiln {
 // not 1-D), event slots.
 std::string topology_signature(const GraphDesc& desc);
 
+// Per graph, its topology group: graphs with equal signatures share one, and groups are
+// numbered by their first graph. `hashes` (one per signature) decide first; equal hashes
+// are confirmed byte for byte on up to `threads` threads, and should two different
+// signatures share a hash, the bytes alone decide.
+std::vector<size_t> group_by_signature(const std::vector<std::string>& signatures, const std::vector<size_t>& hashes,
+                                       unsigned threads);
+
 // `edges` sorted by (from, to, from_port, to_port, type): linear in edges and nodes when every
 // edge starts at one of `nodes` nodes.
 std::vector<Edge> sorted_edges(const std::vector<Edge>& edges, size_t nodes);
