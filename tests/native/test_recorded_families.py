@@ -10,10 +10,11 @@ import random
 import pytest
 from kiln.errors import ArchiveCorrupt
 
-from ._restore_fixture import DEV, as_full_dependencies, image, launch_records, native
+from ._restore_fixture import DEV, image, launch_records, native
 from .test_template_families import (
     LAST_PROGRAMMATIC,
     PROGRAMMATIC,
+    assert_template_runs_full_dependencies,
     chain,
     decode_like,
     four,
@@ -136,8 +137,7 @@ def test_an_event_node_some_group_lacks_is_refused(buffer) -> None:
 def assert_replays_with_full_edges(blobs: list[bytes], families: list) -> None:
     graphs = restore(blobs, [tuple(f) for f in families])
     assert graphs.families_recorded and graphs.family_count == 1
-    got = launch_records(graphs)
-    assert got["template"] == got["reversed"] == [as_full_dependencies(r) for r in got["own"]]
+    assert_template_runs_full_dependencies(graphs)
 
 
 def test_a_programmatic_edge_to_a_slot_some_group_lacks_replays_as_a_full_edge(buffer) -> None:

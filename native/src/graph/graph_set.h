@@ -37,8 +37,8 @@ class GraphSet {
   // Decodes the blobs (in parallel), groups the graphs and plans their kernels (CPU only:
   // kernels are resolved by the background builds that need them). The blobs' memory must
   // outlive the set only during construction; `kernels` must outlive it. `family_groups`
-  // caps the groups one template serves: 1 merges none, 0 sets no cap (on the H100, four
-  // merged templates built on four threads beat seven capped at ceil(groups / threads)).
+  // caps the groups one template serves: 1 merges none, 0 sets no cap (on the H100 every
+  // template costs driver work: decode67's 20 groups restore fastest through one).
   // With a gate (one item per blob), each blob is decoded once its item passed. `recorded`:
   // the families SAVE planned (family_record.h; each RecordedFamily's `groups` names its
   // groups by their template's graph index), checked and used instead of planning when
