@@ -28,6 +28,16 @@ Mode `load-nowarmup` is a LOAD without the first-request warmup
 Mode `load-merged` is a LOAD whose topology groups may share merged templates
 (`KILN_TEMPLATE_GROUPS=0`; engines default to one template per group).
 
+Mode `native-eager` is a native start with `enforce_eager=True`: vLLM with nothing to
+compile and no graph to capture, the least its own start does; LOAD cannot start faster
+than the part of it that precedes the KV sizing (process, device, weights).
+
+Modes `load-profile` and `native-profile` run the engine in the benchmark's own process
+(`VLLM_ENABLE_V1_MULTIPROCESSING=0`) so that one cProfile of `LLM()` covers the engine's
+whole start; it is written next to the mode's log as `<mode>.json.llm.prof.txt`. Their
+`LLM()` times include the profiler's overhead: read them for where the time goes.
+Mode `load-inprocess` is the same LOAD without the profiler.
+
 Mode `save-cold` is the first SAVE on a machine: kiln pins vLLM's mega AOT artifact, a
 compile cache of its own, which that start fills (as `native-cold` fills native's).
 
@@ -38,10 +48,12 @@ stage timed (the worker only wraps vLLM's methods).
 from __future__ import annotations
 
 import argparse
+import cProfile
 import datetime
 import glob
 import json
 import os
+import pstats
 import statistics
 import subprocess
 import sys
@@ -57,9 +69,14 @@ STEADY_REPEATS = 5
 OUT_TOKENS = 64
 WORKER_CLS = "kiln_vllm.worker.KilnWorker"
 # Modes that are LOADs with one setting changed (see the module docstring).
+_IN_PROCESS_PROFILE = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "KILN_BENCH_PROFILE_LLM": "1"}
 MODE_ENV = {
     "load-nowarmup": {"KILN_VLLM_FIRST_REQUEST_WARMUP": "0"},
     "load-merged": {"KILN_TEMPLATE_GROUPS": "0"},
+    "native-eager": {"KILN_BENCH_ENFORCE_EAGER": "1"},
+    "load-inprocess": {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"},
+    "load-profile": _IN_PROCESS_PROFILE,
+    "native-profile": _IN_PROCESS_PROFILE,
 }
 
 
@@ -92,7 +109,10 @@ def child(args: argparse.Namespace) -> int:
     from vllm.inputs import TokensPrompt
 
     t_import = time.perf_counter() - t0
+    profile = cProfile.Profile() if os.environ.get("KILN_BENCH_PROFILE_LLM") == "1" else None
     t1 = time.perf_counter()
+    if profile is not None:
+        profile.enable()
     llm = LLM(
         model=args.model,
         load_format="dummy",
@@ -101,8 +121,13 @@ def child(args: argparse.Namespace) -> int:
         seed=0,
         worker_cls=WORKER_CLS,
         enable_prefix_caching=False,
+        enforce_eager=os.environ.get("KILN_BENCH_ENFORCE_EAGER") == "1",
     )
+    if profile is not None:
+        profile.disable()
     t_llm = time.perf_counter() - t1
+    if profile is not None:
+        write_profile(profile, f"{os.environ['KILN_BENCH_OUT']}.llm.prof.txt", t_llm)
 
     def run(prompts: list[list[int]], max_tokens: int) -> tuple[float, list[list[int]]]:
         params = SamplingParams(
@@ -154,6 +179,14 @@ def child(args: argparse.Namespace) -> int:
     }
     Path(os.environ["KILN_BENCH_OUT"]).write_text(json.dumps(result))
     return 0
+
+
+def write_profile(profile: cProfile.Profile, path: str, took: float) -> None:
+    with open(path, "w") as f:
+        f.write(f"LLM() took {took:.3f} s under the profiler\n")
+        stats = pstats.Stats(profile, stream=f)
+        stats.sort_stats("cumulative").print_stats(150)
+        stats.sort_stats("tottime").print_stats(60)
 
 
 def base_mode(mode: str) -> str:
