@@ -28,6 +28,9 @@ Mode `load-nowarmup` is a LOAD without the first-request warmup
 Mode `load-merged` is a LOAD whose topology groups may share merged templates
 (`KILN_TEMPLATE_GROUPS=0`; engines default to one template per group).
 
+Mode `load-nofreeze` is a LOAD whose worker does not freeze the heap while it starts
+(`KILN_VLLM_STARTUP_GC_FREEZE=0`, kiln_vllm.startup_gc): compare its `LLM()` with `load`'s.
+
 Mode `native-eager` is a native start with `enforce_eager=True`: vLLM with nothing to
 compile and no graph to capture, the least its own start does; LOAD cannot start faster
 than the part of it that precedes the KV sizing (process, device, weights).
@@ -73,6 +76,7 @@ _IN_PROCESS_PROFILE = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "KILN_BENCH_PROFIL
 MODE_ENV = {
     "load-nowarmup": {"KILN_VLLM_FIRST_REQUEST_WARMUP": "0"},
     "load-merged": {"KILN_TEMPLATE_GROUPS": "0"},
+    "load-nofreeze": {"KILN_VLLM_STARTUP_GC_FREEZE": "0"},
     "native-eager": {"KILN_BENCH_ENFORCE_EAGER": "1"},
     "load-inprocess": {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"},
     "load-profile": _IN_PROCESS_PROFILE,

@@ -119,11 +119,13 @@ SEAMS: tuple[Seam, ...] = (
             "kernel_warmup(self)",
             "self.model_runner.capture_model()",
             "warmup_kernels(self.model_runner, self.execute_model, self.sample_tokens)",
+            "freeze_gc_heap()",
         ),
     ),
-    # Module globals compile_or_warm_up_model calls, replaced for its duration (P2, P3).
+    # Module globals compile_or_warm_up_model calls, replaced for its duration (P2-P4).
     Seam(_WORKER, "kernel_warmup", None, "warmup phase (patch P2)"),
     Seam(_WORKER, "warmup_kernels", None, "warmup phase (patch P3)"),
+    Seam(_WORKER, "freeze_gc_heap", None, "ends kiln's startup freeze first (patch P4)"),
     Seam(
         "vllm.v1.worker.gpu.warmup",
         "warmup_kernels",

@@ -16,6 +16,9 @@ Stages (docs/vllm/seams.md §6):
   `warmup_kernels` run suspended in both modes, then at LOAD a small prefill and a small
   mixed step (kiln_vllm.warmups: the eager kernels native's graph warmups loaded), region
   closed, ready.
+
+Under kiln the heap is frozen from the worker's creation until vLLM's own
+`freeze_gc_heap` (kiln_vllm.startup_gc), so startup's collections skip what imports made.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from vllm.v1.worker.gpu_worker import Worker
 
 from kiln_vllm.adapter import WARMUP_KERNELS_PHASE
 from kiln_vllm.graphs import kiln_manager_class
+from kiln_vllm.startup_gc import StartupFreeze
 from kiln_vllm.warmups import WorkerStep, then_warm_first_requests, warm_first_request_kernels
 
 T = TypeVar("T")
@@ -75,6 +79,10 @@ class KilnWorker(Worker):
             world_size=self.parallel_config.world_size,
         )
         self.kiln_times: dict[str, float] = {}
+        # Before the GPU is bound: no frozen object holds a CUDA tensor (startup_gc).
+        self.kiln_startup_freeze = StartupFreeze()
+        if self.kiln.mode.value in ("save", "load"):
+            self.kiln_startup_freeze.begin()
 
     def init_device(self) -> None:
         with self._timed("init_device"):
@@ -143,10 +151,14 @@ class KilnWorker(Worker):
                 with (
                     _module_global(gpu_worker, "kernel_warmup", self._phase(KERNEL_WARMUP)),
                     _module_global(gpu_worker, "warmup_kernels", self._warmup_kernels),
+                    _module_global(
+                        gpu_worker, "freeze_gc_heap", self.kiln_startup_freeze.ending_before
+                    ),
                 ):
                     result = super().compile_or_warm_up_model()
             finally:
                 del runner.capture_model  # the instance attribute; the method shows again
+                self.kiln_startup_freeze.end()  # vLLM failed before its own freeze
             # Closed after vLLM's last warmup (warmups run only while the region exists).
             self.kiln.region_close()
         self.kiln.ready()

@@ -1,0 +1,65 @@
+"""Young-only garbage collections while the engine process starts (issue 5: LOAD time).
+
+vLLM's worker collects the whole Python heap six times on its way to ready (after NCCL
+init, three times in the model-load memory profiler, before capture, and kiln's LOAD once
+after its first model call), and the interpreter adds automatic full collections. The
+engine process holds everything `import vllm` made, so each full collection took
+0.4-0.45 s in a cProfile of an 8B LOAD: several seconds of a ten-second start.
+
+Under kiln the worker freezes the heap as it is made (`gc.freeze`: what exists is left out
+of every later collection), before the GPU is bound, so no frozen object holds a CUDA
+tensor and those collections free what they freed natively. Startup's own garbage is
+still collected each time. The freeze ends right before vLLM's own `freeze_gc_heap`
+(after `warmup_kernels`), whose full collection then sees the whole heap, as natively: the
+ready process has the same collected and frozen heap either way.
+
+`KILN_VLLM_STARTUP_GC_FREEZE=0` turns it off (to measure what it buys).
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable, Mapping
+
+from kiln.env_settings import switch_setting
+
+ENV = "KILN_VLLM_STARTUP_GC_FREEZE"
+
+
+def startup_freeze_requested(environ: Mapping[str, str] | None = None) -> bool:
+    """On unless $KILN_VLLM_STARTUP_GC_FREEZE is 0; any value but 0 and 1 is refused."""
+    return switch_setting(ENV, "freeze the heap while the engine starts", "do not", environ)
+
+
+class StartupFreeze:
+    """The heap frozen between `begin` and `end`; `end` undoes only this freeze.
+
+    `gc.unfreeze` thaws every frozen object, so `begin` does nothing when something else
+    had frozen objects already (it would later thaw theirs too)."""
+
+    def __init__(self) -> None:
+        self.active = False
+
+    def begin(self, environ: Mapping[str, str] | None = None) -> bool:
+        """Freeze the heap if asked and nothing else froze; returns whether it froze."""
+        if self.active or not startup_freeze_requested(environ) or gc.get_freeze_count():
+            return False
+        gc.freeze()
+        self.active = True
+        return True
+
+    def end(self) -> None:
+        """Thaw what `begin` froze (no-op when it did not)."""
+        if self.active:
+            self.active = False
+            gc.unfreeze()
+
+    def ending_before(self, freeze_gc_heap: Callable[[], None]) -> Callable[[], None]:
+        """vLLM's `freeze_gc_heap`, run after this freeze ends: its full collection then
+        sees the whole heap, as natively (patch P4 puts it where vLLM calls it)."""
+
+        def run() -> None:
+            self.end()
+            freeze_gc_heap()
+
+        return run

@@ -1,0 +1,102 @@
+"""The heap frozen while the engine process starts (kiln_vllm.startup_gc): what startup's
+collections still free, what they leave to vLLM's own freeze, the switch, and that it never
+thaws a freeze it did not make."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Iterator
+
+import pytest
+
+pytest.importorskip("kiln_vllm", reason="kiln-vllm is not installed (.ci/run installs it)")
+
+from kiln.errors import KilnError
+from kiln_vllm.startup_gc import ENV, StartupFreeze, startup_freeze_requested
+
+
+class Node:
+    """A reference cycle only the cycle collector frees."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+@pytest.fixture
+def thawed() -> Iterator[None]:
+    gc.unfreeze()  # nothing in the test process freezes; start and end without a freeze
+    yield
+    gc.unfreeze()
+
+
+def cycle() -> weakref.ref[Node]:
+    return weakref.ref(Node())
+
+
+def test_startup_collections_free_what_startup_made(thawed: None) -> None:
+    freeze = StartupFreeze()
+    assert freeze.begin(environ={})
+    made_during_startup = cycle()
+    gc.collect()
+    assert made_during_startup() is None
+
+
+def test_what_existed_before_is_left_to_the_collection_after_the_freeze(thawed: None) -> None:
+    before = Node()
+    ref = weakref.ref(before)
+    freeze = StartupFreeze()
+    assert freeze.begin(environ={})
+    del before
+    gc.collect()
+    assert ref() is not None  # frozen: startup's collections skip it
+    freeze.end()
+    gc.collect()
+    assert ref() is None  # vLLM's own full collection frees it, as natively
+
+
+def test_vllm_freeze_runs_after_the_startup_freeze_ends(thawed: None) -> None:
+    freeze = StartupFreeze()
+    freeze.begin(environ={})
+    seen: list[int] = []
+
+    def freeze_gc_heap() -> None:  # vLLM's: collect everything, then freeze
+        seen.append(gc.get_freeze_count())
+        gc.collect()
+        gc.freeze()
+
+    freeze.ending_before(freeze_gc_heap)()
+    assert seen == [0]
+    assert not freeze.active
+    frozen_by_vllm = gc.get_freeze_count()
+    freeze.end()  # the worker's `finally`: must not thaw vLLM's freeze
+    assert gc.get_freeze_count() == frozen_by_vllm > 0
+
+
+def test_off_switch_freezes_nothing(thawed: None) -> None:
+    freeze = StartupFreeze()
+    assert not freeze.begin(environ={ENV: "0"})
+    assert gc.get_freeze_count() == 0
+    assert not freeze.active
+
+
+def test_other_values_of_the_switch_are_refused() -> None:
+    with pytest.raises(KilnError, match=ENV):
+        startup_freeze_requested({ENV: "yes"})
+
+
+def test_a_freeze_made_by_someone_else_is_never_thawed(thawed: None) -> None:
+    gc.freeze()
+    frozen = gc.get_freeze_count()
+    freeze = StartupFreeze()
+    assert not freeze.begin(environ={})
+    freeze.end()
+    assert gc.get_freeze_count() == frozen
+
+
+def test_begin_twice_then_end_once_thaws(thawed: None) -> None:
+    freeze = StartupFreeze()
+    assert freeze.begin(environ={})
+    assert not freeze.begin(environ={})
+    freeze.end()
+    assert gc.get_freeze_count() == 0
