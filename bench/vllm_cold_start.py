@@ -30,6 +30,8 @@ Mode `load-merged` is a LOAD whose topology groups may share merged templates
 
 Mode `load-nofreeze` is a LOAD whose worker does not freeze the heap while it starts
 (`KILN_VLLM_STARTUP_GC_FREEZE=0`, kiln_vllm.startup_gc): compare its `LLM()` with `load`'s.
+Mode `load-refreeze` also freezes what each early stage left alive
+(`KILN_VLLM_STARTUP_GC_REFREEZE=1`).
 
 Mode `native-eager` is a native start with `enforce_eager=True`: vLLM with nothing to
 compile and no graph to capture, the least its own start does; LOAD cannot start faster
@@ -73,10 +75,13 @@ OUT_TOKENS = 64
 WORKER_CLS = "kiln_vllm.worker.KilnWorker"
 # Modes that are LOADs with one setting changed (see the module docstring).
 _IN_PROCESS_PROFILE = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "KILN_BENCH_PROFILE_LLM": "1"}
+# Every mode's worker logs its garbage collections into its stage times (kiln_vllm.worker).
+GC_TIMES = {"KILN_VLLM_GC_TIMES": "1"}
 MODE_ENV = {
     "load-nowarmup": {"KILN_VLLM_FIRST_REQUEST_WARMUP": "0"},
     "load-merged": {"KILN_TEMPLATE_GROUPS": "0"},
     "load-nofreeze": {"KILN_VLLM_STARTUP_GC_FREEZE": "0"},
+    "load-refreeze": {"KILN_VLLM_STARTUP_GC_REFREEZE": "1"},
     "native-eager": {"KILN_BENCH_ENFORCE_EAGER": "1"},
     "load-inprocess": {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"},
     "load-profile": _IN_PROCESS_PROFILE,
@@ -191,6 +196,7 @@ def write_profile(profile: cProfile.Profile, path: str, took: float) -> None:
         stats = pstats.Stats(profile, stream=f)
         stats.sort_stats("cumulative").print_stats(150)
         stats.sort_stats("tottime").print_stats(60)
+    profile.dump_stats(path.removesuffix(".txt"))  # raw, for callers and callees (pstats)
 
 
 def base_mode(mode: str) -> str:
@@ -224,6 +230,7 @@ def launch(mode: str, args: argparse.Namespace, archive: Path, work: Path) -> di
         VLLM_USE_V2_MODEL_RUNNER="1",
         VLLM_USE_FLASHINFER_SAMPLER="0",
         KILN_LOAD_BUILDS="before-ready" if kind.endswith("-before-ready") else "background",
+        **GC_TIMES,
     )
     env.update(MODE_ENV.get(kind, {}))
     t0 = time.perf_counter()

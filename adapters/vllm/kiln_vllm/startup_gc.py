@@ -19,11 +19,17 @@ ready process has the same collected and frozen heap either way.
 from __future__ import annotations
 
 import gc
+import os
+import time
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from kiln.env_settings import switch_setting
 
 ENV = "KILN_VLLM_STARTUP_GC_FREEZE"
+# Also freeze what each early stage left alive (after its own full collection), so the
+# later stages' collections skip it too. Off by default: being measured.
+REFREEZE_ENV = "KILN_VLLM_STARTUP_GC_REFREEZE"
 
 
 def startup_freeze_requested(environ: Mapping[str, str] | None = None) -> bool:
@@ -39,14 +45,23 @@ class StartupFreeze:
 
     def __init__(self) -> None:
         self.active = False
+        self.refreezing = False
 
     def begin(self, environ: Mapping[str, str] | None = None) -> bool:
         """Freeze the heap if asked and nothing else froze; returns whether it froze."""
         if self.active or not startup_freeze_requested(environ) or gc.get_freeze_count():
             return False
+        env = os.environ if environ is None else environ
+        self.refreezing = env.get(REFREEZE_ENV, "0") == "1"
         gc.freeze()
         self.active = True
         return True
+
+    def stage_done(self) -> None:
+        """A startup stage ended after a full collection: with refreezing, freeze what it
+        left alive too (this freeze's own, thawed by `end` with the rest)."""
+        if self.active and self.refreezing:
+            gc.freeze()
 
     def end(self) -> None:
         """Thaw what `begin` froze (no-op when it did not)."""
@@ -63,3 +78,36 @@ class StartupFreeze:
             freeze_gc_heap()
 
         return run
+
+
+class CollectionLog:
+    """Diagnostics: every garbage collection between `start` and `stop`, in order: when it
+    began (seconds after `start`), its generation, how long it took, what it freed."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, float | int]] = []
+        self._t0 = 0.0
+        self._began = 0.0
+
+    def start(self) -> None:
+        self._t0 = time.perf_counter()
+        if self._callback not in gc.callbacks:
+            gc.callbacks.append(self._callback)
+
+    def stop(self) -> None:
+        if self._callback in gc.callbacks:
+            gc.callbacks.remove(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        now = time.perf_counter()
+        if phase == "start":
+            self._began = now
+            return
+        self.records.append(
+            {
+                "at_s": round(self._began - self._t0, 6),
+                "generation": int(info["generation"]),
+                "s": round(now - self._began, 6),
+                "collected": int(info["collected"]),
+            }
+        )

@@ -43,7 +43,7 @@ from vllm.v1.worker.gpu_worker import Worker
 
 from kiln_vllm.adapter import WARMUP_KERNELS_PHASE
 from kiln_vllm.graphs import kiln_manager_class
-from kiln_vllm.startup_gc import StartupFreeze
+from kiln_vllm.startup_gc import CollectionLog, StartupFreeze
 from kiln_vllm.warmups import WorkerStep, then_warm_first_requests, warm_first_request_kernels
 
 T = TypeVar("T")
@@ -52,6 +52,8 @@ STAGE_TIMES = "KILN_VLLM_STAGE_TIMES"  # a path ({rank} is replaced): per-stage 
 # Diagnostics: a stage name; its cProfile (top functions by cumulative time) is written
 # next to the stage times as <path>.<stage>.prof.txt.
 PROFILE_STAGE = "KILN_VLLM_PROFILE_STAGE"
+# Diagnostics: 1 adds every garbage collection until ready to the stage times.
+GC_TIMES = "KILN_VLLM_GC_TIMES"
 # Diagnostics: a count N; the first N engine steps after ready (execute_model and
 # sample_tokens calls) are profiled together, written as <path>.first-steps.prof.txt.
 PROFILE_STEPS = "KILN_VLLM_PROFILE_STEPS"
@@ -79,6 +81,11 @@ class KilnWorker(Worker):
             world_size=self.parallel_config.world_size,
         )
         self.kiln_times: dict[str, float] = {}
+        self.kiln_stage_starts: dict[str, float] = {}
+        self.kiln_t0 = time.perf_counter()
+        self.kiln_collections = CollectionLog()
+        if os.environ.get(GC_TIMES) == "1" and os.environ.get(STAGE_TIMES):
+            self.kiln_collections.start()
         # Before the GPU is bound: no frozen object holds a CUDA tensor (startup_gc).
         self.kiln_startup_freeze = StartupFreeze()
         if self.kiln.mode.value in ("save", "load"):
@@ -90,11 +97,13 @@ class KilnWorker(Worker):
             # binds the same ordinal first (DP > 1 is refused by the fingerprint's layout).
             self.kiln.device_bound(self.local_rank)
             super().init_device()
+        self.kiln_startup_freeze.stage_done()  # vLLM collected after NCCL init
 
     def load_model(self, *, load_dummy_weights: bool = False) -> None:
         with self._timed("load_model"):
             super().load_model(load_dummy_weights=load_dummy_weights)
             self.kiln.weights_loaded()
+        self.kiln_startup_freeze.stage_done()  # vLLM's memory profiler collected
 
     @torch.inference_mode()
     def determine_available_memory(self) -> int:
@@ -127,6 +136,7 @@ class KilnWorker(Worker):
                     torch.accelerator.synchronize()
                     gc.collect()
                     torch.accelerator.empty_cache()
+            self.kiln_startup_freeze.stage_done()  # collected after the profile or first call
             return int(kv["kv_cache_bytes"])
 
     def initialize_from_config(self, kv_cache_config: Any) -> None:
@@ -202,6 +212,7 @@ class KilnWorker(Worker):
         profiling = os.environ.get(PROFILE_STAGE) == stage and os.environ.get(STAGE_TIMES)
         profile = cProfile.Profile() if profiling else None
         t0 = time.perf_counter()
+        self.kiln_stage_starts[stage] = t0 - self.kiln_t0
         if profile is not None:
             profile.enable()
         try:
@@ -251,12 +262,21 @@ class KilnWorker(Worker):
             stats = pstats.Stats(profile, stream=f)
             stats.sort_stats("cumulative").print_stats(60)
             stats.sort_stats("tottime").print_stats(40)
+        profile.dump_stats(f"{path}.{name}.prof")  # for callers and callees (pstats)
 
     def _write_times(self) -> None:
         path = os.environ.get(STAGE_TIMES)
         if not path:
             return
-        record = {"rank": self.rank, "mode": self.kiln.mode.value, "stages": self.kiln_times}
+        self.kiln_collections.stop()
+        record = {
+            "rank": self.rank,
+            "mode": self.kiln.mode.value,
+            "stages": self.kiln_times,
+            # Seconds from the worker's creation to each stage's start.
+            "stage_starts_s": self.kiln_stage_starts,
+            "collections": self.kiln_collections.records,
+        }
         with open(path.replace("{rank}", str(self.rank)), "w") as f:
             json.dump(record, f, indent=1)
 

@@ -13,7 +13,13 @@ import pytest
 pytest.importorskip("kiln_vllm", reason="kiln-vllm is not installed (.ci/run installs it)")
 
 from kiln.errors import KilnError
-from kiln_vllm.startup_gc import ENV, StartupFreeze, startup_freeze_requested
+from kiln_vllm.startup_gc import (
+    ENV,
+    REFREEZE_ENV,
+    CollectionLog,
+    StartupFreeze,
+    startup_freeze_requested,
+)
 
 
 class Node:
@@ -100,3 +106,44 @@ def test_begin_twice_then_end_once_thaws(thawed: None) -> None:
     assert not freeze.begin(environ={})
     freeze.end()
     assert gc.get_freeze_count() == 0
+
+
+def test_collection_log_records_each_collection_until_stopped() -> None:
+    log = CollectionLog()
+    log.start()
+    try:
+        gc.collect()
+        gc.collect(0)
+    finally:
+        log.stop()
+    gc.collect()
+    assert [r["generation"] for r in log.records[-2:]] == [2, 0]
+    assert all(r["s"] >= 0 and r["at_s"] >= 0 for r in log.records)
+    count = len(log.records)
+    gc.collect()
+    assert len(log.records) == count
+
+
+def test_refreezing_leaves_what_a_stage_kept_to_the_final_collection(thawed: None) -> None:
+    freeze = StartupFreeze()
+    assert freeze.begin(environ={REFREEZE_ENV: "1"})
+    kept = Node()
+    ref = weakref.ref(kept)
+    freeze.stage_done()
+    del kept
+    gc.collect()
+    assert ref() is not None
+    freeze.end()
+    gc.collect()
+    assert ref() is None
+
+
+def test_without_refreezing_a_stage_end_freezes_nothing_more(thawed: None) -> None:
+    freeze = StartupFreeze()
+    assert freeze.begin(environ={})
+    kept = Node()
+    ref = weakref.ref(kept)
+    freeze.stage_done()
+    del kept
+    gc.collect()
+    assert ref() is None
