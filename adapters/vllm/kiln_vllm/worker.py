@@ -88,8 +88,19 @@ class KilnWorker(Worker):
             self.kiln_collections.start()
         # Before the GPU is bound: no frozen object holds a CUDA tensor (startup_gc).
         self.kiln_startup_freeze = StartupFreeze()
-        if self.kiln.mode.value in ("save", "load"):
-            self.kiln_startup_freeze.begin()
+        frozen_before = gc.get_freeze_count()
+        began = self.kiln.mode.value in ("save", "load") and self.kiln_startup_freeze.begin()
+        self.kiln_gc_facts: dict[str, Any] = {
+            "mode_at_init": self.kiln.mode.value,
+            "frozen_before": frozen_before,
+            "froze": began,
+            "frozen_after": gc.get_freeze_count(),
+            "callbacks": [getattr(c, "__qualname__", repr(c)) for c in gc.callbacks],
+        }
+        if os.environ.get(GC_TIMES) == "1" and os.environ.get(STAGE_TIMES):
+            t0 = time.perf_counter()
+            gc.collect()  # diagnostics: what a full collection costs right after the freeze
+            self.kiln_gc_facts["full_collection_after_freeze_s"] = time.perf_counter() - t0
 
     def init_device(self) -> None:
         with self._timed("init_device"):
@@ -276,6 +287,7 @@ class KilnWorker(Worker):
             # Seconds from the worker's creation to each stage's start.
             "stage_starts_s": self.kiln_stage_starts,
             "collections": self.kiln_collections.records,
+            "gc": self.kiln_gc_facts,
         }
         with open(path.replace("{rank}", str(self.rank)), "w") as f:
             json.dump(record, f, indent=1)
