@@ -38,43 +38,54 @@ def startup_freeze_requested(environ: Mapping[str, str] | None = None) -> bool:
 
 
 class StartupFreeze:
-    """The heap frozen between `begin` and `end`; `end` undoes only this freeze.
+    """The heap frozen between `begin` and the end of startup.
 
-    `gc.unfreeze` thaws every frozen object, so `begin` does nothing when something else
-    had frozen objects already (it would later thaw theirs too)."""
+    Normally the freeze ends in `ending_before`, right before vLLM's own `freeze_gc_heap`:
+    everything is thawed and vLLM's full collection and freeze then see the whole heap, so
+    the ready process's heap is collected and frozen as natively, including objects an
+    earlier freeze held (the lent H100's Python had frozen 375 at interpreter start; they
+    are frozen again by vLLM's freeze if alive). `end` is the failure path (vLLM stopped
+    before its freeze): it thaws only when nothing else had frozen before `begin`, since
+    `gc.unfreeze` cannot tell the two freezes apart and nothing would freeze again."""
 
     def __init__(self) -> None:
         self.active = False
         self.refreezing = False
+        self.frozen_before = 0
 
     def begin(self, environ: Mapping[str, str] | None = None) -> bool:
-        """Freeze the heap if asked and nothing else froze; returns whether it froze."""
-        if self.active or not startup_freeze_requested(environ) or gc.get_freeze_count():
+        """Freeze the heap if asked; returns whether it froze."""
+        if self.active or not startup_freeze_requested(environ):
             return False
         env = os.environ if environ is None else environ
         self.refreezing = env.get(REFREEZE_ENV, "0") == "1"
+        self.frozen_before = gc.get_freeze_count()
         gc.freeze()
         self.active = True
         return True
 
     def stage_done(self) -> None:
         """A startup stage ended after a full collection: with refreezing, freeze what it
-        left alive too (this freeze's own, thawed by `end` with the rest)."""
+        left alive too (thawed with the rest)."""
         if self.active and self.refreezing:
             gc.freeze()
 
     def end(self) -> None:
-        """Thaw what `begin` froze (no-op when it did not)."""
+        """The failure path: thaw what `begin` froze unless an earlier freeze would be
+        thawed with it (then everything stays frozen)."""
         if self.active:
             self.active = False
-            gc.unfreeze()
+            if not self.frozen_before:
+                gc.unfreeze()
 
     def ending_before(self, freeze_gc_heap: Callable[[], None]) -> Callable[[], None]:
-        """vLLM's `freeze_gc_heap`, run after this freeze ends: its full collection then
-        sees the whole heap, as natively (patch P4 puts it where vLLM calls it)."""
+        """vLLM's `freeze_gc_heap`, run after the whole heap is thawed: its full collection
+        then sees everything, as natively (patch P4 puts it where vLLM calls it)."""
 
         def run() -> None:
-            self.end()
+            if self.active:
+                self.active = False
+                gc.unfreeze()
             freeze_gc_heap()
 
         return run

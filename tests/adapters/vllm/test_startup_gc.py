@@ -91,13 +91,46 @@ def test_other_values_of_the_switch_are_refused() -> None:
         startup_freeze_requested({ENV: "yes"})
 
 
-def test_a_freeze_made_by_someone_else_is_never_thawed(thawed: None) -> None:
+def test_an_earlier_freeze_does_not_stop_the_startup_freeze(thawed: None) -> None:
+    # Regression: the lent H100's Python had frozen 375 objects at interpreter start, and
+    # kiln declined to freeze, so every startup collection still scanned the whole heap.
     gc.freeze()
-    frozen = gc.get_freeze_count()
+    made_after = Node()  # what begin has to freeze beyond the earlier freeze
     freeze = StartupFreeze()
-    assert not freeze.begin(environ={})
-    freeze.end()
+    earlier = gc.get_freeze_count()
+    assert freeze.begin(environ={})
+    assert freeze.frozen_before == earlier > 0
+    assert gc.get_freeze_count() > earlier
+    assert made_after.me is made_after
+
+
+def test_after_an_earlier_freeze_vllm_freeze_still_sees_the_whole_heap(thawed: None) -> None:
+    earlier = Node()
+    ref = weakref.ref(earlier)
+    gc.freeze()  # someone else's freeze holds `earlier`
+    freeze = StartupFreeze()
+    freeze.begin(environ={})
+    del earlier
+    seen: list[int] = []
+
+    def freeze_gc_heap() -> None:
+        seen.append(gc.get_freeze_count())
+        gc.collect()
+        gc.freeze()
+
+    freeze.ending_before(freeze_gc_heap)()
+    assert seen == [0]
+    assert ref() is None  # vLLM's full collection saw it, as it would have natively
+
+
+def test_the_failure_path_never_thaws_an_earlier_freeze(thawed: None) -> None:
+    gc.freeze()
+    freeze = StartupFreeze()
+    assert freeze.begin(environ={})
+    frozen = gc.get_freeze_count()
+    freeze.end()  # vLLM failed before its own freeze: nothing would freeze again
     assert gc.get_freeze_count() == frozen
+    assert not freeze.active
 
 
 def test_begin_twice_then_end_once_thaws(thawed: None) -> None:
