@@ -30,8 +30,6 @@ Mode `load-merged` is a LOAD whose topology groups may share merged templates
 
 Mode `load-nofreeze` is a LOAD whose worker does not freeze the heap while it starts
 (`KILN_VLLM_STARTUP_GC_FREEZE=0`, kiln_vllm.startup_gc): compare its `LLM()` with `load`'s.
-Mode `load-refreeze` also freezes what each early stage left alive
-(`KILN_VLLM_STARTUP_GC_REFREEZE=1`).
 
 Mode `native-eager` is a native start with `enforce_eager=True`: vLLM with nothing to
 compile and no graph to capture, the least its own start does; LOAD cannot start faster
@@ -81,7 +79,6 @@ MODE_ENV = {
     "load-nowarmup": {"KILN_VLLM_FIRST_REQUEST_WARMUP": "0"},
     "load-merged": {"KILN_TEMPLATE_GROUPS": "0"},
     "load-nofreeze": {"KILN_VLLM_STARTUP_GC_FREEZE": "0"},
-    "load-refreeze": {"KILN_VLLM_STARTUP_GC_REFREEZE": "1"},
     "native-eager": {"KILN_BENCH_ENFORCE_EAGER": "1"},
     "load-inprocess": {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"},
     "load-profile": _IN_PROCESS_PROFILE,

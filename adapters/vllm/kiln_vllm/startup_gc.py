@@ -3,8 +3,10 @@
 vLLM's worker collects the whole Python heap six times on its way to ready (after NCCL
 init, three times in the model-load memory profiler, before capture, and kiln's LOAD once
 after its first model call), and the interpreter adds automatic full collections. The
-engine process holds everything `import vllm` made, so each full collection took
-0.4-0.45 s in a cProfile of an 8B LOAD: several seconds of a ten-second start.
+engine process holds everything `import vllm` made (750k objects), so each full collection
+took 0.41-0.60 s on the lent H100: 4.0 s of collections in an 8B LOAD whose `LLM()` took
+10.5 s. Frozen, LOAD's collections took 0.77 s, 0.65 s of it vLLM's own final one, and
+`LLM()` 6.5-6.9 s (0d7a004, docs/vllm/adapter.md).
 
 Under kiln the worker freezes the heap as it is made (`gc.freeze`: what exists is left out
 of every later collection), before the GPU is bound, so no frozen object holds a CUDA
@@ -19,7 +21,6 @@ ready process has the same collected and frozen heap either way.
 from __future__ import annotations
 
 import gc
-import os
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -27,9 +28,6 @@ from typing import Any
 from kiln.env_settings import switch_setting
 
 ENV = "KILN_VLLM_STARTUP_GC_FREEZE"
-# Also freeze what each early stage left alive (after its own full collection), so the
-# later stages' collections skip it too. Off by default: being measured.
-REFREEZE_ENV = "KILN_VLLM_STARTUP_GC_REFREEZE"
 
 
 def startup_freeze_requested(environ: Mapping[str, str] | None = None) -> bool:
@@ -50,25 +48,16 @@ class StartupFreeze:
 
     def __init__(self) -> None:
         self.active = False
-        self.refreezing = False
         self.frozen_before = 0
 
     def begin(self, environ: Mapping[str, str] | None = None) -> bool:
         """Freeze the heap if asked; returns whether it froze."""
         if self.active or not startup_freeze_requested(environ):
             return False
-        env = os.environ if environ is None else environ
-        self.refreezing = env.get(REFREEZE_ENV, "0") == "1"
         self.frozen_before = gc.get_freeze_count()
         gc.freeze()
         self.active = True
         return True
-
-    def stage_done(self) -> None:
-        """A startup stage ended after a full collection: with refreezing, freeze what it
-        left alive too (thawed with the rest)."""
-        if self.active and self.refreezing:
-            gc.freeze()
 
     def end(self) -> None:
         """The failure path: thaw what `begin` froze unless an earlier freeze would be

@@ -108,13 +108,11 @@ class KilnWorker(Worker):
             # binds the same ordinal first (DP > 1 is refused by the fingerprint's layout).
             self.kiln.device_bound(self.local_rank)
             super().init_device()
-        self.kiln_startup_freeze.stage_done()  # vLLM collected after NCCL init
 
     def load_model(self, *, load_dummy_weights: bool = False) -> None:
         with self._timed("load_model"):
             super().load_model(load_dummy_weights=load_dummy_weights)
             self.kiln.weights_loaded()
-        self.kiln_startup_freeze.stage_done()  # vLLM's memory profiler collected
 
     @torch.inference_mode()
     def determine_available_memory(self) -> int:
@@ -147,7 +145,6 @@ class KilnWorker(Worker):
                     torch.accelerator.synchronize()
                     gc.collect()
                     torch.accelerator.empty_cache()
-            self.kiln_startup_freeze.stage_done()  # collected after the profile or first call
             return int(kv["kv_cache_bytes"])
 
     def initialize_from_config(self, kv_cache_config: Any) -> None:

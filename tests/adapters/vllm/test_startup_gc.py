@@ -15,7 +15,6 @@ pytest.importorskip("kiln_vllm", reason="kiln-vllm is not installed (.ci/run ins
 from kiln.errors import KilnError
 from kiln_vllm.startup_gc import (
     ENV,
-    REFREEZE_ENV,
     CollectionLog,
     StartupFreeze,
     startup_freeze_requested,
@@ -155,28 +154,3 @@ def test_collection_log_records_each_collection_until_stopped() -> None:
     count = len(log.records)
     gc.collect()
     assert len(log.records) == count
-
-
-def test_refreezing_leaves_what_a_stage_kept_to_the_final_collection(thawed: None) -> None:
-    freeze = StartupFreeze()
-    assert freeze.begin(environ={REFREEZE_ENV: "1"})
-    kept = Node()
-    ref = weakref.ref(kept)
-    freeze.stage_done()
-    del kept
-    gc.collect()
-    assert ref() is not None
-    freeze.end()
-    gc.collect()
-    assert ref() is None
-
-
-def test_without_refreezing_a_stage_end_freezes_nothing_more(thawed: None) -> None:
-    freeze = StartupFreeze()
-    assert freeze.begin(environ={})
-    kept = Node()
-    ref = weakref.ref(kept)
-    freeze.stage_done()
-    del kept
-    gc.collect()
-    assert ref() is None
