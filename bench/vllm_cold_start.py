@@ -44,6 +44,9 @@ Mode `load-inprocess` is the same LOAD without the profiler.
 Mode `save-cold` is the first SAVE on a machine: kiln pins vLLM's mega AOT artifact, a
 compile cache of its own, which that start fills (as `native-cold` fills native's).
 
+The whole sequence no longer fits one 600 s device call: run it over consecutive calls on
+one machine and merge their records with `bench/vllm_merge_calls.py`.
+
 The native start uses kiln's worker class with kiln off: vLLM's own code path, with each
 stage timed (the worker only wraps vLLM's methods).
 """
@@ -268,6 +271,24 @@ def parent(args: argparse.Namespace) -> int:
         hidden = ("tokens", "long_tokens", "kiln_report")
         summary = {k: v for k, v in modes[mode].items() if k not in hidden}
         print(json.dumps(summary, indent=1, default=str)[:4000], flush=True)
+    facts = {
+        **device_facts(),
+        "commit": os.environ.get("KILN_COMMIT", "unknown"),
+        "date": datetime.date.today().isoformat(),
+    }
+    record = summarize(modes, facts, Path(args.model).name, args.max_model_len)
+    write_record(record, Path(args.out_dir))
+    ok = all(r.get("ok") for r in modes.values())
+    return 0 if ok and all(record["tokens_identical_to_native"].values()) else 1
+
+
+def summarize(
+    modes: dict[str, dict[str, Any]], facts: dict[str, str], model: str, max_model_len: int
+) -> dict[str, Any]:
+    """The result record of one machine's starts (each mode's result as `launch` returned
+    it, greedy tokens included; `facts`: device_name, driver, commit, date): token
+    comparisons with `native` (else the first start that ran), ratios over `native`,
+    medians over repeated modes."""
     ok = {m: r for m, r in modes.items() if r.get("ok")}
     first_ok = next(iter(ok.values()), {})
     reference = ok.get("native", first_ok)
@@ -292,21 +313,16 @@ def parent(args: argparse.Namespace) -> int:
             ratios[f"{m}_first_use_sum_over_native"] = (
                 r["first_use_sum_s"] / base["first_use_sum_s"]
             )
-    facts = device_facts()
-    model = Path(args.model).name
     repeated = medians_by_kind(ok)
-    date = datetime.date.today().isoformat()
     record = {
         "benchmark": "vllm_cold_start",
-        **facts,
-        "commit": os.environ.get("KILN_COMMIT", "unknown"),
-        "date": date,
+        **{k: facts[k] for k in FACT_KEYS},
         "model": model,
-        "max_model_len": args.max_model_len,
+        "max_model_len": max_model_len,
         "requests": {
             "prompts": PROMPTS,
             "out_tokens": OUT_TOKENS,
-            "long_prompts": [len(p) for p in long_prompts(args.max_model_len)],
+            "long_prompts": [len(p) for p in long_prompts(max_model_len)],
             "long_out_tokens": LONG_OUT_TOKENS,
             "first_use_lengths": list(FIRST_USE_LENGTHS),
             "greedy": True,
@@ -320,14 +336,27 @@ def parent(args: argparse.Namespace) -> int:
             for m, r in modes.items()
         },
     }
-    name = f"vllm-{facts['device_name'].replace(' ', '-')}-{date}-{model}.json"
-    out_dir = Path(args.out_dir)
+    return record
+
+
+def write_record(record: dict[str, Any], out_dir: Path) -> Path:
+    name = f"vllm-{record['device_name'].replace(' ', '-')}-{record['date']}-{record['model']}.json"
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / name).write_text(json.dumps(record, indent=1, default=str))
-    print(json.dumps({"tokens_identical_to_native": comparison, "ratios": ratios}, indent=1))
-    return 0 if all(r.get("ok") for r in modes.values()) and all(comparison.values()) else 1
+    path = out_dir / name
+    path.write_text(json.dumps(record, indent=1, default=str))
+    print(
+        json.dumps(
+            {
+                "tokens_identical_to_native": record["tokens_identical_to_native"],
+                "ratios": record["ratios"],
+            },
+            indent=1,
+        )
+    )
+    return path
 
 
+FACT_KEYS = ("device_name", "driver", "commit", "date")
 MEDIAN_KEYS = ("llm_init_s", "first_request_1_token_s", "first_use_sum_s")
 
 

@@ -97,10 +97,6 @@ class KilnWorker(Worker):
             "frozen_after": gc.get_freeze_count(),
             "callbacks": [getattr(c, "__qualname__", repr(c)) for c in gc.callbacks],
         }
-        if os.environ.get(GC_TIMES) == "1" and os.environ.get(STAGE_TIMES):
-            t0 = time.perf_counter()
-            gc.collect()  # diagnostics: what a full collection costs right after the freeze
-            self.kiln_gc_facts["full_collection_after_freeze_s"] = time.perf_counter() - t0
 
     def init_device(self) -> None:
         with self._timed("init_device"):
