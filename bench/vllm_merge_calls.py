@@ -30,14 +30,23 @@ def starts_of(result_path: str, logs_path: str) -> tuple[dict[str, Any], dict[st
         for mode, result in record["modes"].items():
             start = dict(result)
             if result.get("ok"):
-                member = logs.extractfile(f"./{mode}.json") or logs.extractfile(f"{mode}.json")
-                if member is None:
-                    raise SystemExit(f"{logs_path} holds no {mode}.json")
-                child = json.loads(member.read())
+                child = json.loads(_member(logs, logs_path, f"{mode}.json"))
                 start["tokens"] = child["tokens"]
                 start["long_tokens"] = child["long_tokens"]
             starts[mode] = start
     return record, starts
+
+
+def _member(logs: tarfile.TarFile, logs_path: str, name: str) -> bytes:
+    """A file of the logs archive (tar writes it as `./name` or `name`)."""
+    for candidate in (f"./{name}", name):
+        try:
+            member = logs.extractfile(candidate)  # raises KeyError when absent
+        except KeyError:
+            continue
+        if member is not None:
+            return member.read()
+    raise SystemExit(f"{logs_path} holds no {name}")
 
 
 def merge(calls: list[tuple[str, str]]) -> dict[str, Any]:

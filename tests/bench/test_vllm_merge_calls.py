@@ -81,3 +81,14 @@ def test_a_mode_started_in_two_calls_is_refused(tmp_path: Path) -> None:
     second = call(tmp_path, "b", {"load": (7.0, [1])})
     with pytest.raises(SystemExit, match="load"):
         merge([first, second])
+
+
+def test_a_start_whose_tokens_are_missing_from_the_logs_is_named(tmp_path: Path) -> None:
+    # Regression: tarfile.extractfile raises KeyError for a missing member, so the merge
+    # crashed with a KeyError instead of naming the start.
+    result, logs = call(tmp_path, "a", {"load": (6.0, [1])})
+    record = json.loads(Path(result).read_text())
+    record["modes"]["native"] = start(24.0)
+    Path(result).write_text(json.dumps(record))
+    with pytest.raises(SystemExit, match="holds no native.json"):
+        merge([(result, logs)])
