@@ -109,9 +109,11 @@ def select_hooks(
                     f"{base}: cannot infer the exported name of v{v.version} among {len(older)} "
                     "older ABIs; wrap only the newest"
                 )
-        for v in variants:
-            if v.suffix and v.version == newest:
-                out.append(Hook(v, current_export + v.suffix))
+        # The newest per-thread-stream twin of each kind, whose ABI version may differ from
+        # the plain variant's (cuEventRecord: v2000 plain, v7000_ptsz).
+        for suffix in sorted({v.suffix for v in variants if v.suffix}):
+            twin = max((v for v in variants if v.suffix == suffix), key=lambda v: v.version)
+            out.append(Hook(twin, current_export + suffix))
     return out
 
 

@@ -169,6 +169,25 @@ void BinaryRegistry::on_library_module(CUmodule module, CUlibrary library) {
   record(modules_, &Handles::modules, module, OwnedModule{it->second, owner});
 }
 
+void BinaryRegistry::on_module_global(CUmodule module, const char* name) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = modules_.find(module);
+  if (it != modules_.end() && name) globals_[it->second.binary].insert(name);
+}
+
+void BinaryRegistry::on_library_global(CUlibrary library, const char* name) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = libraries_.find(library);
+  if (it != libraries_.end() && name) globals_[it->second].insert(name);
+}
+
+std::vector<std::string> BinaryRegistry::globals_of(uint32_t binary) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = globals_.find(binary);
+  if (it == globals_.end()) return {};
+  return {it->second.begin(), it->second.end()};
+}
+
 std::optional<KernelIdentity> BinaryRegistry::identify(const void* handle) const {
   std::lock_guard<std::mutex> lock(mu_);
   if (auto it = functions_.find(handle); it != functions_.end()) return it->second.identity;

@@ -10,6 +10,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -53,6 +54,14 @@ class BinaryRegistry {
   void on_library_kernel(CUkernel kernel, CUlibrary library, const char* name);
   void on_kernel_function(CUfunction function, CUkernel kernel);
   void on_library_module(CUmodule module, CUlibrary library);
+  // The application obtained the address of a module global (__device__ / __constant__
+  // data, e.g. through cudaMemcpyToSymbol): the binary is stateful. A copy kiln loads from
+  // an archive would hold the image's initial values, so LOAD must use the application's
+  // own module of that binary.
+  void on_module_global(CUmodule module, const char* name);
+  void on_library_global(CUlibrary library, const char* name);
+  // The globals obtained from a binary so far, sorted; empty when none.
+  std::vector<std::string> globals_of(uint32_t binary) const;
 
   // What a graph's kernel handle (CUfunction, or CUkernel used as one) refers to.
   std::optional<KernelIdentity> identify(const void* handle) const;
@@ -126,6 +135,7 @@ class BinaryRegistry {
   // repeated for every graph node that carries the handle. Cleared on unload (a handle may
   // be reused); `unloads_` tells a search that raced with an unload not to store.
   mutable std::unordered_map<const void*, KernelIdentity> found_by_driver_;
+  std::unordered_map<uint32_t, std::set<std::string>> globals_;  // by binary id
   uint64_t unloads_ = 0;
 };
 

@@ -2,6 +2,8 @@
 // and translation of kiln::Error into the classes of kiln.errors.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
+
+#include <set>
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/tuple.h>
@@ -25,6 +27,8 @@
 #include "interposer/hook_table.h"
 #include "interposer/state.h"
 #include "region/registry.h"
+#include "graph/event_registry.h"
+#include "graph/tensor_maps.h"
 #include "testing/fake_driver.h"
 #include "testing/fake_graphs.h"
 
@@ -145,7 +149,7 @@ NB_MODULE(_native, m) {
     const HookEntry* e = hook_entries(&n);
     nb::list out;
     for (int i = 0; i < n; ++i)
-      out.append(nb::make_tuple(e[i].base, e[i].version, e[i].per_thread, e[i].exported, e[i].real->load() != nullptr));
+      out.append(nb::make_tuple(e[i].base, e[i].version, e[i].per_thread, e[i].exported, e[i].real->fn.load() != nullptr));
     return out;
   }, "(base, version, per_thread, exported symbol, bound) for every wrapped driver entry point.");
 
@@ -234,6 +238,10 @@ NB_MODULE(_native, m) {
     BinaryRecord r = BinaryRegistry::instance().view(id);
     return nb::bytes(reinterpret_cast<const char*>(r.data), r.size);
   }, "id"_a);
+  m.def("binary_globals", [](uint32_t id) { return BinaryRegistry::instance().globals_of(id); }, "id"_a,
+        "The module globals of a recorded binary whose addresses the application obtained (sorted).");
+  m.def("event_violation", [] { return EventRegistry::instance().violation(); },
+        "The first use outside its graph of an event a walked graph records or waits on ('' when none).");
   m.def("binary_loaded", [](uint32_t id) { return BinaryRegistry::instance().loaded_handle(id).has_value(); }, "id"_a);
   m.def("record_image", [](nb::handle image, const std::string& origin) {
     Buffer b(image);
@@ -472,6 +480,22 @@ NB_MODULE(_native, m) {
   }, "library"_a, "entry"_a,
         "A kernel's CUfunction obtained past the interposer (as cudart resolves them), so the registry cannot know "
         "it.");
+  t.def("record_module_global", [](uintptr_t module, const std::string& name) {
+    BinaryRegistry::instance().on_module_global(reinterpret_cast<CUmodule>(module), name.c_str());
+  }, "module"_a, "name"_a, "The cuModuleGetGlobal hook's bookkeeping.");
+  t.def("record_tensor_map", [](nb::bytes map, uint64_t address) {
+    if (map.size() != kTensorMapBytes) throw nb::value_error("a tensor map is 128 bytes");
+    TensorMapRegistry::instance().on_encode(reinterpret_cast<const CUtensorMap*>(map.c_str()),
+                                            reinterpret_cast<const void*>(address));
+  }, "map"_a, "address"_a, "The cuTensorMapEncode* hooks' bookkeeping for a map encoding `address`.");
+  t.def("eager_event_use", [](uintptr_t event, const std::string& call) {
+    static std::set<std::string> names;  // the registry keeps the call name's pointer
+    EventRegistry::instance().on_eager_use(reinterpret_cast<CUevent>(event), names.insert(call).first->c_str());
+  }, "event"_a, "call"_a, "The event hooks' bookkeeping for a use outside any capture.");
+  t.def("forget_events_and_tensor_maps", [] {
+    EventRegistry::instance().clear();
+    TensorMapRegistry::instance().clear();
+  });
   t.def("identify_kernel", [](uintptr_t handle) -> std::optional<std::tuple<uint32_t, std::string>> {
     auto id = BinaryRegistry::instance().identify_with_driver(reinterpret_cast<CUfunction>(handle));
     if (!id) return std::nullopt;

@@ -60,6 +60,7 @@ namespace kiln {
   X(cuGraphLaunch, cuGraphLaunch, 10000)                      \
   X(cuGraphUpload, cuGraphUpload, 11010)                      \
   X(cuStreamCreate, cuStreamCreate, 2000)                     \
+  X(cuStreamIsCapturing, cuStreamIsCapturing, 10000)          \
   X(cuStreamSynchronize, cuStreamSynchronize, 2000)           \
   X(cuStreamDestroy, cuStreamDestroy, 4000)                   \
   X(cuEventCreate, cuEventCreate, 2000)                       \

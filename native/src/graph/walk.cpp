@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <map>
+#include <optional>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -12,6 +13,8 @@
 #include "common/driver.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "graph/event_registry.h"
+#include "graph/tensor_maps.h"
 #include "region/registry.h"
 
 namespace kiln {
@@ -37,13 +40,35 @@ const char* node_type_name(CUgraphNodeType t) {
   }
 }
 
-// Launch attributes a kernel node can carry that instantiation honours.
-constexpr CUlaunchAttributeID kNodeAttributes[] = {
-    CU_LAUNCH_ATTRIBUTE_ACCESS_POLICY_WINDOW, CU_LAUNCH_ATTRIBUTE_COOPERATIVE,
-    CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION,    CU_LAUNCH_ATTRIBUTE_CLUSTER_SCHEDULING_POLICY_PREFERENCE,
-    CU_LAUNCH_ATTRIBUTE_PRIORITY,             CU_LAUNCH_ATTRIBUTE_MEM_SYNC_DOMAIN_MAP,
-    CU_LAUNCH_ATTRIBUTE_MEM_SYNC_DOMAIN,      CU_LAUNCH_ATTRIBUTE_PREFERRED_CLUSTER_DIMENSION,
+// Launch attributes a kernel node can carry that a restore copies onto the rebuilt node.
+constexpr CUlaunchAttributeID kCopiedAttributes[] = {
+    CU_LAUNCH_ATTRIBUTE_ACCESS_POLICY_WINDOW,         CU_LAUNCH_ATTRIBUTE_COOPERATIVE,
+    CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION,            CU_LAUNCH_ATTRIBUTE_CLUSTER_SCHEDULING_POLICY_PREFERENCE,
+    CU_LAUNCH_ATTRIBUTE_PRIORITY,                     CU_LAUNCH_ATTRIBUTE_MEM_SYNC_DOMAIN_MAP,
+    CU_LAUNCH_ATTRIBUTE_MEM_SYNC_DOMAIN,              CU_LAUNCH_ATTRIBUTE_PREFERRED_CLUSTER_DIMENSION,
+    CU_LAUNCH_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT, CU_LAUNCH_ATTRIBUTE_NVLINK_UTIL_CENTRIC_SCHEDULING,
 };
+// Every attribute id the headers define is read; one set to anything but its default that
+// kiln does not copy (an event-carrying attribute, a device-updatable node, an id newer than
+// this list) makes the graph non-persistable.
+constexpr unsigned kLastAttribute = CU_LAUNCH_ATTRIBUTE_NVLINK_UTIL_CENTRIC_SCHEDULING;
+
+bool copied_attribute(unsigned id) {
+  for (CUlaunchAttributeID c : kCopiedAttributes)
+    if (static_cast<unsigned>(c) == id) return true;
+  return false;
+}
+
+const char* attribute_name(unsigned id) {
+  switch (id) {
+    case CU_LAUNCH_ATTRIBUTE_SYNCHRONIZATION_POLICY: return "SYNCHRONIZATION_POLICY";
+    case CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION: return "PROGRAMMATIC_STREAM_SERIALIZATION";
+    case CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_EVENT: return "PROGRAMMATIC_EVENT";
+    case CU_LAUNCH_ATTRIBUTE_LAUNCH_COMPLETION_EVENT: return "LAUNCH_COMPLETION_EVENT";
+    case CU_LAUNCH_ATTRIBUTE_DEVICE_UPDATABLE_KERNEL_NODE: return "DEVICE_UPDATABLE_KERNEL_NODE";
+    default: return "unknown";
+  }
+}
 
 // Function attributes set by the application (not fixed at compile time).
 constexpr CUfunction_attribute kFunctionAttributes[] = {
@@ -102,6 +127,7 @@ class Walker {
 
     desc_.nodes.resize(n);
     for (size_t i = 0; i < n; ++i) walk_node(static_cast<uint32_t>(i));
+    check_events(graph);
     desc_.event_count = static_cast<uint32_t>(events_.size());
     return std::move(desc_);
   }
@@ -113,6 +139,20 @@ class Walker {
     if (drv_.cuFuncGetName && drv_.cuFuncGetName(&name, (CUfunction)handle) == CUDA_SUCCESS && name) return name;
     if (drv_.cuKernelGetName && drv_.cuKernelGetName(&name, (CUkernel)handle) == CUDA_SUCCESS && name) return name;
     return "<unnamed kernel>";
+  }
+
+  // What kiln saw of a kernel it cannot name by binary: whether the driver knows its
+  // module, and how many binaries kiln recorded while enabled.
+  std::string unknown_kernel_message(const void* handle, CUfunction func, uint32_t node) const {
+    std::string module = "the driver names no module for it";
+    CUmodule owner = nullptr;
+    if (func && drv_.cuFuncGetModule && drv_.cuFuncGetModule(&owner, func) == CUDA_SUCCESS && owner)
+      module = format("its module 0x%llx was loaded through no driver call kiln saw", (unsigned long long)owner);
+    return format("kernel %s (graph node %u) comes from a binary kiln did not record: %s (%zu binaries recorded "
+                  "while kiln was enabled). A binary loaded before kiln was enabled, or by code that reaches the "
+                  "driver neither through dlsym, cuGetProcAddress nor the exported driver symbols, is unknown "
+                  "to kiln",
+                  kernel_name(handle).c_str(), node, module.c_str(), BinaryRegistry::instance().count());
   }
 
   // "between kernels A and B": where an unsupported node sits, for the error message.
@@ -229,19 +269,66 @@ class Walker {
       k.args.assign(static_cast<const uint8_t*>(buffer), static_cast<const uint8_t*>(buffer) + size);
       for (uint32_t off = 0; off + 8 <= size; off += 8) audit_word(w, node, off, -1);
     }
+    audit_tensor_maps(w, node);
   }
 
-  void read_attributes(KernelShape& k, CUgraphNode node, CUfunction function) {
-    for (CUlaunchAttributeID id : kNodeAttributes) {
+  // A tensor map made while kiln ran, found among the arguments by its bytes: the address
+  // it encodes is audited like a pointer argument. Inside the region it must be live and
+  // appear as a plain word of the map, which the word audit recorded (LOAD checks it is
+  // backed); outside, device memory is refused.
+  void audit_tensor_maps(Walking& w, uint32_t node) {
+    TensorMapRegistry& maps = TensorMapRegistry::instance();
+    KernelNode& k = w.k;
+    if (k.args.size() < kTensorMapBytes || maps.size() == 0) return;
+    for (size_t off = 0; off + kTensorMapBytes <= k.args.size(); off += kTensorMapAlign) {
+      std::optional<uint64_t> address = maps.address_of(k.args.data() + off);
+      if (!address || *address == 0) continue;
+      std::string what = format("kernel %s (graph node %u): the tensor map at argument byte %zu", w.shape.entry.c_str(),
+                                node, off);
+      if (!region_ || !region_->contains(*address)) {
+        if (is_device_memory(*address))
+          throw Error(ErrorKind::external_pointer,
+                      format("%s encodes 0x%llx, which points into device memory outside the kiln region; allocate "
+                             "that buffer while the region is active",
+                             what.c_str(), (unsigned long long)*address));
+        continue;
+      }
+      if (!region_->is_live(*address))
+        throw Error(ErrorKind::non_persistable,
+                    format("%s encodes 0x%llx, in the kiln region but not in a live allocation", what.c_str(),
+                           (unsigned long long)*address));
+      bool recorded = false;
+      for (const RegionPointer& p : k.region_pointers)
+        recorded |= p.arg_offset >= off && p.arg_offset + 8 <= off + kTensorMapBytes && p.address == *address;
+      if (!recorded)
+        throw Error(ErrorKind::non_persistable,
+                    format("%s encodes 0x%llx in a form kiln cannot record as a pointer", what.c_str(),
+                           (unsigned long long)*address));
+    }
+  }
+
+  void read_attributes(KernelShape& k, uint32_t index, CUgraphNode node, CUfunction function) {
+    for (unsigned id = 1; id <= kLastAttribute; ++id) {
       CUlaunchAttributeValue v;
       std::memset(&v, 0, sizeof v);
-      if (drv_.cuGraphKernelNodeGetAttribute(node, id, &v) != CUDA_SUCCESS) continue;
+      CUresult r = drv_.cuGraphKernelNodeGetAttribute(node, static_cast<CUlaunchAttributeID>(id), &v);
+      // INVALID_VALUE: an id kernel nodes do not carry (stream-only, launch-only, undefined).
+      if (r == CUDA_ERROR_INVALID_VALUE || r == CUDA_ERROR_NOT_SUPPORTED) continue;
+      if (r != CUDA_SUCCESS)
+        throw Error(ErrorKind::non_persistable,
+                    format("kernel %s (graph node %u): cannot read launch attribute %u (%s)", k.entry.c_str(), index,
+                           id, describe_result("cuGraphKernelNodeGetAttribute", r).c_str()));
       static const uint8_t zero[sizeof v] = {};
       if (std::memcmp(&v, zero, sizeof v) == 0) continue;
+      if (!copied_attribute(id))
+        throw Error(ErrorKind::non_persistable,
+                    format("kernel %s (graph node %u) carries launch attribute %s (id %u), which kiln does not "
+                           "restore",
+                           k.entry.c_str(), index, attribute_name(id), id));
       if (id == CU_LAUNCH_ATTRIBUTE_ACCESS_POLICY_WINDOW && v.accessPolicyWindow.base_ptr)
         require_in_region(reinterpret_cast<uint64_t>(v.accessPolicyWindow.base_ptr),
                           "kernel " + k.entry + ": access policy window");
-      LaunchAttribute a{static_cast<uint32_t>(id), {}};
+      LaunchAttribute a{id, {}};
       std::memcpy(a.value, &v, sizeof a.value);
       k.attributes.push_back(a);
     }
@@ -262,11 +349,7 @@ class Walker {
     const void* handle = p.func ? static_cast<const void*>(p.func) : static_cast<const void*>(p.kern);
     auto id = BinaryRegistry::instance().identify_with_driver(
         p.func ? p.func : reinterpret_cast<CUfunction>(p.kern));
-    if (!id)
-      throw Error(ErrorKind::unknown_kernel,
-                  format("kernel %s (graph node %u) comes from a binary kiln did not record: it was loaded before kiln "
-                         "was enabled (start the process under `kiln run`, or enable kiln before any CUDA work)",
-                         kernel_name(handle).c_str(), i));
+    if (!id) throw Error(ErrorKind::unknown_kernel, unknown_kernel_message(handle, p.func, i));
     shape.binary = id->binary;
     shape.entry = id->entry;
     k.grid[0] = p.gridDimX, k.grid[1] = p.gridDimY, k.grid[2] = p.gridDimZ;
@@ -276,7 +359,7 @@ class Walker {
     read_arguments(w, i, p);
     CUfunction function = p.func;
     if (!function && p.kern && drv_.cuKernelGetFunction) drv_.cuKernelGetFunction(&function, p.kern);
-    read_attributes(shape, nodes_[i], function);
+    read_attributes(shape, i, nodes_[i], function);
     k.shape = std::make_shared<const KernelShape>(std::move(shape));
   }
 
@@ -305,9 +388,27 @@ class Walker {
                              p.dstPitch,    p.dstHeight,   p.WidthInBytes, p.Height, p.Depth};
   }
 
-  uint32_t event_index(CUevent ev) {
+  uint32_t event_index(CUevent ev, uint32_t node, bool record) {
     auto [it, inserted] = events_.emplace(ev, static_cast<uint32_t>(events_.size()));
+    EventUse& use = event_uses_[ev];
+    (record ? use.record_node : use.wait_node) = node;
     return it->second;
+  }
+
+  // A restored graph gets private events: faithful only when the graph both records and
+  // waits on each of its events and nothing else (eager code, another graph) uses them.
+  void check_events(CUgraph graph) {
+    for (const auto& [ev, use] : event_uses_) {
+      uint32_t node = use.record_node != kNone ? use.record_node : use.wait_node;
+      std::string where = format("graph node %u (event %s)", node, use.record_node != kNone ? "record" : "wait");
+      if (use.record_node == kNone || use.wait_node == kNone)
+        throw Error(ErrorKind::non_persistable,
+                    format("%s: the graph %s an event it never %s, so it synchronises with code outside the graph; a "
+                           "restored graph gets private events and would lose that synchronisation%s",
+                           where.c_str(), use.record_node == kNone ? "waits on" : "records",
+                           use.record_node == kNone ? "records" : "waits on", neighbourhood(node).c_str()));
+      EventRegistry::instance().claim(ev, graph, where);
+    }
   }
 
   void walk_node(uint32_t i) {
@@ -323,14 +424,14 @@ class Walker {
         CUevent ev;
         check(drv_.cuGraphEventRecordNodeGetEvent(nodes_[i], &ev), "cuGraphEventRecordNodeGetEvent");
         node.type = NodeType::event_record;
-        node.event = event_index(ev);
+        node.event = event_index(ev, i, true);
         break;
       }
       case CU_GRAPH_NODE_TYPE_WAIT_EVENT: {
         CUevent ev;
         check(drv_.cuGraphEventWaitNodeGetEvent(nodes_[i], &ev), "cuGraphEventWaitNodeGetEvent");
         node.type = NodeType::event_wait;
-        node.event = event_index(ev);
+        node.event = event_index(ev, i, false);
         break;
       }
       default:
@@ -346,6 +447,11 @@ class Walker {
   std::vector<CUgraphNode> nodes_;
   std::unordered_map<CUgraphNode, uint32_t> index_;
   std::unordered_map<CUevent, uint32_t> events_;
+  static constexpr uint32_t kNone = ~0u;
+  struct EventUse {
+    uint32_t record_node = kNone, wait_node = kNone;
+  };
+  std::map<CUevent, EventUse> event_uses_;  // ordered: the first refusal does not depend on hashing
 };
 
 }  // namespace

@@ -5,14 +5,24 @@
 #include <cstring>
 
 #include "common/log.h"
+#include "interposer/real_dlsym.h"
 
 namespace kiln {
 
-#define KILN_DEFINE_SLOT(wrapper, slot, base, ver, per_thread, exported, pfn) std::atomic<void*> slot{nullptr};
+#define KILN_DEFINE_SLOT(wrapper, slot, base, ver, per_thread, exported, pfn) RealSlot slot{exported};
 KILN_HOOKS(KILN_DEFINE_SLOT)
 #undef KILN_DEFINE_SLOT
 
 namespace {
+
+void* libcuda_handle() {
+  static void* handle = [] {
+    void* h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_NOLOAD);
+    if (!h) h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_GLOBAL);
+    return h;
+  }();
+  return handle;
+}
 
 #define KILN_ENTRY(wrapper, slot, base, ver, per_thread, exported, pfn) \
   HookEntry{base, ver, per_thread != 0, exported, reinterpret_cast<void*>(static_cast<pfn>(&wrapper)), &slot},
@@ -40,7 +50,7 @@ bool comes_from_libcuda(void* fn) {
 
 void* bind(const HookEntry& e, void* real) {
   void* expected = nullptr;
-  if (!e.real->compare_exchange_strong(expected, real, std::memory_order_acq_rel) && expected != real) {
+  if (!e.real->fn.compare_exchange_strong(expected, real, std::memory_order_acq_rel) && expected != real) {
     // A second, different real pointer (e.g. a tool's wrapper): keep the first, both work.
     KILN_DEBUG("%s: driver handed out a second implementation; keeping the first", e.exported);
   }
@@ -49,6 +59,24 @@ void* bind(const HookEntry& e, void* real) {
 }
 
 }  // namespace
+
+void* RealSlot::get() {
+  void* f = fn.load(std::memory_order_acquire);
+  if (f) return f;
+  // A direct caller reached the exported wrapper before any dlsym or cuGetProcAddress
+  // handed this entry point out: libcuda's own symbol (a handle lookup never finds kiln's).
+  void* handle = libcuda_handle();
+  void* found = handle ? real_dlsym(handle, exported) : nullptr;
+  if (!found) {
+    KILN_ERROR("%s: the CUDA driver's own function cannot be found (libcuda.so.1 %s)", exported,
+               handle ? "lacks it" : "cannot be loaded");
+    return nullptr;
+  }
+  void* expected = nullptr;
+  if (!fn.compare_exchange_strong(expected, found, std::memory_order_acq_rel)) return expected;
+  KILN_TRACE("%s resolved from libcuda for a direct caller", exported);
+  return found;
+}
 
 const HookEntry* hook_entries(int* count) {
   *count = static_cast<int>(sizeof g_entries / sizeof g_entries[0]);

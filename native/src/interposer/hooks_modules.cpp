@@ -112,4 +112,16 @@ CUresult hook_cuKernelGetFunction_v12000_(CUfunction* function, CUkernel kernel)
   return r;
 }
 
+CUresult hook_cuModuleGetGlobal_v3020_(CUdeviceptr* dptr, size_t* bytes, CUmodule module, const char* name) {
+  CUresult r = KILN_REAL(cuModuleGetGlobal_v3020_)(dptr, bytes, module, name);
+  if (r == CUDA_SUCCESS && interposer_enabled()) BinaryRegistry::instance().on_module_global(module, name);
+  return r;
+}
+
+CUresult hook_cuLibraryGetGlobal_v12000_(CUdeviceptr* dptr, size_t* bytes, CUlibrary library, const char* name) {
+  CUresult r = KILN_REAL(cuLibraryGetGlobal_v12000_)(dptr, bytes, library, name);
+  if (r == CUDA_SUCCESS && interposer_enabled()) BinaryRegistry::instance().on_library_global(library, name);
+  return r;
+}
+
 }  // namespace kiln
