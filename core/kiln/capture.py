@@ -12,9 +12,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self
 
-from kiln.errors import KilnError, NonPersistableGraph, RngStateError
+from kiln.errors import KilnError, NonPersistableGraph
 from kiln.native import native
 from kiln.region import Region
+from kiln.rng_check import check_graph_rng
 from kiln.tensors import TensorSpec
 
 
@@ -134,25 +135,9 @@ class CaptureSession:
         specs_out = [TensorSpec.of(t, f"output {i} of {name!r}") for i, t in enumerate(outputs)]
 
         desc = native().walk_graph(g.raw_cuda_graph(), dev)
-        self._check_rng(g, name)
+        check_graph_rng(g, name, dev)
         captured = CapturedGraph(
             name, g, desc, list(inputs), outputs, specs_in, specs_out, (before, after)
         )
         self.graphs.append(captured)
         return captured
-
-    def _check_rng(self, g: Any, name: str) -> None:
-        """A graph that draws from PyTorch's CUDA RNG advances the generator on each replay;
-        a restored raw graph would not, and would repeat its random numbers."""
-        import torch
-
-        gen = torch.cuda.default_generators[self.region.device]
-        before = gen.get_offset()
-        g.replay()
-        torch.cuda.synchronize(self.region.device)
-        if gen.get_offset() != before:
-            raise RngStateError(
-                f"graph {name!r} uses PyTorch's CUDA random number generator (its philox offset "
-                f"advanced by {gen.get_offset() - before} on replay); a restored graph would repeat "
-                "the same random numbers, so kiln refuses to persist it"
-            )

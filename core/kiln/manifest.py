@@ -18,6 +18,15 @@ FINGERPRINT = "fingerprint"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
+def _symbols(value: Any, fail: Any) -> tuple[str, ...]:
+    """A binary entry's module-global names: a list of short, non-empty strings."""
+    if not isinstance(value, list) or len(value) > 4096:
+        raise fail("a binary entry's globals are not a list of symbol names")
+    if not all(isinstance(v, str) and 0 < len(v) <= 4096 for v in value):
+        raise fail("a binary entry's globals are not a list of symbol names")
+    return tuple(value)
+
+
 @dataclass(frozen=True)
 class BinaryEntry:
     section: str
@@ -32,6 +41,10 @@ class BinaryEntry:
     # Set when the section holds a pruned cubin (kiln.cubin_prune): the size of the whole
     # cubin it was cut from. The source fields then name the image the application loaded.
     unpruned_size: int | None = None
+    # Module globals (__device__ / __constant__ symbols) whose addresses the application
+    # obtained at SAVE: it may have written them, so LOAD launches this binary's kernels only
+    # from the application's own loaded module, never from a fresh copy.
+    globals: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -45,6 +58,8 @@ class BinaryEntry:
             out["source_size"] = self.source_size
         if self.unpruned_size is not None:
             out["unpruned_size"] = self.unpruned_size
+        if self.globals:
+            out["globals"] = list(self.globals)
         return out
 
     @property
@@ -179,6 +194,7 @@ class Manifest:
                     str(b["source_sha256"]) if source else None,
                     int(b["source_size"]) if source else None,
                     int(b["unpruned_size"]) if "unpruned_size" in b else None,
+                    _symbols(b.get("globals", []), fail),
                 )
                 if e.section not in sections or not _HEX64.match(e.sha256) or e.size <= 0:
                     raise fail(f"binary entry {e.section!r} is invalid or its section is missing")

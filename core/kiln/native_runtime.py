@@ -22,6 +22,7 @@ from kiln.errors import KilnError, NonPersistableGraph, RestoreError
 from kiln.lifecycle.types import FingerprintValue, RestoreProgress, RunMode
 from kiln.native import native
 from kiln.region import Region, RegionConfig
+from kiln.rng_check import TorchGraphWatch, check_graph_rng
 from kiln.restored import RestoredGraph, RestoredSet
 from kiln.tensors import TensorSpec
 
@@ -70,6 +71,7 @@ class NativeRuntime:
         self._manifest: Any = None
         self._restored: RestoredSet | None = None
         self._decoding: Future[None] | None = None
+        self._torch_graphs = TorchGraphWatch()
 
     # --- device -----------------------------------------------------------------------
     def fingerprint(self, device: int) -> Mapping[str, FingerprintValue]:
@@ -130,6 +132,7 @@ class NativeRuntime:
             session.window = (region.trajectory_length(), region.trajectory_length())
         self._open_key = key
         self._key_start = region.trajectory_length()
+        self._torch_graphs.arm()
         native().capture_recorder_arm(region.device)
 
     def end_graph(self, key: str, result: object = None) -> None:
@@ -139,6 +142,7 @@ class NativeRuntime:
             raise KilnError(f"end_graph({key!r}) without a matching begin_graph")
         self._open_key = None
         descs = native().capture_recorder_take()
+        torch_graphs = self._torch_graphs.take()
         if len(descs) != 1:
             raise NonPersistableGraph(
                 f"graph {key!r}: the engine's capture ended {len(descs)} stream captures; kiln "
@@ -149,6 +153,10 @@ class NativeRuntime:
             for i, t in enumerate(_tensors(result))
             if region.contains(t.data_ptr())
         ]
+        # The same RNG check as CaptureSession's, on the engine's own torch graph (a capture
+        # that did not go through torch.cuda.CUDAGraph cannot use torch's generator).
+        for graph in torch_graphs:
+            check_graph_rng(graph, key, region.device)
         end = region.trajectory_length()
         session.graphs.append(_RecordedGraph(key, descs[0], [], outputs, (self._key_start, end)))
         assert session.window is not None
@@ -156,6 +164,7 @@ class NativeRuntime:
 
     def abort_graph(self, key: str) -> None:
         native().capture_recorder_disarm()
+        self._torch_graphs.take()
         with contextlib.suppress(KilnError):
             native().capture_recorder_take()
         self._open_key = None

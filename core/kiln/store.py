@@ -4,6 +4,7 @@ replayable graphs in a fresh process."""
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import hashlib
 import os
 import time
@@ -217,6 +218,9 @@ def archive_sections(
     for g in session.graphs:
         for bid, entry in g.desc.kernels():
             launched.setdefault(slot_of[bid], set()).add(entry)
+    violation = n.event_violation()
+    if violation:
+        raise NonPersistableGraph(violation)
     binaries: list[BinaryEntry] = []
     prune = pruning_enabled()
     for slot, (bid, data, digest) in enumerate(first):
@@ -229,6 +233,9 @@ def archive_sections(
             region,
             kernels=launched.get(slot, set()) if prune else (),
         )
+        stateful = sorted({g for b, s in slot_of.items() if s == slot for g in n.binary_globals(b)})
+        if stateful:
+            entry = dataclasses.replace(entry, globals=tuple(stateful))
         binaries.append(entry)
 
     graphs: list[GraphEntry] = []
@@ -379,6 +386,14 @@ def _app_copies(binaries: list[BinaryEntry]) -> list[int]:
             if n.binary_loaded(i) and digest(i) == sha:
                 found = i
                 break
+        if found < 0 and b.globals:
+            raise RestoreError(
+                f"kernel binary {b.section} has module globals the application obtained at SAVE "
+                f"({', '.join(b.globals[:3])}{', ...' if len(b.globals) > 3 else ''}) and this "
+                "process has not loaded its own copy of that binary: a copy loaded from the "
+                "archive would start from the image's initial values, not what the application "
+                "wrote (load the module and set its globals before kiln restores)"
+            )
         out.append(found)
     return out
 

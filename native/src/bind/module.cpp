@@ -492,6 +492,23 @@ NB_MODULE(_native, m) {
     static std::set<std::string> names;  // the registry keeps the call name's pointer
     EventRegistry::instance().on_eager_use(reinterpret_cast<CUevent>(event), names.insert(call).first->c_str());
   }, "event"_a, "call"_a, "The event hooks' bookkeeping for a use outside any capture.");
+  t.def("graph_events", [](uintptr_t graph) {
+    const DriverTable& drv = driver();
+    size_t n = 0;
+    check(drv.cuGraphGetNodes(reinterpret_cast<CUgraph>(graph), nullptr, &n), "cuGraphGetNodes");
+    std::vector<CUgraphNode> nodes(n);
+    if (n) check(drv.cuGraphGetNodes(reinterpret_cast<CUgraph>(graph), nodes.data(), &n), "cuGraphGetNodes");
+    std::vector<uintptr_t> events;
+    for (CUgraphNode node : nodes) {
+      CUgraphNodeType type;
+      check(drv.cuGraphNodeGetType(node, &type), "cuGraphNodeGetType");
+      CUevent ev = nullptr;
+      if (type == CU_GRAPH_NODE_TYPE_EVENT_RECORD) check(drv.cuGraphEventRecordNodeGetEvent(node, &ev), "event");
+      else if (type == CU_GRAPH_NODE_TYPE_WAIT_EVENT) check(drv.cuGraphEventWaitNodeGetEvent(node, &ev), "event");
+      if (ev) events.push_back(reinterpret_cast<uintptr_t>(ev));
+    }
+    return events;
+  }, "graph"_a, "The event handles of a graph's event nodes, in node order.");
   t.def("forget_events_and_tensor_maps", [] {
     EventRegistry::instance().clear();
     TensorMapRegistry::instance().clear();
