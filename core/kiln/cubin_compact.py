@@ -13,8 +13,10 @@ field, .nv.callgraph edges and the .nv.info attributes that name symbols.
 Anything that could name a removed symbol or section in a way this module does not
 rewrite (an .nv.info attribute it does not know, a relocation or call against a removed
 function, a string table shared by symbols and sections) raises PruneRefused, and SAVE
-falls back to the stubbed form, then to the whole cubin. SAVE also loads the result and
-compares every launched kernel with the original's (kiln.pruned_binaries).
+falls back to the stubbed form, then to the whole cubin. SAVE also reads the result back
+and compares every kept function's code, relocations and .nv.info with the original's by
+name (kiln.cubin_verify; any difference stores the cubin whole), then loads both and
+compares every launched kernel (kiln.pruned_binaries).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from kiln.cubin_elf import (
 )
 from kiln.cubin_prune import PrunedCubin
 
-__all__ = ["compact_cubin"]
+__all__ = ["SYMBOL_FIRST", "SYMBOL_LIST", "compact_cubin"]
 
 # Renumbers a symbol; refuses one that was removed (the string says where it was named).
 _Renumber = Callable[[int, str], int]
@@ -52,8 +54,8 @@ _Renumber = Callable[[int, str], int]
 # .nv.info attributes (EIATTR_*) whose 4-byte-format payload names symbols: the first word
 # (PARAM_CBANK: the constant bank's section symbol; FRAME_SIZE, MIN_STACK_SIZE,
 # MAX_STACK_SIZE, REGCOUNT: the function) or every word (EXTERNS).
-_SYMBOL_FIRST = {0x0A, 0x11, 0x12, 0x23, 0x2F}
-_SYMBOL_LIST = {0x0F}
+SYMBOL_FIRST = {0x0A, 0x11, 0x12, 0x23, 0x2F}
+SYMBOL_LIST = {0x0F}
 # Attributes whose payload holds values or code offsets only (never a symbol or section
 # index); anything else in a kept function's .nv.info is refused. Entries of the 1- and
 # 2-byte formats carry two bytes of value and are always kept.
@@ -226,14 +228,14 @@ def _info(c: Cubin, i: int, shared: bool, symbol: dict[int, int], sym: _Renumber
             out += entry
             continue
         payload = entry[4:]
-        if attr in _SYMBOL_FIRST:
+        if attr in SYMBOL_FIRST:
             if len(payload) < 4:
                 raise PruneRefused(f"{name}: attribute 0x{attr:x} is too short")
             (k,) = struct.unpack_from("<I", payload)
             if shared and k not in symbol:
                 continue
             out += entry[:4] + struct.pack("<I", sym(k, name)) + payload[4:]
-        elif attr in _SYMBOL_LIST:
+        elif attr in SYMBOL_LIST:
             if len(payload) % 4:
                 raise PruneRefused(f"{name}: attribute 0x{attr:x} is malformed")
             ks = struct.unpack(f"<{len(payload) // 4}I", payload)

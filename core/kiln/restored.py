@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+import sys
+import threading
 import time
-from collections.abc import Iterator, Mapping
+import weakref
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from kiln.errors import KilnError, UnmappedRangeError
 from kiln.native import native
 from kiln.tensors import TensorSpec
+
+log = logging.getLogger("kiln.restored")
 
 
 class RestoredGraph:
@@ -36,8 +42,11 @@ class RestoredGraph:
                         f"{what} {i} of graph {name!r} ([0x{s.address:x}, +{s.nbytes})) is not "
                         "backed in this process"
                     )
-        self.inputs = [s.tensor(owner.device, owner) for s in inputs]
-        self.outputs = [s.tensor(owner.device, owner) for s in outputs]
+        # The tensors keep the window memory mapped, not the set: the reference a tensor
+        # holds is invisible to the garbage collector, and one back to the set (which
+        # holds the tensors) would keep it and its native objects alive for good.
+        self.inputs = [s.tensor(owner.device, owner.memory) for s in inputs]
+        self.outputs = [s.tensor(owner.device, owner.memory) for s in outputs]
 
     @property
     def node_count(self) -> int:
@@ -87,8 +96,59 @@ def current_stream_handle(device: int) -> int:
     return int(torch.cuda.current_stream(device).cuda_stream)
 
 
+class WindowMemory:
+    """The capture window's allocations that LOAD re-created at their recorded addresses.
+
+    The restored set and every tensor it hands out reference this object; the memory is
+    released when the last reference goes, after the device has finished all work (a
+    replay in flight or a tensor still in use must not find its memory unmapped). Nothing
+    is released while the interpreter shuts down: the process's exit frees it."""
+
+    def __init__(self, device: int) -> None:
+        self.device = device
+        self._addresses: list[int] = []
+        self._finalizer = weakref.finalize(
+            self, _release, native(), device, self._addresses, sys.is_finalizing
+        )
+        self._finalizer.atexit = False
+
+    def add(self, address: int) -> None:
+        self._addresses.append(address)
+
+    @property
+    def addresses(self) -> tuple[int, ...]:
+        return tuple(self._addresses)
+
+    @property
+    def released(self) -> bool:
+        return not self._finalizer.alive
+
+
+_release_lock = threading.Lock()
+
+
+def _release(n: Any, device: int, addresses: list[int], finalizing: Callable[[], bool]) -> None:
+    """Synchronise the device, then unmap `addresses` (WindowMemory's finalizer; holds no
+    reference to the object it finalizes)."""
+    if not addresses or finalizing():
+        return
+    with _release_lock:
+        try:
+            n.synchronize_device(device)
+        except Exception as e:  # noqa: BLE001 (a finalizer must not raise; unmapping now could fault)
+            log.warning("restored window memory not released: %s", e)
+            return
+        for addr in addresses:
+            try:
+                n.region_release(device, addr)
+            except Exception as e:  # noqa: BLE001
+                log.warning("releasing restored window memory at 0x%x failed: %s", addr, e)
+        addresses.clear()
+
+
 class RestoredSet(Mapping[str, RestoredGraph]):
-    """Every graph of one archive. Tensors handed out keep it (and its memory) alive."""
+    """Every graph of one archive. Tensors handed out keep its window memory alive
+    (WindowMemory), also past close()."""
 
     def __init__(self, reader: Any, device: int) -> None:
         self.device = device
@@ -100,7 +160,7 @@ class RestoredSet(Mapping[str, RestoredGraph]):
         self._building = False
         self._reader = reader
         self._graphs: dict[str, RestoredGraph] = {}
-        self._allocations: list[int] = []
+        self._memory: WindowMemory | None = WindowMemory(device)
         self._waited: dict[str, float] = {}
         # time.monotonic() when the restore began (set by kiln.load): native categories are
         # then also reported as `<category>_start` / `_end` seconds after it.
@@ -136,8 +196,14 @@ class RestoredSet(Mapping[str, RestoredGraph]):
         """Templates instantiated to make every graph replayable (one per family of groups)."""
         return int(self.graph_set.family_count)
 
+    @property
+    def memory(self) -> WindowMemory:
+        if self._memory is None:
+            raise KilnError("this restored set was closed")
+        return self._memory
+
     def own_allocation(self, address: int) -> None:
-        self._allocations.append(address)
+        self.memory.add(address)
 
     def add(self, graph: RestoredGraph) -> None:
         self._graphs[graph.name] = graph
@@ -207,14 +273,12 @@ class RestoredSet(Mapping[str, RestoredGraph]):
 
     def close(self) -> None:
         """Stop background builds and destroy the executables, then the kernels they use,
-        then the memory."""
+        then drop this set's reference to the window memory: it is released (after the
+        device finished all work) once no tensor handed out uses it any more."""
         self._graphs.clear()
         self._graph_set = None
         self._building = False
         self.kernels = None
         self.verification = None  # after its consumers: it stops hashing and fails what is left
-        n = native()
-        for addr in self._allocations:
-            n.region_release(self.device, addr)
-        self._allocations.clear()
+        self._memory = None  # the memory is released here unless a tensor still uses it
         self._reader.close()

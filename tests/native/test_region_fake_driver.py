@@ -270,6 +270,7 @@ def test_preallocation_fast_path_makes_no_create_calls(fake):
         "live_mappings": 0,
         "physical_bytes": 0,
         "create_calls": 0,
+        "busy_unmaps": 0,
     }
 
 

@@ -201,6 +201,11 @@ NB_MODULE(_native, m) {
     nb::gil_scoped_release release;
     return with_region(device, [&](Region& r) { return r.release(addr); });
   }, "device"_a, "address"_a);
+  m.def("synchronize_device", [](int device) {
+    nb::gil_scoped_release release;
+    primary_context(device);  // bound on this thread unless it is current already
+    check(driver().cuCtxSynchronize(), "cuCtxSynchronize");
+  }, "device"_a, "Wait until all work on the device's primary context has completed.");
   m.def("region_is_backed", [](int device, uint64_t addr, uint64_t len) {
     return with_region(device, [&](Region& r) { return r.is_backed(addr, len); });
   }, "device"_a, "address"_a, "length"_a);
@@ -387,6 +392,7 @@ NB_MODULE(_native, m) {
     d["live_mappings"] = s.live_mappings;
     d["physical_bytes"] = s.physical_bytes;
     d["create_calls"] = s.create_calls;
+    d["busy_unmaps"] = s.busy_unmaps;
     return d;
   });
   t.def("fake_graph_stats", [] {
@@ -410,6 +416,7 @@ NB_MODULE(_native, m) {
     d["uploads"] = s.uploads;
     d["own_stream_uploads"] = s.own_stream_uploads;
     d["live_streams"] = s.live_streams;
+    d["ctx_syncs"] = s.ctx_syncs;
     return d;
   });
   t.def("fail_node_enables", &testing::fail_node_enables, "count"_a,

@@ -161,6 +161,7 @@ std::unique_ptr<BuiltGraph> build_graph(const GraphDesc& desc, KernelTable& kern
   const std::vector<uint32_t>& kernel_of = (prepared ? *prepared : own).of_node;
   if (kernel_of.size() != desc.nodes.size())
     throw Error(ErrorKind::restore, "build_graph: kernel indices of another graph");
+  kernels.check_arguments(desc, kernel_of);  // before any argument bytes reach the driver
   t.checked = SteadyClock::now();
   GraphGuard graph;
   check(drv.cuGraphCreate(&graph.g, 0), "cuGraphCreate");

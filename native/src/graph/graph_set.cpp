@@ -257,6 +257,9 @@ std::unique_ptr<BuiltGraph> GraphSet::build_template(Family& f) {
   // counts as replayable, so a failure surfaces at wait, not at the first switch.
   TimedSpan span(timeline_, "templates.member_kernels");
   kernels_.require(f.kernels);
+  // Switches hand every member's argument bytes to the driver: checked before any is.
+  for (size_t m : f.members)
+    kernels_.check_arguments(members_[m]->desc, members_[m]->kernels.of_node, format("graph %zu", m));
   return built;
 }
 

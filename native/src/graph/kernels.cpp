@@ -27,6 +27,51 @@ void want(Wanted& wanted, int32_t attribute, int32_t value) {
   wanted.emplace_back(attribute, value);
 }
 
+// The parameter layout the driver reports for a loaded function (`kernel`: its library
+// kernel, when it came from a library), as SAVE's walk read it.
+std::vector<ParamSlot> read_layout(CUfunction f, CUkernel kernel, const std::string& entry) {
+  const DriverTable& drv = driver();
+  std::vector<ParamSlot> out;
+  for (size_t idx = 0;; ++idx) {
+    size_t off = 0, size = 0;
+    CUresult r = drv.cuFuncGetParamInfo ? drv.cuFuncGetParamInfo(f, idx, &off, &size) : CUDA_ERROR_NOT_SUPPORTED;
+    if (r == CUDA_ERROR_INVALID_HANDLE && kernel && drv.cuKernelGetParamInfo)
+      r = drv.cuKernelGetParamInfo(kernel, idx, &off, &size);
+    if (r == CUDA_ERROR_INVALID_VALUE) break;  // past the last parameter
+    if (r != CUDA_SUCCESS)
+      throw Error(ErrorKind::restore,
+                  format("kernel %s: cannot read the loaded function's parameter layout: %s", entry.c_str(),
+                         describe_result("cuFuncGetParamInfo", r).c_str()),
+                  r);
+    if (idx >= (1u << 16) || off > UINT32_MAX || size > UINT32_MAX)  // parameters fit in 32 KiB
+      throw Error(ErrorKind::restore, format("kernel %s: the loaded function reports an implausible parameter layout",
+                                             entry.c_str()));
+    out.push_back({static_cast<uint32_t>(off), static_cast<uint32_t>(size)});
+  }
+  return out;
+}
+
+uint64_t layout_end(const std::vector<ParamSlot>& layout) {
+  uint64_t end = 0;
+  for (const ParamSlot& s : layout) end = std::max<uint64_t>(end, uint64_t{s.offset} + s.size);
+  return end;
+}
+
+// What differs between a node's recorded parameter layout and its function's, or "".
+std::string layout_difference(const KernelShape& shape, const std::vector<ParamSlot>& function) {
+  if (shape.extra_buffer) return "";  // one buffer, no recorded layout: its length is checked per node
+  const std::vector<ParamSlot>& recorded = shape.params;
+  if (recorded.size() != function.size())
+    return format("the archive records %zu parameter%s, the loaded function takes %zu", recorded.size(),
+                  recorded.size() == 1 ? "" : "s", function.size());
+  for (size_t i = 0; i < recorded.size(); ++i)
+    if (recorded[i].offset != function[i].offset || recorded[i].size != function[i].size)
+      return format("parameter %zu is recorded at byte %u with %u bytes, the loaded function has it at byte %u with "
+                    "%u bytes",
+                    i, recorded[i].offset, recorded[i].size, function[i].offset, function[i].size);
+  return "";
+}
+
 void check_slot(uint32_t binary, const std::string& entry, size_t binaries) {
   if (binary >= binaries)
     throw Error(ErrorKind::corrupt, format("kernel %s refers to binary slot %u of %zu", entry.c_str(), binary, binaries));
@@ -208,11 +253,11 @@ void KernelTable::resolve(Kernel& k) {
   TimedSpan span(timeline_, "kernels.resolve");
   const DriverTable& drv = driver();
   CUfunction f = nullptr;
+  CUkernel kernel = nullptr;
   CUresult r;
   if (src.module) {
     r = drv.cuModuleGetFunction(&f, src.module, k.entry.c_str());
   } else {
-    CUkernel kernel = nullptr;
     r = drv.cuLibraryGetKernel(&kernel, src.library, k.entry.c_str());
     if (r == CUDA_SUCCESS) r = drv.cuKernelGetFunction(&f, kernel);
   }
@@ -220,6 +265,7 @@ void KernelTable::resolve(Kernel& k) {
     throw Error(ErrorKind::restore, format("kernel %s not found in archive binary %u: %s", k.entry.c_str(), k.slot,
                                            describe_result("kernel lookup", r).c_str()),
                 r);
+  k.layout = read_layout(f, kernel, k.entry);
   k.function = f;
   apply_attributes(k);
   k.resolved.store(true, std::memory_order_release);
@@ -298,6 +344,34 @@ CUfunction KernelTable::function(uint32_t slot, const std::string& entry) const 
     i = it->second;
   }
   return function(static_cast<uint32_t>(i));
+}
+
+void KernelTable::check_arguments(const GraphDesc& desc, const std::vector<uint32_t>& kernel_of,
+                                  const std::string& graph) const {
+  if (kernel_of.size() != desc.nodes.size())
+    throw Error(ErrorKind::restore, "check_arguments: kernel indices of another graph");
+  // Nodes decoded from one blob share their shapes: each layout is compared once.
+  std::unordered_map<const KernelShape*, uint64_t> needed;  // shape -> argument bytes it needs
+  for (size_t i = 0; i < desc.nodes.size(); ++i) {
+    const Node& n = desc.nodes[i];
+    if (n.type != NodeType::kernel) continue;
+    const KernelShape& shape = n.kernel.info();
+    auto [it, first] = needed.emplace(&shape, 0);
+    auto fail = [&](const std::string& what) {
+      return Error(ErrorKind::restore, format("kernel %s (graph node %zu%s%s): %s", shape.entry.c_str(), i,
+                                              graph.empty() ? "" : " of ", graph.c_str(), what.c_str()));
+    };
+    if (first) {
+      function(kernel_of[i]);  // throws unless resolved
+      const Kernel& k = kernels_[kernel_of[i]];
+      std::string differs = layout_difference(shape, k.layout);
+      if (!differs.empty()) throw fail(differs);
+      it->second = layout_end(shape.extra_buffer ? k.layout : shape.params);
+    }
+    if (n.kernel.args.size() < it->second)
+      throw fail(format("its %zu argument bytes do not cover the function's parameters (%llu bytes)",
+                        n.kernel.args.size(), (unsigned long long)it->second));
+  }
 }
 
 size_t KernelTable::size() const {

@@ -80,6 +80,13 @@ class KernelTable {
   CUfunction function(uint32_t index) const;
   // The same by name (a map lookup under a lock); thread-safe.
   CUfunction function(uint32_t slot, const std::string& entry) const;
+  // Checks every kernel node of `desc` against the function it launches (by `kernel_of`, per
+  // node, each resolved by require) before its argument bytes reach the driver, which reads
+  // one buffer per parameter of the function: the recorded layout (count, offsets, sizes)
+  // must be the function's, and the argument bytes must cover it. Throws Error(restore)
+  // naming the kernel, the graph node (and `graph` when given) and what differs.
+  void check_arguments(const GraphDesc& desc, const std::vector<uint32_t>& kernel_of,
+                       const std::string& graph = "") const;
 
   size_t size() const;  // kernels resolved so far
   CUcontext context() const { return binaries_->context(); }
@@ -94,6 +101,7 @@ class KernelTable {
     uint32_t slot = 0;
     std::string entry;
     CUfunction function = nullptr;          // set by resolve, before `resolved`
+    std::vector<ParamSlot> layout;          // the function's parameters, set with `function`
     std::atomic<bool> resolved{false};      // found and its attributes applied
     std::map<int32_t, int32_t> wanted;      // attribute -> planned value; guarded by attr_mu_
     std::map<int32_t, int32_t> applied;     // guarded by attr_mu_

@@ -18,6 +18,7 @@ struct State {
   uint64_t physical = 0;
   int64_t creates = 0;
   int64_t maps = 0;
+  int64_t busy_unmaps = 0;
   DriverTable table{};
 };
 
@@ -88,6 +89,7 @@ CUresult unmap(CUdeviceptr va, size_t size) {
   std::lock_guard<std::mutex> l(st().mu);
   auto it = st().mappings.find(va);
   if (it == st().mappings.end() || it->second != size) return CUDA_ERROR_INVALID_VALUE;
+  if (fake_work_pending()) ++st().busy_unmaps;  // a launched graph may still use the memory
   st().mappings.erase(it);
   return CUDA_SUCCESS;
 }
@@ -132,7 +134,7 @@ void install_fake_driver(const FakeDriverConfig& config) {
     std::lock_guard<std::mutex> l(s.mu);
     s.config = config;
     s.reservations.clear(), s.handles.clear(), s.mappings.clear();
-    s.physical = 0, s.creates = 0, s.maps = 0;
+    s.physical = 0, s.creates = 0, s.maps = 0, s.busy_unmaps = 0;
     s.table = DriverTable{};
     s.table.cuMemGetAllocationGranularity = granularity;
     s.table.cuMemAddressReserve = reserve;
@@ -159,7 +161,7 @@ FakeDriverStats fake_driver_stats() {
   std::lock_guard<std::mutex> l(st().mu);
   State& s = st();
   return {static_cast<int64_t>(s.reservations.size()), static_cast<int64_t>(s.handles.size()),
-          static_cast<int64_t>(s.mappings.size()), s.physical, s.creates};
+          static_cast<int64_t>(s.mappings.size()), s.physical, s.creates, s.busy_unmaps};
 }
 
 }  // namespace kiln::testing

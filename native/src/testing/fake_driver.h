@@ -24,6 +24,7 @@ struct FakeDriverStats {
   int64_t live_mappings;
   uint64_t physical_bytes;
   int64_t create_calls;
+  int64_t busy_unmaps;  // cuMemUnmap calls while launched work was not yet synchronised
 };
 
 // Installs the fake as kiln's driver table (replacing any previous fake).

@@ -98,6 +98,8 @@ struct State {
   int64_t uploads = 0, own_stream_uploads = 0;  // cuGraphUpload calls; of them, on a stream kiln created
   int64_t upload_failures = 0;                  // the next this many cuGraphUpload calls fail
   uint64_t next_event = 1, next_stream = 1;
+  int64_t ctx_syncs = 0;
+  bool work_pending = false;  // a launch since the last cuCtxSynchronize
 };
 
 State& st() {
@@ -709,6 +711,15 @@ CUresult launch(CUgraphExec exec, CUstream) {
   std::string record = launch_record(*x);
   record += "flags " + std::to_string(x->flags);
   st().launches.push_back(std::move(record));
+  st().work_pending = true;
+  return CUDA_SUCCESS;
+}
+
+CUresult ctx_synchronize() {
+  if (no_context()) return CUDA_ERROR_INVALID_CONTEXT;
+  std::lock_guard<std::mutex> l(st().mu);
+  ++st().ctx_syncs;
+  st().work_pending = false;
   return CUDA_SUCCESS;
 }
 
@@ -803,6 +814,8 @@ void install_fake_graph_calls(DriverTable& t, bool strict_context) {
     s.get_kernel_calls = s.param_info_calls = s.enable_failures = s.enable_calls = 0;
     s.event_records = s.event_syncs = 0;
     s.uploads = s.own_stream_uploads = s.upload_failures = 0;
+    s.ctx_syncs = 0;
+    s.work_pending = false;
   }
   tl_current = nullptr;
   t.cuCtxGetCurrent = ctx_get_current;
@@ -833,6 +846,7 @@ void install_fake_graph_calls(DriverTable& t, bool strict_context) {
   t.cuGraphExecMemsetNodeSetParams = exec_memset_set;
   t.cuGraphExecMemcpyNodeSetParams = exec_memcpy_set;
   t.cuGraphLaunch = launch;
+  t.cuCtxSynchronize = ctx_synchronize;
   t.cuGraphNodeSetEnabled = node_set_enabled;
   t.cuGraphUpload = upload;
   t.cuStreamCreate = stream_create;
@@ -873,7 +887,13 @@ FakeGraphStats fake_graph_stats() {
           s.event_syncs,
           s.uploads,
           s.own_stream_uploads,
-          static_cast<int64_t>(s.live_streams.size())};
+          static_cast<int64_t>(s.live_streams.size()),
+          s.ctx_syncs};
+}
+
+bool fake_work_pending() {
+  std::lock_guard<std::mutex> l(st().mu);
+  return st().work_pending;
 }
 
 void fail_node_enables(int64_t count) {

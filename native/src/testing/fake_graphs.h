@@ -42,6 +42,7 @@ struct FakeGraphStats {
   int64_t uploads;              // successful cuGraphUpload calls
   int64_t own_stream_uploads;   // of them, on a live stream created through cuStreamCreate
   int64_t live_streams;         // streams created and not yet destroyed
+  int64_t ctx_syncs;            // cuCtxSynchronize calls
 };
 
 // Fills the table's module, graph and context calls and resets their state. Strict
@@ -49,6 +50,8 @@ struct FakeGraphStats {
 // with CUDA_ERROR_INVALID_CONTEXT (as new threads do on the real driver).
 void install_fake_graph_calls(DriverTable& table, bool strict_context);
 FakeGraphStats fake_graph_stats();
+// Whether a graph was launched since the last cuCtxSynchronize (its work may still run).
+bool fake_work_pending();
 std::vector<std::string> fake_launches();  // in launch order
 void clear_fake_launches();
 // The next `count` cuGraphNodeSetEnabled calls fail (CUDA_ERROR_NOT_SUPPORTED).
