@@ -33,7 +33,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kiln.errors import KilnError
+from kiln.errors import InputFileError, KilnError
+from kiln.input_files import read_bounded
 
 CONFIG_ENV = "KILN_CONFIG"
 _MIB2 = 2 << 20  # the VMM granularity of current GPUs; a region must be aligned to it
@@ -152,6 +153,9 @@ def load_config(
 # --- files ---------------------------------------------------------------------------------
 
 
+MAX_CONFIG_BYTES = 1 << 20
+
+
 def _find_file(path: Path | None, environ: Mapping[str, str], cwd: Path) -> Path | None:
     if path is not None:
         return _existing(path, "--config")
@@ -166,15 +170,21 @@ def _find_file(path: Path | None, environ: Mapping[str, str], cwd: Path) -> Path
 
 def _existing(path: Path, source: str) -> Path:
     path = path.expanduser()
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(None, f"config file {path} (from {source})", "does not exist")
+    if not path.is_file():
+        kind = "a directory" if path.is_dir() else "not a regular file"
+        raise ConfigError(None, f"config file {path} (from {source})", f"is {kind}")
     return path.resolve()
 
 
 def _read_toml(path: Path) -> dict[str, object]:
     try:
-        with path.open("rb") as handle:
-            document = tomllib.load(handle)
+        document = tomllib.loads(read_bounded(path, MAX_CONFIG_BYTES, "config file").decode())
+    except InputFileError as err:
+        raise ConfigError(None, f"config file {path}", str(err)) from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(None, f"config file {path}", f"not UTF-8: {err}") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(None, f"config file {path}", f"not valid TOML: {err}") from None
     flat: dict[str, object] = {}

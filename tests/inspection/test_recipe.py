@@ -54,7 +54,7 @@ def test_a_bad_recipe_is_refused_when_made(recipe: Any) -> None:
 def test_a_bad_recipe_in_an_archive_is_corrupt(recipe: Any) -> None:
     d = _manifest().to_json()
     d["recipe"] = recipe
-    with pytest.raises(ArchiveCorrupt, match="manifest: bad recipe"):
+    with pytest.raises(ArchiveCorrupt, match=r"manifest: (bad recipe|.*\$\.recipe)"):
         Manifest.from_json(d, set())
 
 

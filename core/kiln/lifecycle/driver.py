@@ -592,6 +592,6 @@ def _kv(value: object, where: str) -> dict[str, int]:
             raise InvalidHookResult(
                 where, f"KV capacity entries are str: int, got {name!r}: {count!r}"
             )
-        if count < 0:
-            raise InvalidHookResult(where, f"KV capacity {name!r} is negative")
+        if not 0 <= count < 1 << 63:
+            raise InvalidHookResult(where, f"KV capacity {name!r} is {count}, outside [0, 2**63)")
     return dict(value)
