@@ -239,6 +239,18 @@ def _path(raw: object, base_dir: Path) -> Path:
     return path if path.is_absolute() else (base_dir / path).resolve()
 
 
+def _directory(raw: object, base_dir: Path) -> Path:
+    """A path that names a directory, or nothing yet (kiln creates it)."""
+    path = _path(raw, base_dir)
+    if path.exists() and not path.is_dir():
+        hint = f"; use {path.parent}" if path.name == "graphs.kiln" else ""
+        raise ValueError(
+            f"{path} is not a directory: this setting names the directory that holds "
+            f"graphs.kiln{hint}"
+        )
+    return path
+
+
 def _names(raw: object, _base: Path) -> tuple[str, ...]:
     items = raw.split(",") if isinstance(raw, str) else raw
     if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
@@ -326,8 +338,8 @@ _KEYS: dict[str, _Key] = {
     "mode": _Key("mode", "KILN_MODE", _choice(Mode)),
     "policy": _Key("policy", "KILN_POLICY", _choice(Policy)),
     "load_builds": _Key("load_builds", "KILN_LOAD_BUILDS", _choice(LoadBuilds)),
-    "archive.dir": _Key("archive_dir", "KILN_ARCHIVE", _path),
-    "archive.root": _Key("archive_root", "KILN_ARCHIVE_ROOT", _path),
+    "archive.dir": _Key("archive_dir", "KILN_ARCHIVE", _directory),
+    "archive.root": _Key("archive_root", "KILN_ARCHIVE_ROOT", _directory),
     "region.base": _Key("region_base", "KILN_REGION_BASE", _region_base),
     "region.size": _Key("region_size", "KILN_REGION_SIZE", _region_size),
     "log_level": _Key("log_level", "KILN_LOG_LEVEL", _log_level),

@@ -78,7 +78,14 @@ def checked_fingerprint(raw: object) -> dict[str, Any]:
     try:
         return dict(validated(raw, FingerprintDoc))  # type: ignore[arg-type]
     except SchemaViolation as err:
-        raise ArchiveCorrupt(f"section {FINGERPRINT_SECTION!r}: {err}") from None
+        where = f"section {FINGERPRINT_SECTION!r}"
+        if isinstance(raw, dict):  # msgspec names no key of a dict: find the field
+            for key, value in raw.items():
+                try:
+                    validated({key: value}, FingerprintDoc)
+                except SchemaViolation as field_err:
+                    raise ArchiveCorrupt(f"{where}: field {key[:64]!r}: {field_err}") from None
+        raise ArchiveCorrupt(f"{where}: {err}") from None
 
 
 def read_fingerprint(path: Path) -> dict[str, Any]:
