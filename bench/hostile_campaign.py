@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
                 totals[key] += 1
                 counts[key] += 1
                 examples.setdefault(key, [])
-                if len(examples[key]) < 5:
+                if len(examples[key]) < 10:
                     examples[key].append({"case": case, "result": result})
     executed = int(marker.exists())
     summary = {

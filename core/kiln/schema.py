@@ -49,3 +49,8 @@ def validated(value: Any, schema: type[T]) -> T:
         return msgspec.convert(value, schema, strict=True)
     except msgspec.ValidationError as err:
         raise SchemaViolation(str(err)) from None
+    except UnicodeEncodeError as err:  # JSON may escape a lone surrogate; Unicode has none
+        raise SchemaViolation(
+            f"a string holds a lone surrogate ({err.object[err.start : err.end]!r}), "
+            "which is not Unicode"
+        ) from None

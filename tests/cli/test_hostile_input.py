@@ -208,3 +208,11 @@ def test_help_lists_the_exit_codes(capsys) -> None:
         kiln(capsys, "--help")
     out = capsys.readouterr().out
     assert "exit status (every command)" in out and "usage error" in out
+
+
+def test_report_with_a_lone_surrogate_total_is_an_error_not_a_unicode_error(
+    capsys, tmp_path: Path
+) -> None:
+    (tmp_path / "startup-report.json").write_text('{"outcome": "restored", "total_s": "\\udc80"}')
+    result = kiln(capsys, "report", str(tmp_path))
+    assert result.status == 2 and "lone surrogate" in result.err

@@ -10,12 +10,20 @@ from hypothesis import strategies as st
 #: Bounded CI settings; bench/hostile_campaign.py runs the long campaign.
 CI_EXAMPLES = 60
 
+hostile_text = st.one_of(
+    st.text(max_size=60),
+    st.text(alphabet=st.sampled_from("[]/\\:x_ bold red\x1b\x00\n\r\t\u202e"), max_size=40),
+    st.sampled_from(["[/]", "[/]x", ":cross_mark:", "b'root:x:0'", "\\", "[bold", "\x1b[2J"]),
+    st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF).map(lambda c: f"a{c}b"),
+)
+
 _SCALARS = (
     st.none()
     | st.booleans()
     | st.integers(min_value=-(1 << 70), max_value=1 << 70)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=20)
+    | hostile_text
 )
 json_values = st.recursive(
     _SCALARS,
@@ -23,13 +31,6 @@ json_values = st.recursive(
         st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
     ),
     max_leaves=20,
-)
-
-hostile_text = st.one_of(
-    st.text(max_size=60),
-    st.text(alphabet=st.sampled_from("[]/\\:x_ bold red\x1b\x00\n\r\t\u202e"), max_size=40),
-    st.sampled_from(["[/]", "[/]x", ":cross_mark:", "b'root:x:0'", "\\", "[bold", "\x1b[2J"]),
-    st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF).map(lambda c: f"a{c}b"),
 )
 
 

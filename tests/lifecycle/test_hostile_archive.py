@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kiln.archive import ArchiveReader, dump_json, write_archive
+from kiln.archive import ArchiveReader, write_archive
 from kiln.lifecycle import StageFailed
 from kiln.lifecycle.archive_io import archive_file
 from kiln_test_adapter.engine import ToyEngine
@@ -24,7 +24,8 @@ def saved_with_record(tmp_path: Path, **changes: Any) -> None:
         sections = {name: bytes(reader.section(name)) for name in reader.names}
     record = json.loads(sections["lifecycle"])
     record.update(changes)
-    sections["lifecycle"] = dump_json(record)
+    # ASCII escapes, as a hostile writer may use them (a lone surrogate included)
+    sections["lifecycle"] = json.dumps(record).encode()
     write_archive(path, sections)
 
 
@@ -64,3 +65,12 @@ def test_a_record_of_the_wrong_shape_falls_back(tmp_path: Path, toy_adapter) -> 
     summary = ToyEngine(environ=kiln_environ(tmp_path, "load", "fallback")).start()
     assert summary["mode"] == "native"
     assert "section 'lifecycle'" in summary["report"]["fallback_reason"]
+
+
+def test_a_lone_surrogate_in_the_record_falls_back_instead_of_unicode_error(
+    tmp_path: Path, toy_adapter
+) -> None:
+    saved_with_record(tmp_path, kv_capacity="\udc80")
+    summary = ToyEngine(environ=kiln_environ(tmp_path, "load", "fallback")).start()
+    assert summary["mode"] == "native"
+    assert "lone surrogate" in summary["report"]["fallback_reason"]
