@@ -74,3 +74,13 @@ def test_a_lone_surrogate_in_the_record_falls_back_instead_of_unicode_error(
     summary = ToyEngine(environ=kiln_environ(tmp_path, "load", "fallback")).start()
     assert summary["mode"] == "native"
     assert "lone surrogate" in summary["report"]["fallback_reason"]
+
+
+def test_an_archived_kv_capacity_with_other_fields_falls_back_before_the_engine_reads_it(
+    tmp_path: Path, toy_adapter
+) -> None:
+    saved_with_record(tmp_path, kv_capacity={"kv_cache_bytes": 1 << 30})
+    summary = ToyEngine(environ=kiln_environ(tmp_path, "load", "fallback")).start()
+    assert summary["mode"] == "native" and summary["kv"] == {"num_blocks": 1000}
+    assert summary["report"]["fallback_reason"].startswith("kv_capacity: ")
+    assert "the engine reads ['num_blocks']" in summary["report"]["fallback_reason"]
