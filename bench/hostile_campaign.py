@@ -46,7 +46,8 @@ from bench.hostile_cases import CaseMaker  # noqa: E402
 
 # Share of the cases per reader (the rest of the rounding goes to verify).
 MIX = {
-    "verify": 0.16,
+    "verify": 0.14,
+    "special files": 0.02,
     "verify --gpu": 0.12,
     "inspect": 0.14,
     "diff": 0.10,
@@ -168,7 +169,9 @@ def _run_case(case: dict[str, Any], env: dict[str, str], timeout: float) -> dict
         else None,
         "restored": restored,
         "stopped_by_kiln": "start stopped by kiln:" in proc.stderr,
-        "fell_back": '"mode": "native"' in proc.stdout,
+        # started natively: after a fallback in the engine, or kiln off from the start
+        "fell_back": '"mode": "native"' in proc.stdout or '"mode": "off"' in proc.stdout,
+        "refused_by_kiln_run": proc.stderr.startswith("kiln run: error:"),
         "stderr": proc.stderr[-600:],
     }
 
@@ -177,13 +180,15 @@ def _judge(case: dict[str, Any], result: dict[str, Any]) -> dict[str, bool]:
     crash = bool(result.get("signal")) or bool(result.get("traceback"))
     hang = bool(result.get("hang"))
     status = result.get("status")
-    if case["reader"].startswith("run"):
+    if "policy" in case:
         accepted = case["corrupt"] and result.get("restored", False)
         if case["policy"] == "fallback":
             expected = status == 0 and (result.get("restored") or result.get("fell_back"))
         else:
-            expected = (status == 0 and result.get("restored")) or (
-                status == 3 and result.get("stopped_by_kiln")
+            expected = (
+                (status == 0 and result.get("restored"))
+                or (status == 3 and result.get("stopped_by_kiln"))
+                or (status == 2 and result.get("refused_by_kiln_run"))
             )
     else:
         accepted = bool(case.get("corrupt")) and status == 0
@@ -218,8 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     rng.shuffle(kinds)
     cases = [maker.makers[kind](rng, i) for i, kind in enumerate(kinds)]
 
-    in_process = [c for c in cases if not c["reader"].startswith("run")]
-    runs = [c for c in cases if c["reader"].startswith("run")]
+    in_process = [c for c in cases if "policy" not in c]
+    runs = [c for c in cases if "policy" in c]
     results: list[dict[str, Any]] = []
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         futures = [

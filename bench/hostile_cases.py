@@ -10,6 +10,7 @@ must never be accepted (exit status 0, or a LOAD that restores).
 from __future__ import annotations
 
 import json
+import os
 import random
 import sys
 from collections.abc import Callable
@@ -194,6 +195,7 @@ class CaseMaker:
             "decoders": self.decoders,
             "run load fallback": lambda rng, i: self.run(rng, i, "fallback"),
             "run load strict": lambda rng, i: self.run(rng, i, "strict"),
+            "special files": self.special,
         }
 
     def _rich_archive(self, rng: random.Random, directory: Path) -> bool:
@@ -271,11 +273,14 @@ class CaseMaker:
         decoder = "decode_graph" if name.startswith("g") else "validate_image"
         return {"id": i, "reader": f"native {decoder}", "decoder": decoder, "input": str(path)}
 
-    def run(self, rng: random.Random, i: int, policy: str) -> dict:
-        directory = self.root / f"{i:06d}"
+    def run(self, rng: random.Random, i: int, policy: str, directory: Path | None = None) -> dict:
+        special = directory is not None
+        directory = directory or self.root / f"{i:06d}"
         path = directory / "graphs.kiln"
         directory.mkdir(parents=True, exist_ok=True)
-        if rng.random() < 0.5:
+        if special:
+            corrupt = True
+        elif rng.random() < 0.5:
             data = mutate_bytes(rng, self.toy_bytes)
             path.write_bytes(data)
             corrupt = data != self.toy_bytes
@@ -302,3 +307,28 @@ class CaseMaker:
             "corrupt": corrupt,
             "policy": policy,
         }
+
+    def special(self, rng: random.Random, i: int) -> dict:
+        """A FIFO, a device, a directory or a dangling link where an archive or a report
+        belongs: refused by name, never read (a FIFO would block, /dev/zero never ends)."""
+        directory = self.root / f"{i:06d}"
+        directory.mkdir(parents=True, exist_ok=True)
+        verb = rng.choice(["verify", "inspect", "diff", "report", "run fallback", "run strict"])
+        name = "startup-report.json" if verb == "report" else "graphs.kiln"
+        target = directory / name
+        kind = rng.choice(["fifo", "dev-zero", "dev-null", "directory", "dangling"])
+        if kind == "fifo":
+            os.mkfifo(target)
+        elif kind == "directory":
+            target.mkdir()
+        else:
+            where = {"dev-zero": "/dev/zero", "dev-null": "/dev/null"}.get(kind, "/nonexistent")
+            target.symlink_to(where)
+        if verb.startswith("run"):
+            case = self.run(rng, i, verb.split()[1], directory=directory)
+        elif verb == "diff":
+            case = {"argv": ["diff", str(self.root / "base-rich"), str(directory)]}
+        else:
+            case = {"argv": [verb, str(directory)]}
+        case.update({"id": i, "reader": f"special files ({verb})", "corrupt": True})
+        return case

@@ -216,3 +216,13 @@ def test_report_with_a_lone_surrogate_total_is_an_error_not_a_unicode_error(
     (tmp_path / "startup-report.json").write_text('{"outcome": "restored", "total_s": "\\udc80"}')
     result = kiln(capsys, "report", str(tmp_path))
     assert result.status == 2 and "lone surrogate" in result.err
+
+
+def test_run_shows_a_command_with_terminal_escapes_literally(
+    capsys, tmp_path: Path, preload: Path
+) -> None:
+    result = kiln(
+        capsys, "run", "--dry-run", "--archive", str(tmp_path / "a"), "--", "echo", "\x1b[2J"
+    )
+    assert result.status == 0
+    assert "\x1b" not in result.out and "\\x1b[2J" in result.out
