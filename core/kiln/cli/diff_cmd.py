@@ -8,7 +8,7 @@ from typing import Any
 
 from kiln.archive import diff_fingerprints
 from kiln.cli.inspect_cmd import existing_archive
-from kiln.cli.output import MAX_CHARS, NEGATIVE, OK, console, literal, print_json
+from kiln.cli.output import NEGATIVE, OK, console, literal, print_json
 from kiln.lifecycle.archive_io import read_fingerprint
 
 
@@ -61,10 +61,6 @@ def _show(a: Path, b: Path, differences: list[tuple[str, object, object]], total
 
 
 def _text(value: object) -> str:
-    """The value as a person reads it, cut to MAX_CHARS: rich folds a cell in time that
-    grows with the square of its length."""
-    if value is None:
-        return "(absent)"
-    if isinstance(value, str) and len(value) > MAX_CHARS:
-        return literal(repr(value[:MAX_CHARS])) + f"… ({len(value) - MAX_CHARS} more characters)"
-    return literal(repr(value))
+    """The value as a person reads it, cut by literal() to MAX_CHARS characters: rich folds
+    a cell in time that grows with the square of its length."""
+    return "(absent)" if value is None else literal(repr(value))
