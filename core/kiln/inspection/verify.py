@@ -16,8 +16,8 @@ from kiln.errors import ArchiveCorrupt, KilnError, NotAnArchive
 from kiln.inspection.allocations import Allocations
 from kiln.inspection.audit import audit_graph
 from kiln.inspection.gpu import Consent, verify_on_gpu
-from kiln.lifecycle.archive_io import checked_fingerprint
 from kiln.inspection.problems import Problems
+from kiln.lifecycle.archive_io import checked_fingerprint
 from kiln.manifest import FINGERPRINT, MANIFEST, GraphEntry, Manifest
 from kiln.native import native
 

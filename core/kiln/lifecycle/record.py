@@ -8,8 +8,8 @@ from typing import Annotated, Any
 import msgspec
 
 from kiln.errors import ArchiveCorrupt
-from kiln.schema import Count, Name, SchemaViolation, validated
 from kiln.lifecycle.types import WarmupAction
+from kiln.schema import Count, Name, SchemaViolation, validated
 
 RECORD_VERSION = 1
 
