@@ -5,7 +5,10 @@ A restore needs the allocations the SAVE process made before its capture window:
 belong to the program that saved the archive, which only the archive's recipe can re-run.
 Recipes of kind ``workload`` name a workload of :mod:`kiln.workloads`, re-run with
 ``python -m kiln.workloads.run --mode load``; the SAVE process's outputs are read from
-``reference.pt`` beside the archive (what ``--mode save`` writes)."""
+``reference.pt`` beside the archive (what ``--mode save`` writes). Recipes of kind
+``command`` (archives saved by ``kiln run``) are restored by re-running a command under
+``kiln run --mode load``: the one the user gives, never the stored one without the user's
+consent (docs/cli.md)."""
 
 from __future__ import annotations
 
