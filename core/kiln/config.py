@@ -33,7 +33,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kiln.errors import KilnError
+from kiln.errors import InputFileError, KilnError
+from kiln.input_files import read_bounded
 
 CONFIG_ENV = "KILN_CONFIG"
 _MIB2 = 2 << 20  # the VMM granularity of current GPUs; a region must be aligned to it
@@ -152,6 +153,9 @@ def load_config(
 # --- files ---------------------------------------------------------------------------------
 
 
+MAX_CONFIG_BYTES = 1 << 20
+
+
 def _find_file(path: Path | None, environ: Mapping[str, str], cwd: Path) -> Path | None:
     if path is not None:
         return _existing(path, "--config")
@@ -166,15 +170,21 @@ def _find_file(path: Path | None, environ: Mapping[str, str], cwd: Path) -> Path
 
 def _existing(path: Path, source: str) -> Path:
     path = path.expanduser()
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(None, f"config file {path} (from {source})", "does not exist")
+    if not path.is_file():
+        kind = "a directory" if path.is_dir() else "not a regular file"
+        raise ConfigError(None, f"config file {path} (from {source})", f"is {kind}")
     return path.resolve()
 
 
 def _read_toml(path: Path) -> dict[str, object]:
     try:
-        with path.open("rb") as handle:
-            document = tomllib.load(handle)
+        document = tomllib.loads(read_bounded(path, MAX_CONFIG_BYTES, "config file").decode())
+    except InputFileError as err:
+        raise ConfigError(None, f"config file {path}", str(err)) from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(None, f"config file {path}", f"not UTF-8: {err}") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(None, f"config file {path}", f"not valid TOML: {err}") from None
     flat: dict[str, object] = {}
@@ -227,6 +237,18 @@ def _path(raw: object, base_dir: Path) -> Path:
         raise ValueError(f"expected a non-empty path, got {raw!r}")
     path = Path(raw).expanduser()
     return path if path.is_absolute() else (base_dir / path).resolve()
+
+
+def _directory(raw: object, base_dir: Path) -> Path:
+    """A path that names a directory, or nothing yet (kiln creates it)."""
+    path = _path(raw, base_dir)
+    if path.exists() and not path.is_dir():
+        hint = f"; use {path.parent}" if path.name == "graphs.kiln" else ""
+        raise ValueError(
+            f"{path} is not a directory: this setting names the directory that holds "
+            f"graphs.kiln{hint}"
+        )
+    return path
 
 
 def _names(raw: object, _base: Path) -> tuple[str, ...]:
@@ -316,8 +338,8 @@ _KEYS: dict[str, _Key] = {
     "mode": _Key("mode", "KILN_MODE", _choice(Mode)),
     "policy": _Key("policy", "KILN_POLICY", _choice(Policy)),
     "load_builds": _Key("load_builds", "KILN_LOAD_BUILDS", _choice(LoadBuilds)),
-    "archive.dir": _Key("archive_dir", "KILN_ARCHIVE", _path),
-    "archive.root": _Key("archive_root", "KILN_ARCHIVE_ROOT", _path),
+    "archive.dir": _Key("archive_dir", "KILN_ARCHIVE", _directory),
+    "archive.root": _Key("archive_root", "KILN_ARCHIVE_ROOT", _directory),
     "region.base": _Key("region_base", "KILN_REGION_BASE", _region_base),
     "region.size": _Key("region_size", "KILN_REGION_SIZE", _region_size),
     "log_level": _Key("log_level", "KILN_LOG_LEVEL", _log_level),

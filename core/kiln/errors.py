@@ -83,6 +83,10 @@ class ArchiveCorrupt(ArchiveError):
     """An archive's bytes are damaged (bad magic, checksum, bounds, structure)."""
 
 
+class NotAnArchive(ArchiveCorrupt):
+    """The file does not start with the archive magic: it is not a kiln archive at all."""
+
+
 class ArchiveTruncated(ArchiveCorrupt):
     """An archive is shorter than its own header says."""
 
@@ -106,3 +110,15 @@ class FingerprintMismatch(ArchiveError):
 
 class ArchiveLocked(ArchiveError):
     """Another process is saving the same archive."""
+
+
+# --- input files ------------------------------------------------------------------------
+
+
+class InputFileError(KilnError):
+    """A file kiln reads (report, config, archive) cannot be read safely: missing, not a
+    regular file (a FIFO or a device would block or never end), or larger than allowed."""
+
+
+class InputFileMissing(InputFileError):
+    """The file does not exist."""

@@ -4,27 +4,18 @@ untrusted input."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from kiln.archive.jsonsec import dump_json
 from kiln.errors import ArchiveCorrupt
+from kiln.manifest_schema import BinaryDoc, FamilyDoc, GroupDoc, ManifestDoc, TensorDoc
+from kiln.schema import SchemaViolation, validated
 from kiln.tensors import TensorSpec
 
 MANIFEST = "manifest"
 FINGERPRINT = "fingerprint"
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-
-
-def _symbols(value: Any, fail: Any) -> tuple[str, ...]:
-    """A binary entry's module-global names: a list of short, non-empty strings."""
-    if not isinstance(value, list) or len(value) > 4096:
-        raise fail("a binary entry's globals are not a list of symbol names")
-    if not all(isinstance(v, str) and 0 < len(v) <= 4096 for v in value):
-        raise fail("a binary entry's globals are not a list of symbol names")
-    return tuple(value)
 
 
 @dataclass(frozen=True)
@@ -169,154 +160,134 @@ class Manifest:
         }
 
     @classmethod
-    def from_json(cls, d: dict[str, Any], sections: set[str]) -> Manifest:
-        def fail(what: str) -> ArchiveCorrupt:
-            return ArchiveCorrupt(f"manifest: {what}")
-
+    def from_json(cls, d: object, sections: set[str]) -> Manifest:
+        """The manifest read from an archive: its schema (:mod:`kiln.manifest_schema`)
+        first, then the relations between its fields; :class:`ArchiveCorrupt` naming the
+        field on any defect."""
         try:
-            device = d["device"]
-            traj = [tuple(int(x) for x in t) for t in d["trajectory"]]
-            window = tuple(int(x) for x in d["window"])
-            if not isinstance(device, int) or device < 0:
-                raise fail("bad device")
-            if any(len(t) != 3 or t[0] < 0 or t[1] <= 0 or t[2] not in (0, 1, 2, 3) for t in traj):
-                raise fail("bad trajectory entry")
-            if len(window) != 2 or not 0 <= window[0] <= window[1] <= len(traj):
-                raise fail("capture window lies outside the trajectory")
-            binaries = []
-            for b in d["binaries"]:
-                source = "source_sha256" in b
-                e = BinaryEntry(
-                    str(b["section"]),
-                    str(b["sha256"]),
-                    int(b["size"]),
-                    str(b["kind"]),
-                    str(b["source_sha256"]) if source else None,
-                    int(b["source_size"]) if source else None,
-                    int(b["unpruned_size"]) if "unpruned_size" in b else None,
-                    _symbols(b.get("globals", []), fail),
-                )
-                if e.section not in sections or not _HEX64.match(e.sha256) or e.size <= 0:
-                    raise fail(f"binary entry {e.section!r} is invalid or its section is missing")
-                if e.source_sha256 is not None and (
-                    not _HEX64.match(e.source_sha256) or (e.source_size or 0) <= 0
-                ):
-                    raise fail(f"binary entry {e.section!r} has an invalid source fatbin")
-                if e.unpruned_size is not None and (
-                    e.unpruned_size <= e.size or e.source_sha256 is None
-                ):
-                    raise fail(f"binary entry {e.section!r} claims an impossible unpruned size")
-                binaries.append(e)
-            graphs = []
-            names = set()
-            for g in d["graphs"]:
-                name = str(g["name"])
-                if name in names:
-                    raise fail(f"graph {name!r} appears twice")
-                names.add(name)
-                entry = GraphEntry(
-                    name,
-                    str(g["section"]),
-                    int(g["nodes"]),
-                    int(g["kernels"]),
-                    [TensorSpec.from_json(s, f"input of {name!r}") for s in g["inputs"]],
-                    [TensorSpec.from_json(s, f"output of {name!r}") for s in g["outputs"]],
-                )
-                if entry.section not in sections:
-                    raise fail(f"graph {name!r} refers to missing section {entry.section!r}")
-                graphs.append(entry)
-            recipe = d.get("recipe")
-            if recipe is not None:
-                try:
-                    recipe = checked_recipe(recipe)
-                except (TypeError, ValueError) as e:
-                    raise fail(f"bad recipe ({e})") from e
-            groups = None if d.get("groups") is None else _groups_from_json(d["groups"], names)
-            families = None
-            if d.get("families") is not None:
-                if groups is None:
-                    raise fail("families without topology groups")
-                families = _families_from_json(d["families"], groups)
-            unbacked = d.get("window_unbacked")
-            if unbacked is not None:
-                unbacked = [int(i) for i in unbacked]
-                if unbacked != sorted(set(unbacked)) or any(
-                    not window[0] <= i < window[1] for i in unbacked
-                ):
-                    raise fail("window_unbacked must list window allocations once, in order")
-        except ArchiveCorrupt:
-            raise
-        except (KeyError, TypeError, ValueError) as e:
-            raise ArchiveCorrupt(f"manifest is malformed: {e!r}") from e
+            doc = validated(d, ManifestDoc)
+        except SchemaViolation as e:
+            raise ArchiveCorrupt(f"manifest: {e}") from None
+        traj = list(doc.trajectory)
+        window = doc.window
+        if not window[0] <= window[1] <= len(traj):
+            raise _fail("capture window lies outside the trajectory")
+        binaries = [_binary(b, sections) for b in doc.binaries]
+        graphs = []
+        names: set[str] = set()
+        for g in doc.graphs:
+            if g.name in names:
+                raise _fail(f"graph {g.name!r} appears twice")
+            names.add(g.name)
+            if g.section not in sections:
+                raise _fail(f"graph {g.name!r} refers to missing section {g.section!r}")
+            inputs = [_tensor(s, f"input of {g.name!r}") for s in g.inputs]
+            outputs = [_tensor(s, f"output of {g.name!r}") for s in g.outputs]
+            graphs.append(GraphEntry(g.name, g.section, g.nodes, g.kernels, inputs, outputs))
+        recipe = None
+        if doc.recipe is not None:
+            try:
+                recipe = checked_recipe(doc.recipe)
+            except (TypeError, ValueError) as e:
+                raise _fail(f"bad recipe ({e})") from None
+        groups = None if doc.groups is None else _groups(doc.groups, names)
+        families = None
+        if doc.families is not None:
+            if groups is None:
+                raise _fail("families without topology groups")
+            families = _families(doc.families, groups)
+        unbacked = doc.window_unbacked
+        if unbacked is not None and (
+            unbacked != sorted(set(unbacked))
+            or any(not window[0] <= i < window[1] for i in unbacked)
+        ):
+            raise _fail("window_unbacked must list window allocations once, in order")
         return cls(
-            device,
-            traj,  # type: ignore[arg-type]  # three ints each, checked above
-            (window[0], window[1]),
+            doc.device,
+            traj,
+            window,
             binaries,
             graphs,
             recipe=recipe,
             groups=groups,
-            window_unbacked=unbacked,
+            window_unbacked=None if unbacked is None else list(unbacked),
             families=families,
         )
 
 
-def _groups_from_json(raw: Any, graph_names: set[str]) -> list[GroupEntry]:
+def _fail(what: str) -> ArchiveCorrupt:
+    return ArchiveCorrupt(f"manifest: {what}")
+
+
+def _binary(b: BinaryDoc, sections: set[str]) -> BinaryEntry:
+    if b.section not in sections:
+        raise _fail(f"binary entry {b.section!r} is invalid or its section is missing")
+    if (b.source_sha256 is None) != (b.source_size is None):
+        raise _fail(f"binary entry {b.section!r} has an invalid source fatbin")
+    if b.unpruned_size is not None and (b.unpruned_size <= b.size or b.source_sha256 is None):
+        raise _fail(f"binary entry {b.section!r} claims an impossible unpruned size")
+    return BinaryEntry(
+        b.section,
+        b.sha256,
+        b.size,
+        b.kind,
+        b.source_sha256,
+        b.source_size,
+        b.unpruned_size,
+        tuple(b.globals),
+    )
+
+
+def _tensor(t: TensorDoc, what: str) -> TensorSpec:
+    spec = TensorSpec(t.address, tuple(t.shape), tuple(t.strides), t.dtype, t.nbytes)
+    if not spec.restorable():
+        raise _fail(f"{what} has an unknown dtype or mismatched strides")
+    return spec
+
+
+def _groups(raw: list[GroupDoc], graph_names: set[str]) -> list[GroupEntry]:
     groups = []
     seen: set[str] = set()
     for g in raw:
-        entry = GroupEntry(
-            str(g["key"]),
-            str(g["template"]),
-            [str(m) for m in g["members"]],
-            [int(x) for x in g["differing"]],
-        )
-        if not _HEX64.match(entry.key) or len(entry.members) != len(entry.differing):
-            raise ArchiveCorrupt(f"manifest: topology group {entry.key!r} is malformed")
+        entry = GroupEntry(g.key, g.template, list(g.members), list(g.differing))
+        if len(entry.members) != len(entry.differing):
+            raise _fail(f"topology group {entry.key!r} is malformed")
         if entry.template not in entry.members or not set(entry.members) <= graph_names:
-            raise ArchiveCorrupt(f"manifest: topology group {entry.key!r} names unknown graphs")
+            raise _fail(f"topology group {entry.key!r} names unknown graphs")
         if seen & set(entry.members):
-            raise ArchiveCorrupt("manifest: a graph belongs to two topology groups")
+            raise _fail("a graph belongs to two topology groups")
         seen.update(entry.members)
         groups.append(entry)
     if seen != graph_names:
-        raise ArchiveCorrupt("manifest: topology groups do not cover every graph")
+        raise _fail("topology groups do not cover every graph")
     return groups
 
 
-_UINT32 = 1 << 32
-
-
-def _families_from_json(raw: Any, groups: list[GroupEntry]) -> list[FamilyEntry]:
+def _families(raw: list[FamilyDoc], groups: list[GroupEntry]) -> list[FamilyEntry]:
     """The recorded families, well-formed and covering each group once; whether their slot
     numberings keep the merging rules is the native check's (kiln._native.GraphSet)."""
     templates = {g.template for g in groups}
     seen: set[str] = set()
     families = []
     for f in raw:
-        names = [str(n) for n in f["groups"]]
+        names = list(f.groups)
         if (
             not names
             or not set(names) <= templates
             or seen & set(names)
             or len(set(names)) < len(names)
         ):
-            raise ArchiveCorrupt("manifest: a family names unknown or already placed groups")
+            raise _fail("a family names unknown or already placed groups")
         seen.update(names)
         if len(names) == 1:
             families.append(FamilyEntry(names))
             continue
-        slots = int(f["slots"])
-        runs = [[int(x) for x in r] for r in f["runs"]]
-        if (
-            not 0 < slots < _UINT32
-            or len(runs) != len(names)
-            or any(len(r) % 3 or any(not 0 <= x < _UINT32 for x in r) for r in runs)
-        ):
-            raise ArchiveCorrupt("manifest: a family's slot numbering is malformed")
-        families.append(FamilyEntry(names, slots, runs))
+        runs = [list(r) for r in f.runs]
+        if f.slots == 0 or len(runs) != len(names) or any(len(r) % 3 for r in runs):
+            raise _fail("a family's slot numbering is malformed")
+        families.append(FamilyEntry(names, f.slots, runs))
     if seen != templates:
-        raise ArchiveCorrupt("manifest: the families do not cover every topology group")
+        raise _fail("the families do not cover every topology group")
     return families
 
 

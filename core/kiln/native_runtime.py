@@ -267,7 +267,8 @@ class _BorrowedReader:
 
 def recipe_from_environment() -> dict[str, Any] | None:
     """`kiln run` passes the command it launched (KILN_COMMAND, JSON) so that the archive can
-    say how to re-run it (`kiln verify --gpu`)."""
+    say which command saved it. `kiln verify --gpu` shows it but never runs it on its own
+    (docs/cli.md): it re-runs the command the user gives, or this one once confirmed."""
     raw = os.environ.get("KILN_COMMAND")
     if not raw:
         return None

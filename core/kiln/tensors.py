@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from kiln.errors import ArchiveCorrupt, NonPersistableGraph
+from kiln.errors import NonPersistableGraph
 from kiln.native import native
 
 # torch dtype name -> (DLPack type code, bits)
@@ -56,23 +56,9 @@ class TensorSpec:
             "nbytes": self.nbytes,
         }
 
-    @classmethod
-    def from_json(cls, d: Any, what: str) -> TensorSpec:
-        try:
-            spec = cls(
-                int(d["address"]),
-                tuple(int(x) for x in d["shape"]),
-                tuple(int(x) for x in d["strides"]),
-                str(d["dtype"]),
-                int(d["nbytes"]),
-            )
-        except (KeyError, TypeError, ValueError) as e:
-            raise ArchiveCorrupt(f"manifest: {what} is malformed ({e})") from e
-        if spec.dtype not in _DLPACK or len(spec.shape) != len(spec.strides):
-            raise ArchiveCorrupt(f"manifest: {what} has an unknown dtype or mismatched strides")
-        if any(x < 0 for x in spec.shape) or spec.nbytes < 0 or spec.address <= 0:
-            raise ArchiveCorrupt(f"manifest: {what} has a negative extent")
-        return spec
+    def restorable(self) -> bool:
+        """A known dtype, one stride per dimension (what LOAD needs to view the tensor)."""
+        return self.dtype in _DLPACK and len(self.shape) == len(self.strides)
 
     def tensor(self, device: int, owner: object) -> Any:
         """A torch tensor aliasing this memory; `owner` stays alive as long as the tensor."""

@@ -96,3 +96,20 @@ def test_unopenable_lock_file(tmp_path: Path) -> None:
     missing = tmp_path / "no" / "such" / "dir" / "a.kiln"
     with pytest.raises(ArchiveError, match="cannot open lock file"), archive_lock(missing):
         pass
+
+
+def test_a_dangling_symlink_at_the_lock_creates_nothing_at_its_target(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere" / "created-by-kiln"
+    target.parent.mkdir()
+    archive = tmp_path / "graphs.kiln"
+    Path(lock_path(archive)).symlink_to(target)
+    with pytest.raises(ArchiveError, match="symbolic link"), archive_lock(archive):
+        pass
+    assert not target.exists()
+
+
+def test_a_fifo_at_the_lock_is_refused(tmp_path: Path) -> None:
+    archive = tmp_path / "graphs.kiln"
+    os.mkfifo(lock_path(archive))
+    with pytest.raises(ArchiveError, match="a FIFO, not a regular file"), archive_lock(archive):
+        pass

@@ -37,7 +37,9 @@ def inspection(monkeypatch: pytest.MonkeyPatch) -> types.SimpleNamespace:
         calls.describe.append(path)
         return {"format_version": 1, "graphs": {"count": 2, "keys": ["full/bs=1", "full/bs=2"]}}
 
-    def verify_archive(path: Path, gpu: bool) -> dict:
+    def verify_archive(
+        path: Path, gpu: bool, command: object = None, consent: object = None
+    ) -> dict:
         calls.verify.append((path, gpu))
         return calls.verify_result
 

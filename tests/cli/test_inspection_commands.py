@@ -93,11 +93,50 @@ def test_verify_gpu_without_a_gpu(
 
     monkeypatch.setattr(gpu, "gpu_unavailable_reason", lambda: "no NVIDIA driver on this machine")
     result = kiln(capsys, "verify", str(archive), "--gpu")
-    assert result.status == 1
-    assert "GPU verification is not possible here: no NVIDIA driver on this machine" in result.out
+    assert result.status == 1  # the archive has no recipe: a GPU check could not restore it
     assert "GPU verification needs a recipe" in result.out
 
 
 def test_verify_of_a_missing_archive(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     result = kiln(capsys, "verify", str(tmp_path / "nowhere"))
     assert result.status == 2 and "nowhere/graphs.kiln" in result.err
+
+
+# --- hostile input (issue 23) -------------------------------------------------------------
+
+
+def test_inspect_of_a_fingerprint_holding_a_lone_surrogate_is_no_unicode_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    fingerprint = json.dumps({"gpu_name": "\udc80", "region_base": 1 << 40}).encode()
+    path = write(tmp_path / "a" / "graphs.kiln", replace={"fingerprint": fingerprint})
+    result = kiln(capsys, "inspect", str(path))
+    assert result.status == 0 and "\\udc80" in result.out
+
+
+def test_a_malformed_manifest_names_the_field_not_a_key_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    def no_group_key(m: dict) -> None:
+        m["groups"] = [{"template": "decode/bs=1", "members": [], "differing": []}]
+
+    path = write(tmp_path / "a" / "graphs.kiln", patch=no_group_key)
+    result = kiln(capsys, "verify", str(path))
+    assert result.status == 1
+    assert "KeyError" not in result.out
+    assert "missing required field `key` - at `$.groups[0]`" in result.out
+
+
+def test_verify_gpu_without_a_gpu_skips_a_good_archive_and_exits_0(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kiln.inspection import gpu
+
+    parts = good_parts()
+    parts.recipe = {"kind": "workload", "workload": "decode_small"}
+    path = write(tmp_path / "a" / "graphs.kiln", parts)
+    monkeypatch.setattr(gpu, "gpu_unavailable_reason", lambda: "no NVIDIA driver here")
+    result = kiln(capsys, "verify", str(path), "--gpu")
+    assert result.status == 0
+    assert "OK" in result.out and "GPU check skipped" in result.out
+    assert "FAILED" not in result.out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -156,3 +157,28 @@ def test_save_then_auto_load_of_a_real_engine_process(
 
     changed = kiln(capsys, "run", "--", *TOY, "--graph-mode", "full")
     assert "kiln: SAVE" in changed.err  # another command line: another archive
+
+
+def test_load_of_a_fifo_in_place_of_the_archive_names_it(
+    capsys, tmp_path: Path, preload: Path, execs, toy_adapter
+) -> None:
+    archive = tmp_path / "a"
+    archive.mkdir()
+    os.mkfifo(archive / "graphs.kiln")
+    result = kiln(
+        capsys,
+        "run",
+        "--mode",
+        "load",
+        "--policy",
+        "fallback",
+        "--archive",
+        str(archive),
+        "--dry-run",
+        "--",
+        "python",
+        "-m",
+        "kiln_test_adapter.engine",
+    )
+    assert result.status == 0
+    assert "is not a regular file" in result.out and "no archive at" not in result.out

@@ -123,7 +123,8 @@ class KilnWorker(Worker):
                         "kv_cache_bytes": int(super(KilnWorker, self).determine_available_memory())
                     }
 
-            kv = self.kiln.kv_capacity(measure)
+            # The one field read below: an archive recording others is refused by the policy.
+            kv = self.kiln.kv_capacity(measure, keys=("kv_cache_bytes",))
             if not measured:
                 # LOAD: the bytes are SAVE's. The model's first call still loads the compiled
                 # model (and builds its graph wrappers), as SAVE's profiling forward did: same

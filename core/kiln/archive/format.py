@@ -40,7 +40,6 @@ from __future__ import annotations
 import hashlib
 import mmap
 import os
-import stat
 import struct
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -48,7 +47,15 @@ from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Final, Self
 
-from kiln.errors import ArchiveCorrupt, ArchiveError, ArchiveTruncated, ArchiveVersionError
+from kiln.errors import (
+    ArchiveCorrupt,
+    ArchiveError,
+    ArchiveTruncated,
+    ArchiveVersionError,
+    InputFileError,
+    NotAnArchive,
+)
+from kiln.input_files import open_regular
 
 __all__ = [
     "ENTRY_SIZE",
@@ -222,15 +229,14 @@ class _Entry:
 
 
 def _open_mapping(path: str) -> tuple[mmap.mmap | None, int]:
-    """Map ``path`` read-only; return (mapping, size). An empty file has no mapping."""
+    """Map ``path`` read-only; return (mapping, size). An empty file has no mapping.
+
+    A FIFO, a device or a directory is refused without being read (see kiln.input_files)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
-    except OSError as err:
-        raise ArchiveError(f"cannot open archive {path}: {err.strerror or err}") from err
+        fd, st = open_regular(path, "archive")
+    except InputFileError as err:
+        raise ArchiveError(str(err)) from None
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ArchiveError(f"archive {path} is not a regular file")
         if st.st_size == 0:
             return None, 0
         try:
@@ -278,7 +284,10 @@ class ArchiveReader:
         mm = self._mm
         prefix = mm[: len(MAGIC)] if mm is not None else b""
         if prefix != MAGIC[: len(prefix)]:
-            raise self._fail(f"bad magic {prefix!r}, expected {MAGIC!r}: not a kiln archive")
+            raise NotAnArchive(
+                f"archive {self._path}: bad magic {prefix!r}, expected {MAGIC!r}: not a kiln "
+                "archive"
+            )
         if size < FIXED_HEADER_SIZE or mm is None:
             raise ArchiveTruncated(
                 f"archive {self._path}: truncated in the header: file has {size} bytes, "

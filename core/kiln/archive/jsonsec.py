@@ -89,14 +89,16 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def load_json(data: bytes | bytearray | memoryview, section: str) -> dict[str, Any]:
-    """Decode a JSON section strictly; ``ArchiveCorrupt`` naming ``section`` on any defect."""
+def load_json(
+    data: bytes | bytearray | memoryview, section: str, *, what: str | None = None
+) -> dict[str, Any]:
+    """Decode a JSON section strictly; ``ArchiveCorrupt`` naming ``section`` on any defect
+    (or naming ``what``, for a JSON file that is no archive section)."""
+    where = f"section {section!r}" if what is None else what
     try:
         text = str(data, "utf-8")
     except UnicodeDecodeError as err:
-        raise ArchiveCorrupt(
-            f"section {section!r}: invalid UTF-8 at byte {err.start}: {err.reason}"
-        ) from None
+        raise ArchiveCorrupt(f"{where}: invalid UTF-8 at byte {err.start}: {err.reason}") from None
     try:
         obj = json.loads(
             text,
@@ -105,21 +107,19 @@ def load_json(data: bytes | bytearray | memoryview, section: str) -> dict[str, A
             object_pairs_hook=_unique_keys,
         )
     except _Reject as err:
-        raise ArchiveCorrupt(f"section {section!r}: invalid JSON: {err}") from None
+        raise ArchiveCorrupt(f"{where}: invalid JSON: {err}") from None
     except json.JSONDecodeError as err:
         raise ArchiveCorrupt(
-            f"section {section!r}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}"
+            f"{where}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}"
         ) from None
     except RecursionError:
-        raise ArchiveCorrupt(
-            f"section {section!r}: JSON nesting deeper than {MAX_DEPTH} levels"
-        ) from None
+        raise ArchiveCorrupt(f"{where}: JSON nesting deeper than {MAX_DEPTH} levels") from None
     except ValueError as err:  # e.g. an integer literal beyond sys.get_int_max_str_digits()
-        raise ArchiveCorrupt(f"section {section!r}: invalid JSON: {err}") from None
+        raise ArchiveCorrupt(f"{where}: invalid JSON: {err}") from None
     if not isinstance(obj, dict):
         raise ArchiveCorrupt(
-            f"section {section!r}: top level is a JSON {type(obj).__name__}, expected an object"
+            f"{where}: top level is a JSON {type(obj).__name__}, expected an object"
         )
     if _depth_exceeds(obj, MAX_DEPTH):
-        raise ArchiveCorrupt(f"section {section!r}: JSON nesting deeper than {MAX_DEPTH} levels")
+        raise ArchiveCorrupt(f"{where}: JSON nesting deeper than {MAX_DEPTH} levels")
     return obj

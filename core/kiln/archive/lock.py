@@ -3,7 +3,8 @@
 :func:`archive_lock` takes a non-blocking exclusive ``flock`` on ``<archive>.lock``. The
 lock belongs to the open file, so it also excludes a second holder in the same process
 (another thread, or a nested ``archive_lock`` on the same path). The kernel drops it when
-the holder exits, however it exits. The lock file is left in place: removing it would let
+the holder exits, however it exits. The lock file is opened without following a symbolic
+link and must be a regular file. It is left in place: removing it would let
 two processes lock different files of the same name.
 """
 
@@ -15,7 +16,8 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from kiln.errors import ArchiveError, ArchiveLocked
+from kiln.errors import ArchiveError, ArchiveLocked, InputFileError
+from kiln.input_files import open_regular
 
 __all__ = ["archive_lock", "lock_path"]
 
@@ -34,9 +36,13 @@ def archive_lock(path: str | os.PathLike[str]) -> Iterator[str]:
     """
     lpath = lock_path(path)
     try:
-        fd = os.open(lpath, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    except OSError as err:
-        raise ArchiveError(f"cannot open lock file {lpath}: {err.strerror or err}") from err
+        # Never through a symbolic link (a dangling one would make kiln create its target),
+        # never a FIFO or a device.
+        fd, _ = open_regular(
+            lpath, "lock file", follow_symlinks=False, flags=os.O_RDWR | os.O_CREAT
+        )
+    except InputFileError as err:
+        raise ArchiveError(str(err)) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from kiln.cli.output import NEGATIVE, OK, console, print_json
+from kiln.cli.output import NEGATIVE, OK, console, literal, print_json, styled
 from kiln.plugins import AdapterInfo, discover_adapters
 
 
@@ -20,10 +20,21 @@ def add_parser(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     adapters = discover_adapters()
     if args.json:
-        print_json([info.as_dict() for info in adapters])
+        print_json([{**info.as_dict(), "status": status(info)} for info in adapters])
     else:
         _show(adapters)
     return NEGATIVE if any(info.error for info in adapters) else OK
+
+
+def status(info: AdapterInfo) -> str:
+    """``error``, ``engine not installed``, ``engine version not supported`` or ``ok``."""
+    if info.error:
+        return "error"
+    if info.spec is not None and info.spec.engine and info.engine_version is None:
+        return "engine not installed"
+    if info.engine_supported is False:
+        return "engine version not supported"
+    return "ok"
 
 
 def _show(adapters: list[AdapterInfo]) -> None:
@@ -37,7 +48,7 @@ def _show(adapters: list[AdapterInfo]) -> None:
     for info in adapters:
         row = info.as_dict()
         table.add_row(
-            info.name,
+            literal(info.name),
             _text(row["version"]),
             _text(row["engine"] or "(any)" if info.spec else None),
             _text(row["engine_versions"]),
@@ -47,14 +58,19 @@ def _show(adapters: list[AdapterInfo]) -> None:
     out.print(table)
 
 
-def _status(info: AdapterInfo) -> str:
+_STYLES = {
+    "error": "red",
+    "engine version not supported": "yellow",
+    "engine not installed": "yellow",
+}
+
+
+def _status(info: AdapterInfo) -> Any:
+    shown = status(info)
     if info.error:
-        return f"[red]error[/red]: {info.error}"
-    supported = info.engine_supported
-    if supported is False:
-        return "[yellow]engine version not supported[/yellow]"
-    return "ok"
+        return styled((shown, "red"), f": {info.error}")
+    return styled((shown, _STYLES.get(shown, "")))
 
 
 def _text(value: object) -> str:
-    return "—" if value in (None, "") else str(value)
+    return "—" if value in (None, "") else literal(value)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from kiln.cli.output import OK, console, print_json
+from kiln.cli.output import OK, console, literal, print_json
 from kiln.config import ENVIRONMENT_VARIABLES, load_config
 
 
@@ -29,10 +29,15 @@ def run(args: argparse.Namespace) -> int:
         return OK
     from rich.table import Table
 
-    table = Table("key", "value", "source", "variable", title=f"file: {config.config_file}")
+    table = Table(
+        "key", "value", "source", "variable", title=literal(f"file: {config.config_file}")
+    )
     for key, value in values.items():
         table.add_row(
-            key, str(value), config.sources.get(key, "default"), ENVIRONMENT_VARIABLES[key]
+            literal(key),
+            literal(value),
+            literal(config.sources.get(key, "default")),
+            literal(ENVIRONMENT_VARIABLES[key]),
         )
     console().print(table)
     return OK

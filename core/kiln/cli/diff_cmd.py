@@ -8,7 +8,7 @@ from typing import Any
 
 from kiln.archive import diff_fingerprints
 from kiln.cli.inspect_cmd import existing_archive
-from kiln.cli.output import NEGATIVE, OK, console, print_json
+from kiln.cli.output import NEGATIVE, OK, console, literal, print_json
 from kiln.lifecycle.archive_io import read_fingerprint
 
 
@@ -53,12 +53,14 @@ def _show(a: Path, b: Path, differences: list[tuple[str, object, object]], total
         return
     table = Table(title=f"{len(differences)} of {total} fingerprint fields differ")
     table.add_column("field", style="bold")
-    table.add_column(f"A: {a}", overflow="fold")
-    table.add_column(f"B: {b}", overflow="fold")
+    table.add_column(literal(f"A: {a}"), overflow="fold")
+    table.add_column(literal(f"B: {b}"), overflow="fold")
     for field, va, vb in differences:
-        table.add_row(field, _text(va), _text(vb))
+        table.add_row(literal(field), _text(va), _text(vb))
     out.print(table)
 
 
 def _text(value: object) -> str:
-    return "(absent)" if value is None else repr(value)
+    """The value as a person reads it, cut by literal() to MAX_CHARS characters: rich folds
+    a cell in time that grows with the square of its length."""
+    return "(absent)" if value is None else literal(repr(value))

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
 from kiln.cli.output import OK, console, print_json, tree
+from kiln.errors import ArchiveError
 from kiln.lifecycle.archive_io import resolve_archive
 from kiln.lifecycle.errors import ArchiveMissing
 
@@ -31,7 +34,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def existing_archive(path: Path) -> Path:
+    """The archive file ``path`` names (a directory names its graphs.kiln); an error when
+    there is none, or when it is no regular file (a FIFO, a device, a directory)."""
     resolved = resolve_archive(path)
-    if not resolved.is_file():
-        raise ArchiveMissing(resolved)
+    try:
+        mode = os.stat(resolved).st_mode
+    except FileNotFoundError:
+        raise ArchiveMissing(resolved) from None
+    except OSError as err:
+        raise ArchiveError(f"cannot read archive {resolved}: {err.strerror or err}") from None
+    if not stat.S_ISREG(mode):
+        raise ArchiveError(f"archive {resolved} is not a regular file")
     return resolved

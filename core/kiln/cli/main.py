@@ -18,7 +18,7 @@ from kiln.cli import (
     run_cmd,
     verify_cmd,
 )
-from kiln.cli.output import ERROR, print_json
+from kiln.cli.output import ERROR, EXIT_CODES_HELP, literal, print_json, robust_streams
 from kiln.errors import KilnError
 
 COMMANDS = (
@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="kiln",
         description="Persist captured CUDA graphs with their execution context; restart LLM "
         "engines in seconds.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"kiln {__version__}")
     parser.add_argument(
@@ -46,14 +48,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="config file (default: $KILN_CONFIG, ./kiln.toml, $XDG_CONFIG_HOME/kiln/config.toml)",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # "verb", not "command": `kiln run` has a positional argument named command.
+    commands = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
     for module in COMMANDS:
         module.add_parser(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``kiln``; returns the exit status (0 ok, 1 negative answer, 2 error)."""
+    """Run ``kiln``; returns the exit status (0 ok, 1 a check failed, 2 usage error or
+    unreadable input: see EXIT_CODES_HELP)."""
+    robust_streams()
     args_list = list(sys.argv[1:] if argv is None else argv)
     # Everything after the first "--" belongs to the engine (run) or the demo, untouched:
     # argparse would otherwise try to interpret the engine's own options.
@@ -61,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(head)
     if rest is not None and not getattr(args, "takes_rest", False):
-        parser.error(f"kiln {args.command} takes no arguments after --")
+        parser.error(f"kiln {args.verb} takes no arguments after --")
     args.rest = rest
     try:
         status: int = args.handler(args)
@@ -70,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "json", False):
             print_json({"error": str(err), "type": type(err).__name__})
         else:
-            print(f"kiln {args.command}: error: {err}", file=sys.stderr)
+            print(f"kiln {args.verb}: error: {literal(err, limit=8192)}", file=sys.stderr)
         return ERROR
     except KeyboardInterrupt:
         return 130

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import time
 from typing import Any
 
 from kiln import _paths
-from kiln.cli.output import print_json
+from kiln.cli.output import literal, print_json
 from kiln.config import LoadBuilds, Mode, Policy, load_config
 from kiln.errors import KilnError
 from kiln.lifecycle.launch import LaunchPlan, plan_launch
@@ -91,11 +92,14 @@ def _announce(plan: LaunchPlan, *, as_json: bool, dry_run: bool) -> None:
     if as_json:
         print_json(plan.as_dict(), stream=stream)
         return
+    # Paths, reasons and the command come from the user or an archive: shown literally.
     if plan.mode == "native":
-        print(f"kiln: starting natively: {plan.reason}", file=stream)
+        print(f"kiln: starting natively: {literal(plan.reason)}", file=stream)
     else:
-        print(f"kiln: {plan.mode.upper()} {plan.archive_dir} ({plan.reason})", file=stream)
+        shown = literal(f"{plan.mode.upper()} {plan.archive_dir} ({plan.reason})")
+        print(f"kiln: {shown}", file=stream)
     if dry_run:
         for name, value in plan.changes().items():
-            print(f"  {name}={value}" if value is not None else f"  unset {name}", file=stream)
-        print(f"  exec {' '.join(plan.command)}", file=stream)
+            line = f"{name}={value}" if value is not None else f"unset {name}"
+            print(f"  {literal(line, limit=1 << 16)}", file=stream)
+        print(f"  exec {literal(shlex.join(plan.command), limit=1 << 16)}", file=stream)

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from kiln.archive import FORMAT_VERSION, ArchiveReader, load_json
+from kiln.errors import ArchiveCorrupt, KilnError
+from kiln.lifecycle.archive_io import checked_fingerprint
 from kiln.manifest import FINGERPRINT, MANIFEST, Manifest
 from kiln.native import native
 from kiln.tensors import TensorSpec
@@ -21,7 +23,7 @@ def describe_archive(path: str | os.PathLike[str]) -> dict[str, Any]:
     n = native()
     with ArchiveReader(path, verify=True) as reader:
         with reader.section(FINGERPRINT) as view:
-            fingerprint = load_json(view, FINGERPRINT)
+            fingerprint = checked_fingerprint(load_json(view, FINGERPRINT))
         with reader.section(MANIFEST) as view:
             raw = load_json(view, MANIFEST)
         manifest = Manifest.from_json(raw, set(reader.names))
@@ -30,8 +32,7 @@ def describe_archive(path: str | os.PathLike[str]) -> dict[str, Any]:
         graphs_using: dict[str, set[str]] = {}
         descs: dict[str, Any] = {}
         for entry in manifest.graphs:
-            with reader.section(entry.section) as view:
-                desc = n.decode_graph(view)
+            desc = _decoded(n, reader, entry.name, entry.section)
             descs[entry.name] = desc
             for slot, name in desc.kernels():
                 uses[name, slot] += 1
@@ -78,6 +79,17 @@ def describe_archive(path: str | os.PathLike[str]) -> dict[str, Any]:
         if manifest.recipe is not None:
             description["recipe"] = dict(manifest.recipe)
         return description
+
+
+def _decoded(n: Any, reader: ArchiveReader, name: str, section: str) -> Any:
+    """The graph blob of ``section``, decoded; every decoder failure is the archive's."""
+    try:
+        with reader.section(section) as view:
+            return n.decode_graph(view)
+    except KilnError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the codec names the defect
+        raise ArchiveCorrupt(f"graph {name!r} (section {section!r}) does not decode: {e}") from e
 
 
 def _tensor(spec: TensorSpec) -> dict[str, Any]:

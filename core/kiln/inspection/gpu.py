@@ -5,7 +5,10 @@ A restore needs the allocations the SAVE process made before its capture window:
 belong to the program that saved the archive, which only the archive's recipe can re-run.
 Recipes of kind ``workload`` name a workload of :mod:`kiln.workloads`, re-run with
 ``python -m kiln.workloads.run --mode load``; the SAVE process's outputs are read from
-``reference.pt`` beside the archive (what ``--mode save`` writes)."""
+``reference.pt`` beside the archive (what ``--mode save`` writes). Recipes of kind
+``command`` (archives saved by ``kiln run``) are restored by re-running a command under
+``kiln run --mode load``: the one the user gives, never the stored one without the user's
+consent (docs/cli.md)."""
 
 from __future__ import annotations
 
@@ -14,45 +17,67 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 from kiln._gpu import gpu_unavailable_reason
 from kiln._paths import package_dir, preload_library
 from kiln.inspection.problems import Problems
+from kiln.lifecycle.archive_io import REPORT_FILE
+from kiln.lifecycle.report_reader import ReportUnreadable, read_report
 from kiln.manifest import Manifest
 
 TIMEOUT_S: Final = 900
 REFERENCE: Final = "reference.pt"
 
 
-def verify_on_gpu(path: Path, manifest: Manifest | None, problems: Problems) -> dict[str, Any]:
+#: Asked, with the command an archive stores, whether to run it (``kiln verify --gpu
+#: --ask``); without it a stored command is never run.
+Consent = Callable[[list[str]], bool]
+
+
+def verify_on_gpu(
+    path: Path,
+    manifest: Manifest | None,
+    problems: Problems,
+    command: Sequence[str] | None = None,
+    consent: Consent | None = None,
+) -> dict[str, Any]:
     """Restore ``path`` in a fresh process; adds a problem unless it restores bit-exact.
 
     Runs only where the archive passed the CPU checks (``problems`` is empty): an archive
-    holds kernels that a restore runs on the GPU."""
+    holds kernels that a restore runs on the GPU. Where no GPU can be used the check is
+    skipped (``report["skipped"]`` says why), not failed.
+
+    An archive whose recipe is a command is restored by re-running a command under
+    ``kiln run --mode load``: ``command``, given by the user. The command stored in the
+    archive is never run on its own say: only when ``consent`` (asked with it) says yes.
+    Whoever can write an archive can write its command and recompute its checksums."""
     report: dict[str, Any] = {"ran": False}
-    cpu_ok = not problems
-    reason = gpu_unavailable_reason()
-    if reason is not None:
-        problems.add(f"GPU verification is not possible here: {reason}")
     if manifest is None:
         report["skipped"] = "the manifest could not be read"
         return report
+    if problems:
+        report["skipped"] = "the archive failed the CPU checks; it is not restored"
+        return report
     recipe = manifest.recipe or {}
-    if recipe.get("kind") == "command":
-        if not cpu_ok:
-            report["skipped"] = "the archive failed the CPU checks; it is not restored"
-        if reason is not None or not cpu_ok:
+    by_command = command is not None or recipe.get("kind") == "command"
+    workload = None if by_command else _workload(manifest, problems)
+    if not by_command and workload is None:
+        return report
+    reason = gpu_unavailable_reason()
+    if reason is not None:
+        report["skipped"] = f"no GPU can be used here: {reason}"
+        return report
+    if by_command:
+        argv = _command_to_run(recipe, command, consent, report)
+        if argv is None:
             return report
-        report.update(_verify_command(path, recipe.get("argv"), problems))
+        report.update(_verify_command(path, argv, problems))
         report["ran"] = True
         return report
-    workload = _workload(manifest, problems)
-    if not cpu_ok:
-        report["skipped"] = "the archive failed the CPU checks; it is not restored"
-    if reason is not None or workload is None or not cpu_ok:
-        return report
+    assert workload is not None
     reference = path.parent / REFERENCE
     if not reference.is_file():
         problems.add(
@@ -65,6 +90,34 @@ def verify_on_gpu(path: Path, manifest: Manifest | None, problems: Problems) -> 
     report.update(_judge(workload, outcome, problems))
     report["ran"] = True
     return report
+
+
+def _command_to_run(
+    recipe: Mapping[str, Any],
+    command: Sequence[str] | None,
+    consent: Consent | None,
+    report: dict[str, Any],
+) -> list[str] | None:
+    """The command the user gave, or the stored one if ``consent`` allows it; ``None``
+    (with ``report["skipped"]`` saying why) otherwise."""
+    if command is not None:
+        if not command:
+            report["skipped"] = "the command given after -- is empty"
+            return None
+        return list(command)
+    stored = recipe.get("argv")
+    if not isinstance(stored, list) or not stored or not all(isinstance(a, str) for a in stored):
+        report["skipped"] = "the archive's command recipe has no usable argv"
+        return None
+    report["stored_command"] = list(stored)
+    if consent is not None and consent(list(stored)):
+        return list(stored)
+    report["skipped"] = (
+        "the archive was saved by a command, and kiln runs no command stored in an archive "
+        "without consent: give the command to re-run after -- (kiln verify --gpu ARCHIVE -- "
+        "COMMAND...), or pass --ask to see the stored one and confirm it"
+    )
+    return None
 
 
 def _run(command: list[str]) -> subprocess.CompletedProcess[str] | str:
@@ -84,13 +137,10 @@ def _run(command: list[str]) -> subprocess.CompletedProcess[str] | str:
         return f"could not be started: {e}"
 
 
-def _verify_command(path: Path, argv: object, problems: Problems) -> dict[str, Any]:
-    """Re-run the command that saved the archive under `kiln run --mode load --policy strict`;
-    it must exit 0 and report every graph restored (programs like
+def _verify_command(path: Path, argv: list[str], problems: Problems) -> dict[str, Any]:
+    """Re-run ``argv`` (a command the user gave or confirmed) under `kiln run --mode load
+    --policy strict`; it must exit 0 and report every graph restored (programs like
     kiln.workloads.lifecycle_demo compare their outputs with SAVE's and exit 1 otherwise)."""
-    if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
-        problems.add(f"the archive's command recipe has no usable argv ({argv!r})")
-        return {}
     command = [
         sys.executable,
         "-m",
@@ -110,20 +160,22 @@ def _verify_command(path: Path, argv: object, problems: Problems) -> dict[str, A
         problems.add(f"GPU verification: the command {proc}")
         return {"command": argv}
     summary: dict[str, Any] = {"command": argv, "exit_status": proc.returncode}
-    report_path = path.parent / "startup-report.json"
     try:
-        startup = json.loads(report_path.read_text())
-    except (OSError, ValueError):
-        startup = {}
-    summary["outcome"] = startup.get("outcome")
-    summary["graphs_restored"] = startup.get("graphs_restored")
+        _, startup = read_report(path.parent / REPORT_FILE)
+    except ReportUnreadable as err:
+        startup = None
+        unreadable = str(err)
+    summary["outcome"] = None if startup is None else startup.outcome
+    summary["graphs_restored"] = None if startup is None else startup.graphs_restored
     if proc.returncode != 0:
         tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
         problems.add(f"GPU verification: the command exited with status {proc.returncode}: {tail}")
-    elif startup.get("outcome") != "restored":
+    elif startup is None:
+        problems.add(f"GPU verification: {unreadable}")
+    elif startup.outcome != "restored":
         problems.add(
-            f"GPU verification: the startup report says {startup.get('outcome')!r}, not 'restored'"
-            + (f" ({startup.get('fallback_reason')})" if startup.get("fallback_reason") else "")
+            f"GPU verification: the startup report says {startup.outcome!r}, not 'restored'"
+            + (f" ({startup.fallback_reason})" if startup.fallback_reason else "")
         )
     return summary
 

@@ -6,37 +6,52 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from kiln.archive import FORMAT_VERSION, ArchiveReader, load_json
-from kiln.errors import KilnError
+from kiln.errors import ArchiveCorrupt, KilnError, NotAnArchive
 from kiln.inspection.allocations import Allocations
 from kiln.inspection.audit import audit_graph
-from kiln.inspection.gpu import verify_on_gpu
+from kiln.inspection.gpu import Consent, verify_on_gpu
 from kiln.inspection.problems import Problems
+from kiln.lifecycle.archive_io import checked_fingerprint
 from kiln.manifest import FINGERPRINT, MANIFEST, GraphEntry, Manifest
 from kiln.native import native
 
 
-def verify_archive(path: str | os.PathLike[str], gpu: bool = False) -> dict[str, Any]:
+def verify_archive(
+    path: str | os.PathLike[str],
+    gpu: bool = False,
+    command: Sequence[str] | None = None,
+    consent: Consent | None = None,
+) -> dict[str, Any]:
     """Check archive ``path``; ``{"ok": bool, "problems": [str], "checked": {...}, ...}``.
 
+    ``"readable": False`` says that ``path`` could not be read as a kiln archive at all
+    (missing, not a regular file, no archive magic); ``problems`` then says why.
+
     With ``gpu``, also restore it on this machine's GPU in a fresh process (see
-    :func:`kiln.inspection.gpu.verify_on_gpu`), once the CPU checks have passed."""
+    :func:`kiln.inspection.gpu.verify_on_gpu`, which says when ``command`` is run and
+    when ``consent`` is asked), once the CPU checks have passed."""
     problems = Problems()
     check = _Checks(Path(path), problems)
     try:
         check.run()
     except Exception as e:  # noqa: BLE001 - a check that failed unforeseen: reported, not raised
         problems.add(f"verification stopped: unexpected {type(e).__name__}: {e}")
-    result: dict[str, Any] = {"path": os.fspath(path), "checked": check.counts}
+    result: dict[str, Any] = {
+        "path": os.fspath(path),
+        "readable": check.readable,
+        "checked": check.counts,
+    }
     if check.unreferenced:
         result["unreferenced_sections"] = check.unreferenced
     if gpu:
         try:
-            result["gpu"] = verify_on_gpu(Path(path), check.manifest, problems)
+            result["gpu"] = verify_on_gpu(Path(path), check.manifest, problems, command, consent)
         except Exception as e:  # noqa: BLE001 - reported, not raised
             problems.add(f"GPU verification stopped: unexpected {type(e).__name__}: {e}")
     result["ok"] = not problems
@@ -58,11 +73,15 @@ class _Checks:
             "ranges_audited": 0,
         }
         self._damaged: set[str] = set()
+        self.readable = True
 
     def run(self) -> None:
         try:
             reader = ArchiveReader(self.path, verify=False)
         except (KilnError, OSError) as e:
+            # Not a kiln archive at all, or no file to read: unreadable input, not a damaged
+            # archive (those raise ArchiveCorrupt past the magic).
+            self.readable = isinstance(e, ArchiveCorrupt) and not isinstance(e, NotAnArchive)
             self.problems.add(str(e))
             return
         with reader:
@@ -115,8 +134,13 @@ class _Checks:
 
     def _fingerprint(self, reader: ArchiveReader) -> tuple[int, int] | None:
         """The region's (base, size), or None when the fingerprint lacks them."""
-        fingerprint = self._json(reader, FINGERPRINT)
-        if fingerprint is None:
+        raw = self._json(reader, FINGERPRINT)
+        if raw is None:
+            return None
+        try:
+            fingerprint = checked_fingerprint(raw)
+        except KilnError as e:
+            self.problems.add(str(e))
             return None
         version = fingerprint.get("format_version", FORMAT_VERSION)
         if version != FORMAT_VERSION:

@@ -22,7 +22,7 @@ import pluggy
 
 from kiln import __version__
 from kiln.config import Config, ConfigError, LoadBuilds, Policy, load_config
-from kiln.errors import ArchiveError, FingerprintMismatch, KilnError
+from kiln.errors import ArchiveCorrupt, ArchiveError, FingerprintMismatch, KilnError
 from kiln.lifecycle import archive_io, environment, fingerprint, pins
 from kiln.lifecycle.context import KilnContext
 from kiln.lifecycle.defaults import CORE_PLUGIN_NAME, CoreDefaults
@@ -217,10 +217,15 @@ class Driver:
         """
         return self._rt().suspended() if self._state.mode in _ACTIVE else nullcontext()
 
-    def kv_capacity(self, measure: Callable[[], KvCapacity]) -> dict[str, int]:
+    def kv_capacity(
+        self, measure: Callable[[], KvCapacity], keys: Collection[str] | None = None
+    ) -> dict[str, int]:
         """The KV capacity to use: measured and recorded at SAVE, reused at LOAD.
 
-        ``measure`` runs the engine's own sizing; at LOAD it is not called.
+        ``measure`` runs the engine's own sizing; at LOAD it is not called. ``keys``, when
+        given, are the fields the engine reads: a capacity with other fields (an archive
+        written for another engine, or rewritten) is refused by the policy, so that the
+        engine never reads a field that is not there.
         """
         measured: list[dict[str, int]] = []
 
@@ -235,6 +240,11 @@ class Driver:
             decided = _kv(
                 self.hook.kiln_kv_capacity(ctx=self.ctx, measure=once), "kiln_kv_capacity"
             )
+            if keys is not None and set(decided) != set(keys):
+                detail = f"has the fields {sorted(decided)}, the engine reads {sorted(keys)}"
+                if self._state.mode is RunMode.LOAD:
+                    raise ArchiveCorrupt(f"the archive's KV capacity {detail}")
+                raise InvalidHookResult("kiln_kv_capacity", f"the KV capacity {detail}")
             if self._state.mode is RunMode.LOAD:
                 recorded = self._state.recorded.get("kv_capacity")
                 if decided != recorded:
@@ -592,6 +602,6 @@ def _kv(value: object, where: str) -> dict[str, int]:
             raise InvalidHookResult(
                 where, f"KV capacity entries are str: int, got {name!r}: {count!r}"
             )
-        if count < 0:
-            raise InvalidHookResult(where, f"KV capacity {name!r} is negative")
+        if not 0 <= count < 1 << 63:
+            raise InvalidHookResult(where, f"KV capacity {name!r} is {count}, outside [0, 2**63)")
     return dict(value)

@@ -6,6 +6,7 @@ would do and tests can check it without exec'ing anything.
 
 from __future__ import annotations
 
+import os
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -99,7 +100,7 @@ def plan_launch(
         return native(PreloadMissing(preload))
     try:
         mode, reason = decide_mode(config.mode, archive_io.archive_file(archive_dir), fields)
-    except ArchiveMissing as err:
+    except (ArchiveMissing, ArchiveError) as err:
         return native(err)
 
     decided = replace(launch, mode=mode, archive_dir=archive_dir)
@@ -128,6 +129,8 @@ def decide_mode(
         return "save", "--mode save"
     if requested is Mode.LOAD:
         if not archive.is_file():
+            if os.path.lexists(archive):  # a FIFO, a device, a directory: named as such
+                raise ArchiveError(f"archive {archive} is not a regular file")
             raise ArchiveMissing(archive)
         return "load", "--mode load"
     if not archive.is_file():

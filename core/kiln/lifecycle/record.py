@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
+
+import msgspec
 
 from kiln.errors import ArchiveCorrupt
 from kiln.lifecycle.types import WarmupAction
+from kiln.schema import Count, Name, SchemaViolation, validated
 
 RECORD_VERSION = 1
 
@@ -28,31 +31,26 @@ class LifecycleRecord:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> LifecycleRecord:
-        """Validate a section read from an archive; every defect names its field."""
-        if data.get("version") != RECORD_VERSION:
-            raise _corrupt("version", f"unsupported record version {data.get('version')!r}")
-        engine = data.get("engine")
-        if not isinstance(engine, str):
-            raise _corrupt("engine", "not a string")
-        kv = data.get("kv_capacity")
-        if kv is not None and not _int_map(kv):
-            raise _corrupt("kv_capacity", "not an object of integers")
-        warmup = data.get("warmup")
-        actions = {a.value for a in WarmupAction}
-        if not isinstance(warmup, dict) or not all(v in actions for v in warmup.values()):
-            raise _corrupt("warmup", "not an object of warmup actions")
-        graphs = data.get("graphs")
-        if not isinstance(graphs, list) or not all(isinstance(k, str) for k in graphs):
-            raise _corrupt("graphs", "not a list of graph keys")
-        return cls(engine, kv, dict(warmup), list(graphs))
+    def from_json(cls, data: object) -> LifecycleRecord:
+        """Validate a section read from an archive (:class:`RecordDoc`); every defect
+        names its field."""
+        try:
+            doc = validated(data, RecordDoc)
+        except SchemaViolation as e:
+            raise ArchiveCorrupt(f"section 'lifecycle': {e}") from None
+        if doc.version != RECORD_VERSION:
+            raise ArchiveCorrupt(f"section 'lifecycle': unsupported record version {doc.version!r}")
+        kv = None if doc.kv_capacity is None else dict(doc.kv_capacity)
+        warmup = {name: action.value for name, action in doc.warmup.items()}
+        return cls(doc.engine, kv, warmup, list(doc.graphs))
 
 
-def _int_map(value: object) -> bool:
-    return isinstance(value, dict) and all(
-        isinstance(v, int) and not isinstance(v, bool) for v in value.values()
-    )
+class RecordDoc(msgspec.Struct, frozen=True):
+    """The section's schema. A KV capacity is what the engine sizes its cache with: a
+    non-empty object of counts that fit a signed 64-bit integer."""
 
-
-def _corrupt(field_name: str, message: str) -> ArchiveCorrupt:
-    return ArchiveCorrupt(f"section 'lifecycle': field {field_name!r}: {message}")
+    version: int
+    engine: Name
+    warmup: dict[Name, WarmupAction]
+    graphs: list[Name]
+    kv_capacity: Annotated[dict[Name, Count], msgspec.Meta(min_length=1)] | None = None

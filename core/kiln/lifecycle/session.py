@@ -31,7 +31,9 @@ class ArchiveSession:
     def open_checked(self, current: Mapping[str, FingerprintValue]) -> dict[str, Any]:
         """LOAD: open the archive, check its fingerprint, return its lifecycle record."""
         self.reader = archive_io.open_archive(self.path)
-        archived = archive_io.read_json(self.reader, archive_io.FINGERPRINT_SECTION)
+        archived = archive_io.checked_fingerprint(
+            archive_io.read_json(self.reader, archive_io.FINGERPRINT_SECTION)
+        )
         fingerprint.check(archived, current)
         record = archive_io.read_json(self.reader, archive_io.LIFECYCLE_SECTION)
         return LifecycleRecord.from_json(record).as_json()
