@@ -126,6 +126,29 @@ SEAMS: tuple[Seam, ...] = (
     Seam(_WORKER, "kernel_warmup", None, "warmup phase (patch P2)"),
     Seam(_WORKER, "warmup_kernels", None, "warmup phase (patch P3)"),
     Seam(_WORKER, "freeze_gc_heap", None, "ends kiln's startup freeze first (patch P4)"),
+    # The MoE workspace kiln places inside the region (kiln_vllm.workspace).
+    Seam("vllm.v1.worker.workspace", "is_workspace_manager_initialized", (), "workspace placement"),
+    Seam("vllm.v1.worker.workspace", "current_workspace_manager", (), "workspace placement"),
+    Seam(
+        "vllm.v1.worker.workspace",
+        "WorkspaceManager.__init__",
+        ("self", "device", "num_ubatches"),
+        "workspace placement: the slots kiln reads and replaces",
+        sets=("_device", "_current_workspaces", "_locked"),
+    ),
+    Seam(
+        "vllm.v1.worker.workspace", "WorkspaceManager.is_locked", ("self",), "workspace placement"
+    ),
+    Seam(
+        "vllm.v1.worker.workspace",
+        "WorkspaceManager._ensure_workspace_size",
+        ("self", "required_bytes"),
+        "workspace placement: a slot is one uint8 tensor of the size in bytes, grown in place",
+        contains=(
+            "self._current_workspaces[ubatch_id] = torch.empty((required_bytes,), "
+            "dtype=torch.uint8, device=self._device)",
+        ),
+    ),
     Seam(
         "vllm.v1.worker.gpu.warmup",
         "warmup_kernels",

@@ -9,8 +9,9 @@ Stages (docs/vllm/seams.md §6):
 - init_device: bind the GPU and open the deterministic region before vLLM allocates.
 - load_model: weights are in the region.
 - determine_available_memory: SAVE profiles with the region suspended and records the KV
-  bytes; LOAD reuses them and only runs the profiling forward (suspended) for its side
-  effect, the compiled model.
+  bytes and the MoE workspace size; LOAD reuses them and only runs the profiling forward
+  (suspended) for its side effect, the compiled model; both then place the workspace inside
+  the region (kiln_vllm.workspace).
 - initialize_from_config: KV cache allocated; kiln's capture loop is installed.
 - compile_or_warm_up_model: graphs captured (SAVE) or restored (LOAD, FULL graphs), vLLM's
   `warmup_kernels` run suspended in both modes, then at LOAD a small prefill and a small
@@ -45,6 +46,7 @@ from kiln_vllm.adapter import WARMUP_KERNELS_PHASE
 from kiln_vllm.graphs import kiln_manager_class
 from kiln_vllm.startup_gc import CollectionLog, StartupFreeze
 from kiln_vllm.warmups import WorkerStep, then_warm_first_requests, warm_first_request_kernels
+from kiln_vllm.workspace import WORKSPACE_BYTES, place_workspace, workspace_bytes
 
 T = TypeVar("T")
 
@@ -119,12 +121,11 @@ class KilnWorker(Worker):
                 nonlocal measured
                 measured = True
                 with self.kiln.suspended():
-                    return {
-                        "kv_cache_bytes": int(super(KilnWorker, self).determine_available_memory())
-                    }
+                    kv_bytes = int(super(KilnWorker, self).determine_available_memory())
+                    return {"kv_cache_bytes": kv_bytes, WORKSPACE_BYTES: workspace_bytes()}
 
-            # The one field read below: an archive recording others is refused by the policy.
-            kv = self.kiln.kv_capacity(measure, keys=("kv_cache_bytes",))
+            # The fields read below: an archive recording others is refused by the policy.
+            kv = self.kiln.kv_capacity(measure, keys=("kv_cache_bytes", WORKSPACE_BYTES))
             if not measured:
                 # LOAD: the bytes are SAVE's. The model's first call still loads the compiled
                 # model (and builds its graph wrappers), as SAVE's profiling forward did: same
@@ -142,6 +143,10 @@ class KilnWorker(Worker):
                     torch.accelerator.synchronize()
                     gc.collect()
                     torch.accelerator.empty_cache()
+            if self.kiln.mode.value in ("save", "load"):
+                # The MoE workspace SAVE's profiling grew, now inside the region, at the same
+                # point of both modes (kiln_vllm.workspace).
+                place_workspace(int(kv[WORKSPACE_BYTES]))
             return int(kv["kv_cache_bytes"])
 
     def initialize_from_config(self, kv_cache_config: Any) -> None:
