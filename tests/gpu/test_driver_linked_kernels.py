@@ -73,3 +73,17 @@ def test_an_event_the_graph_shares_with_eager_code_is_refused_at_save(tmp_path):
     assert not saved["ok"]
     assert saved["error"] == "NonPersistableGraph", saved
     assert "event" in saved["message"]
+
+
+def test_a_tensor_map_kernel_restores_bit_exact_or_is_refused_naming_the_map(tmp_path):
+    # The driver's CUtensorMap encoding is undocumented: kiln keeps a map whose address it
+    # can check at LOAD (a plain word of the map) and refuses any other. Either way, never a
+    # wrong output.
+    saved = run("save", tmp_path, "tma")
+    if not saved["ok"]:
+        assert saved["error"] == "NonPersistableGraph", saved
+        assert "tensor map" in saved["message"], saved
+        return
+    loaded = run("load", tmp_path, "tma")
+    assert loaded["ok"], loaded
+    assert loaded["bit_exact_vs_eager"]

@@ -6,7 +6,8 @@ this (fresh) process, started under kiln's interposer, and print a JSON result l
 KIND: `triton` (a hand-written @triton.jit kernel launched by Triton's own launcher, which
 links libcuda), `global` (a CUDA extension built with nvcc whose kernel reads a __device__
 global the application sets after loading the module), `external-event` (a graph that
-records an external event that eager code then waits on).
+records an external event that eager code then waits on), `tma` (a Triton kernel reading
+through a host-side tensor descriptor: its launcher encodes a CUtensorMap per launch).
 """
 
 from __future__ import annotations
@@ -38,6 +39,27 @@ def _triton_step():
     def step(x, y):
         out = torch.empty_like(x)
         axpy2[(triton.cdiv(N, 256),)](x, y, out, 1.5, N, BLOCK=256)
+        return out
+
+    return step
+
+
+def _tma_step():
+    import triton
+    import triton.language as tl
+    from triton.tools.tensor_descriptor import TensorDescriptor
+
+    @triton.jit
+    def tma_axpy(x_desc, y_ptr, out_ptr, BLOCK: tl.constexpr):
+        offs = tl.program_id(0) * BLOCK
+        x = x_desc.load([offs])
+        idx = offs + tl.arange(0, BLOCK)
+        tl.store(out_ptr + idx, 2.0 * x + tl.load(y_ptr + idx))
+
+    def step(x, y):
+        out = torch.empty_like(x)
+        desc = TensorDescriptor.from_tensor(x, [256])
+        tma_axpy[(N // 256,)](desc, y, out, BLOCK=256)
         return out
 
     return step
@@ -109,6 +131,8 @@ def main(argv: list[str]) -> dict:
         if not skip_global:
             ext.set_scale(3.0)
         step = ext.run
+    elif kind == "tma":
+        step = _tma_step()
     elif kind == "external-event":
         event = torch.cuda.Event(external=True)
         step = _external_event_step(event)
