@@ -229,8 +229,8 @@ def kiln_weights_loaded(ctx: KilnContext) -> None:
 def kiln_collectives_bootstrapped(ctx: KilnContext) -> None:
     """Device-side collectives (NVSHMEM, DeepEP buffers) are bootstrapped.
 
-    **When:** after weights load and before KV sizing, in engines that use them. At LOAD the
-    runtime initialises NVSHMEM in the archived modules that need it before this hook fires.
+    **When:** after weights load and before KV sizing, in engines that use them. kiln does
+    not restore modules that carry NVSHMEM device state yet: the runtime does nothing here.
 
     **Process:** each engine worker.
 
@@ -306,8 +306,9 @@ def kiln_capture_graph(ctx: KilnContext, key: str, capture: Callable[[], object]
     **Process:** each engine worker.
 
     :param ctx: The process's context.
-    :param key: The graph's stable name within the archive (``"full/bs=8"``,
-        ``"piecewise/bs=8/piece=3"``); identical at SAVE and LOAD.
+    :param key: The graph's stable name within the archive, identical at SAVE and LOAD and
+        unique within the process (the vLLM adapter's keys name the runtime mode, batch
+        descriptor and, for a PIECEWISE graph, its piece).
     :param capture: The engine's own capture of this graph (warmup iterations included);
         returns whatever the engine needs to keep.
     :returns: At SAVE, ``capture()``'s result; at LOAD, the restored graph object of the
@@ -335,8 +336,9 @@ def kiln_capture_end(ctx: KilnContext) -> None:
 def kiln_region_close(ctx: KilnContext) -> None:
     """The deterministic region is closed: later allocations are the engine's own business.
 
-    **When:** after the last graph set, before the engine serves. At LOAD the runtime has
-    verified that the allocation trajectory matched SAVE's before this hook fires.
+    **When:** after the last graph set, before the engine serves. The allocations before the
+    capture window were checked against SAVE's when the window was re-created (the first
+    restored graph); nothing more is checked here.
 
     **Process:** each engine worker.
 
