@@ -177,7 +177,7 @@ class NativeRuntime:
         return sections
 
     # --- LOAD ---------------------------------------------------------------------------
-    def restore(self, key: str) -> object:
+    def restore(self, key: str) -> RestoredGraph:
         from kiln import store
 
         restored = self._require_restored()

@@ -34,6 +34,7 @@ from kiln.lifecycle.errors import (
 )
 from kiln.lifecycle.process import current, reset, start
 from kiln.lifecycle.report import StartupReport
+from kiln.lifecycle.runtime import RestoredGraphLike
 from kiln.lifecycle.stages import ORDER, Stage
 from kiln.lifecycle.types import (
     FailureAction,
@@ -52,6 +53,7 @@ __all__ = [
     "KvCapacity",
     "Pin",
     "PinConflict",
+    "RestoredGraphLike",
     "RunMode",
     "Stage",
     "StageFailed",

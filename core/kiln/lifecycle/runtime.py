@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
-from typing import Protocol
+from typing import Any, Protocol
 
 from kiln.config import Config
 from kiln.errors import NativeUnavailable
@@ -29,6 +29,20 @@ class SectionSource(Protocol):
 
     def verify(self) -> None:
         """Verify every section's checksum (hashed on several threads)."""
+        ...
+
+
+class RestoredGraphLike(Protocol):
+    """What LOAD hands an adapter for one graph (kiln.restored.RestoredGraph is one): replay
+    it, read its outputs and write its inputs, tensors aliasing the re-created window."""
+
+    name: str
+    inputs: list[Any]
+    outputs: list[Any]
+
+    def replay(self, stream: Any = None) -> None:
+        """Launch the graph on `stream` (a torch.cuda.Stream or raw handle; default the
+        current stream)."""
         ...
 
 
@@ -67,7 +81,7 @@ class Runtime(Protocol):
         """SAVE: the engine's capture of ``key`` raised; drop what was recorded for it."""
         ...
 
-    def restore(self, key: str) -> object:
+    def restore(self, key: str) -> RestoredGraphLike:
         """LOAD: rebuild graph ``key`` from the archive and return it replayable."""
         ...
 
