@@ -1,4 +1,4 @@
-"""The seam contract's checks inside a function (`sets`, `contains`, `sha256`) on stand-in
+"""The seam contract's checks (kiln.seam_contract) inside a function (`sets`, `contains`, `sha256`) on stand-in
 trees, with no vLLM: both checkers must read the same source the same way, or a hash taken
 from a source tree would fail against the installed wheel."""
 
@@ -11,10 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-pytest.importorskip("kiln_vllm", reason="kiln-vllm is not installed (.ci/run installs it)")
-
-from kiln_vllm.seams import Seam, check_installed, check_source
+from kiln.seam_contract import Seam, check_installed, check_source
 
 MODULE = "fakevllm_bodies.graphs"
 Both = Callable[..., tuple[list[str], list[str]]]  # (source problems, installed problems)
