@@ -203,3 +203,24 @@ def test_a_128_byte_argument_that_is_no_known_tensor_map_is_left_to_the_word_aud
     args = _map_bytes([buffer >> 4, 7])
     graph = build(("tm 128",), graph_of([kernel("tm", args, [(0, 128)], [])]))
     assert walk(graph)["nodes"][0]["kernel"]["region_pointers"] == []
+
+
+# --- unknown kernels ------------------------------------------------------------------------
+
+
+def test_a_kernel_from_a_binary_kiln_never_saw_is_refused_with_what_kiln_saw(buffer):
+    # Regression: the message guessed "loaded before kiln was enabled" for every unknown
+    # kernel, also for those whose loads bypassed kiln (Triton's launcher).
+    from kiln.errors import UnknownKernelError
+
+    img = image("k0 8")
+    kernels = native.make_kernel_table([img], [-1], device=-1)  # kiln's own load: never recorded
+    graph = t.build_kept_graph(
+        native.GraphDesc.from_dict(graph_of([pointer_kernel(buffer)])), kernels, DEV
+    )
+    with pytest.raises(
+        UnknownKernelError,
+        match=r"kernel k0 \(graph node 0\) comes from a binary kiln did not "
+        r"record: .*binaries recorded while kiln was enabled",
+    ):
+        walk(graph)
