@@ -230,6 +230,9 @@ class NativeRuntime:
             return 0
         return int(self._region.info()["bytes_backed"])
 
+    def take_hook_error(self) -> str:
+        return str(native().take_last_hook_error())
+
     def abandon(self) -> None:
         native().capture_recorder_disarm()
         if self._region is not None:

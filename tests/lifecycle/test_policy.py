@@ -187,3 +187,48 @@ def test_fallback_keeps_a_graph_captured_before_recording_failed(
     toy._capture = counting  # type: ignore[method-assign]
     toy.start()
     assert captured == [1, 2, 4, 8]  # the first graph was not captured a second time
+
+
+REGION_FULL = "kiln region on device 0 is exhausted: 1048576 bytes requested"
+
+
+def _capture_failing_once(toy: ToyEngine) -> None:
+    original = toy._capture
+    failed: list[int] = []
+
+    def capture(size: int) -> str:
+        if not failed:
+            failed.append(size)
+            raise RuntimeError("CUDA error: out of memory")  # what the engine sees
+        return original(size)
+
+    toy._capture = capture  # type: ignore[method-assign]
+
+
+def test_region_exhaustion_seen_as_out_of_memory_falls_back_naming_kilns_cause(
+    tmp_path: Path, toy_adapter
+) -> None:
+    # Regression: a region that ran out of room inside a driver-call wrapper reached the
+    # engine as an out-of-memory error, which the driver treated as an engine bug, so the
+    # fallback policy never applied; the wrapper's message was kept and never read.
+    runtime = FakeRuntime()
+    runtime.hook_error = REGION_FULL
+    toy = ToyEngine(environ=kiln_environ(tmp_path, "save", "fallback"), runtime=runtime)
+    _capture_failing_once(toy)
+    summary = toy.start()
+    assert summary["mode"] == "native"
+    assert REGION_FULL in summary["report"]["fallback_reason"]
+    assert summary["report"]["error"]["type"] == "RegionError"
+
+
+def test_region_exhaustion_seen_as_out_of_memory_stops_under_strict_naming_kilns_cause(
+    tmp_path: Path, toy_adapter
+) -> None:
+    runtime = FakeRuntime()
+    runtime.hook_error = REGION_FULL
+    toy = ToyEngine(environ=kiln_environ(tmp_path, "save", "strict"), runtime=runtime)
+    _capture_failing_once(toy)
+    with pytest.raises(StageFailed, match="exhausted") as raised:
+        toy.start()
+    assert type(raised.value.cause).__name__ == "RegionError"
+    assert isinstance(raised.value.cause.__cause__, RuntimeError)

@@ -22,7 +22,7 @@ import pluggy
 
 from kiln import __version__
 from kiln.config import Config, ConfigError, LoadBuilds, Policy, load_config
-from kiln.errors import ArchiveCorrupt, ArchiveError, FingerprintMismatch, KilnError
+from kiln.errors import ArchiveCorrupt, ArchiveError, FingerprintMismatch, KilnError, RegionError
 from kiln.lifecycle import archive_io, environment, fingerprint, pins
 from kiln.lifecycle.context import KilnContext
 from kiln.lifecycle.defaults import CORE_PLUGIN_NAME, CoreDefaults
@@ -410,19 +410,39 @@ class Driver:
                 self._fail(stage, err, FailureAction.STOP)
                 raise
             except KilnError as err:
-                # After a fallback the engine runs natively; later hook failures are reported
-                # the same way rather than stopping an engine that no longer depends on kiln.
-                can_fall_back = self._state.config.policy is Policy.FALLBACK and (
-                    self._state.mode in (*_ACTIVE, RunMode.NATIVE)
-                )
-                if not can_fall_back:
-                    self._fail(stage, err, FailureAction.STOP)
-                    raise StageFailed(stage.value, err) from err
-                self._fail(stage, err, FailureAction.FALLBACK)
-                return native(err)
-            except Exception as err:  # the engine's or an adapter's bug: never masked
-                self._fail(stage, err, FailureAction.STOP)
+                return self._policy(stage, err, native)
+            except Exception as err:
+                # A region that ran out of room (or failed to map) inside a driver call reaches
+                # the engine as its own error (an out-of-memory error); the wrapper kept kiln's
+                # cause, and the policy applies to it.
+                cause = self._hook_error()
+                if cause:
+                    region_err = RegionError(f"{cause} (the engine raised {type(err).__name__})")
+                    region_err.__cause__ = err
+                    return self._policy(stage, region_err, native)
+                self._fail(stage, err, FailureAction.STOP)  # the engine's or an adapter's bug
                 raise
+
+    def _policy(self, stage: Stage, err: KilnError, native: Callable[[KilnError | None], T]) -> T:
+        # After a fallback the engine runs natively; later hook failures are reported the
+        # same way rather than stopping an engine that no longer depends on kiln.
+        can_fall_back = self._state.config.policy is Policy.FALLBACK and (
+            self._state.mode in (*_ACTIVE, RunMode.NATIVE)
+        )
+        if not can_fall_back:
+            self._fail(stage, err, FailureAction.STOP)
+            raise StageFailed(stage.value, err) from err
+        self._fail(stage, err, FailureAction.FALLBACK)
+        return native(err)
+
+    def _hook_error(self) -> str:
+        if self._runtime is None or self._state.mode not in _ACTIVE:
+            return ""
+        try:
+            return self._runtime.take_hook_error()
+        except Exception:  # the original error matters more than this lookup
+            log.exception("kiln: reading the interposer's last error failed")
+            return ""
 
     def _notify(self, stage: Stage, hook_name: str) -> None:
         self._stage(stage, lambda: getattr(self.hook, hook_name)(ctx=self.ctx), _none)

@@ -103,11 +103,19 @@ class Runtime(Protocol):
         ...
 
     def collectives_bootstrapped(self) -> None:
-        """NVSHMEM is up: initialise it in archived modules that need it (LOAD)."""
+        """NVSHMEM is up. Nothing to do yet: no archived module with NVSHMEM state is
+        restored."""
         ...
 
     def close_region(self) -> None:
-        """Stop placing allocations in the region; at LOAD verify the trajectory matched."""
+        """Stop placing allocations in the region (LOAD checked the allocations before the
+        capture window when it re-created the window)."""
+        ...
+
+    def take_hook_error(self) -> str:
+        """The first error a driver-call wrapper met since the last call ("" when none). A
+        wrapper can only answer a CUresult, so a region that ran out of room reaches the
+        engine as an out-of-memory error; the driver turns it back into kiln's cause."""
         ...
 
     def sections(self) -> Mapping[str, bytes | memoryview]:
