@@ -235,11 +235,11 @@ std::optional<KernelIdentity> BinaryRegistry::search_driver(
   std::string entry = name;
   for (const auto& [handle, binary] : libraries) {
     CUkernel k = nullptr;
-    if (drv.cuLibraryGetKernel(&k, static_cast<CUlibrary>(const_cast<void*>(handle)), entry.c_str()) != CUDA_SUCCESS)
+    if (!drv.cuLibraryGetKernel || drv.cuLibraryGetKernel(&k, static_cast<CUlibrary>(const_cast<void*>(handle)), entry.c_str()) != CUDA_SUCCESS)
       continue;
     if (as_kernel ? reinterpret_cast<void*>(k) == reinterpret_cast<void*>(function) : false) return KernelIdentity{binary, entry};
     CUfunction f = nullptr;
-    if (!as_kernel && drv.cuKernelGetFunction(&f, k) == CUDA_SUCCESS && f == function) return KernelIdentity{binary, entry};
+    if (!as_kernel && drv.cuKernelGetFunction && drv.cuKernelGetFunction(&f, k) == CUDA_SUCCESS && f == function) return KernelIdentity{binary, entry};
   }
   if (!as_kernel) {
     CUmodule owner = nullptr;
@@ -249,7 +249,7 @@ std::optional<KernelIdentity> BinaryRegistry::search_driver(
     }
     for (const auto& [handle, binary] : modules) {
       CUfunction f = nullptr;
-      if (drv.cuModuleGetFunction(&f, static_cast<CUmodule>(const_cast<void*>(handle)), entry.c_str()) == CUDA_SUCCESS &&
+      if (drv.cuModuleGetFunction && drv.cuModuleGetFunction(&f, static_cast<CUmodule>(const_cast<void*>(handle)), entry.c_str()) == CUDA_SUCCESS &&
           f == function)
         return KernelIdentity{binary, entry};
     }
