@@ -17,7 +17,7 @@ pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(
         importlib.util.find_spec("vllm") is None or importlib.util.find_spec("kiln_vllm") is None,
-        reason="needs vLLM 0.24 and kiln-vllm installed (bench/vllm_device_run.sh stages them)",
+        reason="needs vLLM 0.24 and kiln-vllm installed (bench/vllm_device_run.sh installs kiln-vllm)",
     ),
 ]
 
