@@ -53,8 +53,8 @@ def _nvidia_driver() -> str:
 
 
 def _write_restore_stages(args: argparse.Namespace, save: dict, load: dict) -> None:
-    """The restore stage's own result file: what a device call limited to SAVE and LOAD
-    can report (no replay benchmark)."""
+    """The restore stage's own result file: what a run limited to SAVE and LOAD can report
+    (no replay benchmark)."""
     device = save["device_name"].replace(" ", "-")
     date = dt.date.today().isoformat()
     result = {
@@ -101,7 +101,7 @@ def main() -> int:
         default="all",
         help="restore: SAVE and LOAD processes only; reload: one more LOAD process on the "
         "kept archive (restore part only); replay: a further LOAD process timing replays on "
-        "the kept archive, then the result file (stages fit separate device calls)",
+        "the kept archive, then the result file (stages can run as separate invocations)",
     )
     p.add_argument("--label", help="suffix of the restore-stages result file name")
     p.add_argument(

@@ -1,6 +1,6 @@
 """vLLM cold start, natively and through kiln (issue 5), each start a fresh process.
 
-    python3 bench/vllm_cold_start.py --model ../shared/models/qwen3-8b --out-dir $OUT
+    python3 bench/vllm_cold_start.py --model bench/models/qwen3-8b --out-dir /tmp/kiln-out
 
 runs, one after the other: a native start (`LLM()`), a kiln SAVE start
 (`kiln run --mode save -- ...`) and a kiln LOAD start (`kiln run --mode load --policy
@@ -44,8 +44,8 @@ Mode `load-inprocess` is the same LOAD without the profiler.
 Mode `save-cold` is the first SAVE on a machine: kiln pins vLLM's mega AOT artifact, a
 compile cache of its own, which that start fills (as `native-cold` fills native's).
 
-The whole sequence no longer fits one 600 s device call: run it over consecutive calls on
-one machine and merge their records with `bench/vllm_merge_calls.py`.
+The whole sequence can be run in parts on one machine (a few modes per run, each run writing
+its own record and logs archive) and the records merged with `bench/vllm_merge_calls.py`.
 
 The native start uses kiln's worker class with kiln off: vLLM's own code path, with each
 stage timed (the worker only wraps vLLM's methods).

@@ -1,10 +1,11 @@
-"""Merge `vllm_cold_start.py` results of consecutive device calls on one machine into one
-record, as if one call had made every start.
+"""Merge `vllm_cold_start.py` results of consecutive runs on one machine into one record, as
+if one run had made every start.
 
-The whole sequence (native-cold, native, save-cold, SAVE, LOADs) no longer fits one 600 s
-device call. Each call writes its record (greedy tokens left out) and a logs archive whose
-`<mode>.json` files hold each start's tokens; this reads both back and summarizes the starts
-together: tokens compared with `native`, ratios over `native`, medians over repeats.
+The whole sequence (native-cold, native, save-cold, SAVE, LOADs) can be split over several
+runs of a few modes each. Each run writes its record (greedy tokens left out) and a logs
+archive whose `<mode>.json` files hold each start's tokens; this reads both back and
+summarizes the starts together: tokens compared with `native`, ratios over `native`,
+medians over repeats.
 
     python3 bench/vllm_merge_calls.py --out bench/results/NAME.json \\
         RESULT_A.json:LOGS_A.tgz RESULT_B.json:LOGS_B.tgz

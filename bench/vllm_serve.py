@@ -1,7 +1,7 @@
 """`vllm serve` natively and under `kiln run`: seconds from launch to the first successful
 completion request (issue 5), each start a fresh process; then the first-use requests.
 
-    python3 bench/vllm_serve.py --model bench/models/qwen3-0.6b --out-dir $OUT
+    python3 bench/vllm_serve.py --model bench/models/qwen3-0.6b --out-dir /tmp/kiln-out
 
 Modes in order (default native-cold,native,save,load): the same `vllm serve` command, bare or behind
 `kiln run --mode save|load --policy strict --`. The server gets token-id prompts (the dummy

@@ -1,6 +1,6 @@
-"""bench/vllm_merge_calls.py: starts from consecutive device calls on one machine become one
-record whose tokens are compared with native's across calls, and calls that do not belong
-together are refused."""
+"""bench/vllm_merge_calls.py: starts from consecutive runs on one machine become one record
+whose tokens are compared with native's across runs, and runs that do not belong together
+are refused."""
 
 from __future__ import annotations
 

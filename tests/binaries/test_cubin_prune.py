@@ -67,7 +67,7 @@ def test_an_unreached_function_becomes_its_own_last_exit() -> None:
 
 def test_zero_sized_function_text_is_never_written() -> None:
     """Regression: emptying unused functions' text made the driver refuse every kernel of
-    the image with CUDA_ERROR_INVALID_IMAGE (session 11's prototype)."""
+    the image with CUDA_ERROR_INVALID_IMAGE (docs/restore.md, "Pruned cubins")."""
     pruned = prune_cubin(cubin(), {"launched"}).image
     texts = {n: s for n, s in read_sections(pruned).items() if n.startswith(".text.")}
     assert len(texts) == len(NAMES)

@@ -1,7 +1,7 @@
-"""Integration with stock vLLM 0.24 (where it is installed: the lent GPU machine after the
-bundle is staged, see ../shared/device/README.md): a native start, a kiln SAVE start and a
-kiln LOAD start of qwen3-0.6b (dummy weights), each a fresh process, generate the same
-greedy tokens, and LOAD restores every graph SAVE captured."""
+"""Integration with stock vLLM 0.24 (where vLLM 0.24 and kiln-vllm are installed on a
+machine with an NVIDIA GPU): a native start, a kiln SAVE start and a kiln LOAD start of
+qwen3-0.6b (dummy weights), each a fresh process, generate the same greedy tokens, and LOAD
+restores every graph SAVE captured."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(
         importlib.util.find_spec("vllm") is None or importlib.util.find_spec("kiln_vllm") is None,
-        reason="needs vLLM 0.24 and kiln-vllm installed (bench/vllm_device_run.sh stages them)",
+        reason="needs vLLM 0.24 and kiln-vllm installed (bench/vllm_device_run.sh installs kiln-vllm)",
     ),
 ]
 

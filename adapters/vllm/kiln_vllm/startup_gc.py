@@ -4,9 +4,10 @@ vLLM's worker collects the whole Python heap six times on its way to ready (afte
 init, three times in the model-load memory profiler, before capture, and kiln's LOAD once
 after its first model call), and the interpreter adds automatic full collections. The
 engine process holds everything `import vllm` made (750k objects), so each full collection
-took 0.41-0.60 s on the lent H100: 4.0 s of collections in an 8B LOAD whose `LLM()` took
+took 0.41-0.60 s on an H100 host: 4.0 s of collections in an 8B LOAD whose `LLM()` took
 10.5 s. Frozen, LOAD's collections took 0.77 s, 0.65 s of it vLLM's own final one, and
-`LLM()` 6.5-6.9 s (0d7a004, docs/vllm/adapter.md).
+`LLM()` 6.5-6.9 s (`bench/results/vllm-*-qwen3-8b-0d7a004-startup-freeze.json`,
+docs/vllm/adapter.md).
 
 Under kiln the worker freezes the heap as it is made (`gc.freeze`: what exists is left out
 of every later collection), before the GPU is bound, so no frozen object holds a CUDA
@@ -41,8 +42,8 @@ class StartupFreeze:
     Normally the freeze ends in `ending_before`, right before vLLM's own `freeze_gc_heap`:
     everything is thawed and vLLM's full collection and freeze then see the whole heap, so
     the ready process's heap is collected and frozen as natively, including objects an
-    earlier freeze held (the lent H100's Python had frozen 375 at interpreter start; they
-    are frozen again by vLLM's freeze if alive). `end` is the failure path (vLLM stopped
+    earlier freeze held (a Python may have frozen objects at interpreter start, 375 on one
+    H100 host; they are frozen again by vLLM's freeze if alive). `end` is the failure path (vLLM stopped
     before its freeze): it thaws only when nothing else had frozen before `begin`, since
     `gc.unfreeze` cannot tell the two freezes apart and nothing would freeze again."""
 

@@ -91,8 +91,8 @@ def test_other_values_of_the_switch_are_refused() -> None:
 
 
 def test_an_earlier_freeze_does_not_stop_the_startup_freeze(thawed: None) -> None:
-    # Regression: the lent H100's Python had frozen 375 objects at interpreter start, and
-    # kiln declined to freeze, so every startup collection still scanned the whole heap.
+    # Regression: a Python that had frozen objects at interpreter start (375 on one H100
+    # host) made kiln decline to freeze, so every startup collection scanned the whole heap.
     gc.freeze()
     made_after = Node()  # what begin has to freeze beyond the earlier freeze
     freeze = StartupFreeze()
