@@ -224,3 +224,13 @@ def test_a_kernel_from_a_binary_kiln_never_saw_is_refused_with_what_kiln_saw(buf
         r"record: .*binaries recorded while kiln was enabled",
     ):
         walk(graph)
+
+
+def test_past_the_eager_event_capacity_every_event_claim_is_refused(buffer):
+    # The registry is bounded (a server makes events for its whole life); once it cannot keep
+    # every eager use, it cannot prove an event unshared.
+    for handle in range(0x10_0000, 0x10_0000 + (1 << 18) + 1):
+        t.eager_event_use(handle, "cuEventQuery")
+    graph = build(("k0 8",), _recorded_and_waited(buffer))
+    with pytest.raises(NonPersistableGraph, match="kiln cannot tell"):
+        walk(graph)

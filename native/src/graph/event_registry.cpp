@@ -12,7 +12,8 @@ EventRegistry& EventRegistry::instance() {
 void EventRegistry::on_eager_use(CUevent event, const char* call) {
   if (!event) return;
   std::lock_guard<std::mutex> lock(mu_);
-  eager_.try_emplace(event, call);
+  if (eager_.size() < kCapacity) eager_.try_emplace(event, call);
+  else if (!eager_.count(event)) overflowed_ = true;
   if (violation_.empty()) {
     auto it = claimed_.find(event);
     if (it != claimed_.end())
@@ -24,6 +25,11 @@ void EventRegistry::on_eager_use(CUevent event, const char* call) {
 
 void EventRegistry::claim(CUevent event, const void* graph, const std::string& where) {
   std::lock_guard<std::mutex> lock(mu_);
+  if (overflowed_)
+    throw Error(ErrorKind::non_persistable,
+                format("%s uses an event, and more than %zu events were used outside graphs: kiln cannot tell "
+                       "whether code outside the graph shares it",
+                       where.c_str(), kCapacity));
   if (auto it = eager_.find(event); it != eager_.end())
     throw Error(ErrorKind::non_persistable,
                 format("%s uses an event that code outside the graph also used (%s): a restored graph would get a "
@@ -47,6 +53,7 @@ void EventRegistry::clear() {
   eager_.clear();
   claimed_.clear();
   violation_.clear();
+  overflowed_ = false;
 }
 
 }  // namespace kiln

@@ -27,6 +27,10 @@ class EventRegistry {
   // Forget everything (tests).
   void clear();
 
+  // Events are created for the life of a server: at most this many eager uses are kept. Past
+  // it kiln can no longer prove an event unshared, and every later claim is refused.
+  static constexpr size_t kCapacity = 1 << 18;
+
  private:
   struct Claim {
     const void* graph;
@@ -36,6 +40,7 @@ class EventRegistry {
   std::unordered_map<CUevent, const char*> eager_;  // first eager call per event
   std::unordered_map<CUevent, Claim> claimed_;
   std::string violation_;
+  bool overflowed_ = false;
 };
 
 }  // namespace kiln
