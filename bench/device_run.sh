@@ -11,7 +11,7 @@ if [ -z "${KILN_COMMIT:-}" ] && [ -f COMMIT ]; then export KILN_COMMIT=$(cat COM
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/device.txt"
 # Non-editable: the interposer must sit next to the installed package. The repository root
 # holds no `kiln` directory, so tests and benchmarks import the installed copy.
-python3 -m pip install -q --no-build-isolation --no-deps . > "$OUT/build.log" 2>&1 || { tail -50 "$OUT/build.log"; exit 1; }
+python3 -m pip install -q --no-build-isolation --no-deps . ./workloads > "$OUT/build.log" 2>&1 || { tail -50 "$OUT/build.log"; exit 1; }
 python3 -m pytest -m gpu tests/gpu -q -rs -p no:cacheprovider "$@" 2>&1 | tee "$OUT/gpu-tests.log" | tail -40
 if [ "${KILN_BENCH:-1}" = 1 ]; then
   python3 bench/restore.py --out-dir "$OUT" 2>&1 | tee "$OUT/bench.log" | tail -20
