@@ -16,7 +16,7 @@ if [ -z "${KILN_COMMIT:-}" ] && [ -f COMMIT ]; then export KILN_COMMIT=$(cat COM
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$results_dir/device.txt"
 # Non-editable: the interposer must sit next to the installed package. The repository root
 # holds no `kiln` directory, so tests and benchmarks import the installed copy.
-python3 -m pip install -q --no-build-isolation --no-deps . > "$results_dir/build.log" 2>&1 || { tail -50 "$results_dir/build.log"; exit 1; }
+python3 -m pip install -q --no-build-isolation --no-deps . ./workloads > "$results_dir/build.log" 2>&1 || { tail -50 "$results_dir/build.log"; exit 1; }
 python3 -m pytest -m gpu tests/gpu -q -rs -p no:cacheprovider "$@" 2>&1 | tee "$results_dir/gpu-tests.log" | tail -40
 if [ "${KILN_BENCH:-1}" = 1 ]; then
   python3 bench/restore.py --out-dir "$results_dir" 2>&1 | tee "$results_dir/bench.log" | tail -20

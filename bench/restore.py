@@ -28,7 +28,7 @@ from pathlib import Path
 
 
 def run(workload: str, mode: str, archive: Path, *extra: str) -> dict:
-    from kiln.workloads.fresh import run_workload
+    from kiln_workloads.fresh import run_workload
 
     result, proc = run_workload(workload, mode, archive, *extra, timeout=3600)
     if result is None:

@@ -1,10 +1,10 @@
-"""Fresh SAVE/LOAD processes (kiln.workloads.fresh): what a finished process hands back."""
+"""Fresh SAVE/LOAD processes (kiln_workloads.fresh): what a finished process hands back."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from kiln.workloads.fresh import run_workload
+from kiln_workloads.fresh import run_workload
 
 
 def test_a_process_that_writes_nothing_never_hands_back_an_older_result(tmp_path: Path) -> None:

@@ -1,17 +1,42 @@
-"""`kiln demo`: capture a small workload in one process, restore it in a fresh one, and
-compare outputs bit for bit. Without a GPU it says so and exits successfully."""
+"""`kiln demo`: capture a small program's graphs in one process, restore them in a fresh one,
+and compare outputs bit for bit. The program is kiln.demo_program, run twice under
+`kiln run` (SAVE, then LOAD). Without a GPU it says so and exits successfully."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from kiln._gpu import gpu_unavailable_reason
 
+TIMEOUT_S = 900
+
+
+def _run(mode: str, archive: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    command = [
+        sys.executable, "-m", "kiln.cli", "run", "--mode", mode, "--policy", "strict",
+        "--archive", str(archive), "--",
+        sys.executable, "-m", "kiln.demo_program", "--out", str(out),
+    ]  # fmt: skip
+    return subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+
+
+def _report(archive: Path) -> dict[str, Any]:
+    try:
+        report = json.loads((archive / "startup-report.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return report if isinstance(report, dict) else {}
+
 
 def main(argv: list[str] | None = None) -> int:
-    workload = (argv or ["matmul"])[0] if argv else "matmul"
+    if argv:
+        print(f"kiln demo: takes no arguments (got {' '.join(argv)})")
+        return 2
     reason = gpu_unavailable_reason()
     if reason:
         print(
@@ -19,23 +44,25 @@ def main(argv: list[str] | None = None) -> int:
             "Run it on a machine with an NVIDIA GPU."
         )
         return 0
-    from kiln.workloads.fresh import run_workload
-
     with tempfile.TemporaryDirectory() as tmp:
-        results = {}
-        for mode in ("save", "load"):
-            result, _proc = run_workload(workload, mode, Path(tmp))
-            results[mode] = result or {"ok": False}
-            if not results[mode].get("ok"):
-                print(f"kiln demo: {mode} failed: {results[mode]}")
+        archive, out = Path(tmp) / "archive", Path(tmp) / "result.json"
+        reports = {}
+        for mode, outcome in (("save", "saved"), ("load", "restored")):
+            proc = _run(mode, archive, out)
+            reports[mode] = _report(archive)
+            if proc.returncode != 0 or reports[mode].get("outcome") != outcome:
+                tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
+                print(f"kiln demo: {mode} failed (exit status {proc.returncode}):\n{tail}")
                 return 1
-    save, load = results["save"], results["load"]
+        result = json.loads(out.read_text())
+    checks = result.get("checks", {})
+    exact = bool(checks) and all(c["vs_save_native"]["bit_exact"] for c in checks.values())
     print(
-        f"captured {save['graphs']} graphs in {save['capture_seconds']:.3f} s (SAVE process); "
-        f"restored in {load['restore_seconds']:.3f} s (fresh LOAD process); "
-        f"bit-exact vs SAVE's native graphs: {load['all_bit_exact_vs_save_native']}"
+        f"captured {reports['save'].get('graphs_captured')} graphs (SAVE process); "
+        f"restored {reports['load'].get('graphs_restored')} in a fresh LOAD process; "
+        f"bit-exact vs SAVE's native graphs: {exact}"
     )
-    return 0 if load["all_bit_exact_vs_save_native"] else 1
+    return 0 if exact else 1
 
 
 if __name__ == "__main__":

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 from kiln._gpu import gpu_unavailable_reason
-from kiln.workloads import fresh
-from kiln.workloads.fresh import interposer_env
+from kiln_workloads import fresh
+from kiln_workloads.fresh import interposer_env
 
 _REASON = gpu_unavailable_reason()
 

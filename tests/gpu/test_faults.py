@@ -80,7 +80,7 @@ def test_corrupted_archives_fail_closed_and_the_intact_one_still_restores(
 ) -> None:
     out = matmul_archive / "faults.json"
     proc = run_module(
-        "kiln.workloads.faults",
+        "kiln_workloads.faults",
         ["--workload", "matmul", "--archive", str(matmul_archive), "--out", str(out)],
         kiln_env(),
     )

@@ -1,5 +1,5 @@
 """Integration: `kiln run --mode save` then `--mode load` around a small non-engine program
-that goes through the lifecycle like an engine adapter (kiln.workloads.lifecycle_demo), each
+that goes through the lifecycle like an engine adapter (kiln_workloads.lifecycle_demo), each
 a fresh process; then `kiln verify --gpu` re-runs the archive's recorded command."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def kiln(*args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
 def demo(mode: str, archive: Path, out: Path) -> subprocess.CompletedProcess[str]:
     return kiln(
         "run", "--mode", mode, "--policy", "strict", "--archive", str(archive), "--",
-        sys.executable, "-m", "kiln.workloads.lifecycle_demo", "--workload", "matmul", "--out", str(out),
+        sys.executable, "-m", "kiln_workloads.lifecycle_demo", "--workload", "matmul", "--out", str(out),
     )  # fmt: skip
 
 

@@ -23,13 +23,13 @@ def matmul_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
-# What kiln.workloads.run's LOAD does before kiln.load, so the allocations match SAVE's.
+# What kiln_workloads.run's LOAD does before kiln.load, so the allocations match SAVE's.
 LOAD = """
 import json
 import torch
 import kiln
-from kiln.workloads import build
-from kiln.workloads import run as workload_run
+from kiln_workloads import build
+from kiln_workloads import run as workload_run
 
 workload_run._deterministic()
 region = kiln.Region().open()

@@ -27,7 +27,7 @@ def _save(workload: str, directory: Path) -> Path:
 
     out = directory / "save.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "kiln.workloads.run", "--workload", workload, "--mode", "save"]
+        [sys.executable, "-m", "kiln_workloads.run", "--workload", workload, "--mode", "save"]
         + ["--archive", str(directory), "--out", str(out)],
         env=restore_env(),
         capture_output=True,
@@ -41,7 +41,7 @@ def _save(workload: str, directory: Path) -> Path:
 
 
 def _with_recipe(path: Path, workload: str) -> None:
-    """Rewrite the archive with a workload recipe in its manifest (kiln.workloads.run does
+    """Rewrite the archive with a workload recipe in its manifest (kiln_workloads.run does
     not record one yet)."""
     with ArchiveReader(path) as reader:
         sections = {name: bytes(reader.section(name)) for name in reader.names}

@@ -182,7 +182,7 @@ def test_a_bit_exact_restore_passes(tmp_path: Path, gpu_here: FakeRestore, prelo
         "graphs": 2,
     }
     ((command, env),) = gpu_here.calls
-    assert command[:3] == [sys.executable, "-m", "kiln.workloads.run"]
+    assert command[:3] == [sys.executable, "-m", "kiln_workloads.run"]
     args = dict(zip(command[3::2], command[4::2], strict=True))
     assert args["--workload"] == "decode_small" and args["--mode"] == "load"
     assert args["--out"].startswith(args["--archive"])
@@ -243,6 +243,20 @@ def test_a_restore_process_that_wrote_nothing(tmp_path: Path, gpu_here: FakeRest
     gpu_here.stderr = "lots of log\nSegmentation fault\n"
     (problem,) = verify_archive(recipe_archive(tmp_path), gpu=True)["problems"]
     assert "wrote no result (exit status -11): lots of log | Segmentation fault" in problem
+
+
+def test_a_workload_recipe_without_the_workloads_installed_says_which_package(
+    tmp_path: Path, gpu_here: FakeRestore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # kiln's workloads are test and benchmark code outside the runtime package: a runtime-only
+    # install restores no workload recipe, and says what is missing instead of a traceback.
+    real = gpu.importlib.util.find_spec
+    monkeypatch.setattr(
+        gpu.importlib.util, "find_spec", lambda name: None if name == gpu.WORKLOADS else real(name)
+    )
+    (problem,) = verify_archive(recipe_archive(tmp_path), gpu=True)["problems"]
+    assert "kiln_workloads" in problem and "not installed" in problem
+    assert gpu_here.calls == []
 
 
 def test_a_restore_result_that_is_not_json(tmp_path: Path, gpu_here: FakeRestore) -> None:

@@ -1,5 +1,5 @@
 """A small synthetic archive for CPU tests of LOAD on the fake driver: kernel images in the
-fake's text form (see native/src/testing/fake_graphs.h) and graph blobs in two topology
+fake's text form (see tests/native_support/src/testing/fake_graphs.h) and graph blobs in two topology
 groups whose members differ in kernel arguments, grids and shared memory."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 
 import pytest
+from kiln_testing import testing
 
 native = pytest.importorskip("kiln._native", reason="kiln's native extension is not built")
 
@@ -92,14 +93,14 @@ def archive(buffer: int, *, slots: int = 6, fail_slot: int = -1, delay_ms: int =
 def open_fake_region(strict_context: bool = True) -> int:
     """A fresh fake driver and region; returns a backed buffer for the graphs' operands."""
     close_fake()
-    native.testing.install_fake_driver(granularity=GRAN, strict_context=strict_context)
+    testing.install_fake_driver(granularity=GRAN, strict_context=strict_context)
     native.region_open(DEV, BASE, SIZE, 0)
     return native.region_allocate(DEV, 4 * GRAN)
 
 
 def close_fake() -> None:
     native.region_close(DEV)
-    native.testing.uninstall_fake_driver()
+    testing.uninstall_fake_driver()
 
 
 def launch_records(graphs) -> dict[str, list[str]]:
@@ -107,14 +108,14 @@ def launch_records(graphs) -> dict[str, list[str]]:
     in order, then in reverse) and through its own executable; "reversed" is listed back
     in graph order."""
     n = len(graphs)
-    native.testing.clear_fake_launches()
+    testing.clear_fake_launches()
     graphs.wait_all(False)
     for i in list(range(n)) + list(reversed(range(n))):
         graphs.launch_template(i, 0)
     graphs.wait_all(True)
     for i in range(n):
         graphs.launch(i, 0)
-    records = native.testing.fake_launches()
+    records = testing.fake_launches()
     return {"template": records[:n], "reversed": records[n : 2 * n][::-1], "own": records[2 * n :]}
 
 

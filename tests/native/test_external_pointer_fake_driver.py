@@ -16,8 +16,9 @@ import pytest
 from kiln.errors import ExternalPointerError
 
 from ._restore_fixture import DEV, GRAN, close_fake, native, open_fake_region
+from kiln_testing import testing
 
-t = native.testing
+t = testing
 
 OTHER_DEV = 1
 OTHER_BASE = 0x7E0000000000

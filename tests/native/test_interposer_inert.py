@@ -89,7 +89,8 @@ def test_interposer_installed_false_without_ld_preload():
 def test_preloaded_process_can_use_the_fake_driver_region():
     # The interposer loaded first must not disturb the extension's own state.
     code = (
-        "import kiln._native as n; t = n.testing; t.install_fake_driver(granularity=1 << 21);"
+        "import kiln._native as n; from kiln_testing import testing as t;"
+        "t.install_fake_driver(granularity=1 << 21);"
         "n.region_open(0, 1 << 40, 1 << 25, 0); print(hex(n.region_allocate(0, 5)));"
         "n.region_close(0); t.uninstall_fake_driver(); print(t.fake_driver_stats()['reservations'])"
     )

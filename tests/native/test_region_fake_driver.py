@@ -1,4 +1,4 @@
-"""The deterministic region's logic, driven through the stand-in driver kiln._native.testing.
+"""The deterministic region's logic, driven through the stand-in driver kiln_testing.testing.
 
 No GPU and no libcuda: the fake driver implements the virtual memory management calls the
 region uses and counts what is live, so leaks and double frees are visible.
@@ -11,6 +11,7 @@ import threading
 
 import pytest
 from kiln.errors import KilnError, RegionBaseNotHonoured, RegionError
+from kiln_testing import testing
 
 native = pytest.importorskip("kiln._native", reason="kiln's native extension is not built")
 
@@ -23,7 +24,7 @@ SIZE = 256 * GRAN
 def _cleanup() -> None:
     for dev in range(4):
         native.region_close(dev)
-    native.testing.uninstall_fake_driver()
+    testing.uninstall_fake_driver()
 
 
 @pytest.fixture
@@ -34,9 +35,9 @@ def fake():
     def install(**kwargs):
         kwargs.setdefault("granularity", GRAN)
         _cleanup()
-        native.testing.install_fake_driver(**kwargs)
+        testing.install_fake_driver(**kwargs)
         installed.append(kwargs)
-        return native.testing
+        return testing
 
     try:
         yield install
@@ -53,7 +54,7 @@ def region(fake):
 
 
 def stats():
-    return native.testing.fake_driver_stats()
+    return testing.fake_driver_stats()
 
 
 # --- behaviour ---------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import pytest
 from kiln.errors import RestoreError
 
 from ._restore_fixture import DEV, archive, image, native
+from kiln_testing import testing
 
 
 def _every_wait_raises(graphs, kernels, pattern: str) -> None:
@@ -39,10 +40,10 @@ def test_a_failed_binary_load_is_raised_at_wait(
         kernels.resolve_in_background(resolve_threads)
     graphs.start(True)
     _every_wait_raises(graphs, kernels, r"archive binary 0 .*cuLibraryLoadData failed")
-    assert native.testing.fake_graph_stats()["context_errors"] == 0
+    assert testing.fake_graph_stats()["context_errors"] == 0
     del graphs, kernels
     gc.collect()
-    assert native.testing.fake_graph_stats()["live_libraries"] == 0
+    assert testing.fake_graph_stats()["live_libraries"] == 0
 
 
 def test_a_failed_binary_no_graph_needs_is_still_raised_by_wait_all(buffer) -> None:
@@ -63,7 +64,7 @@ def test_without_loader_threads_a_failed_load_is_raised_at_once(buffer) -> None:
     with pytest.raises(RestoreError, match=r"archive binary 3 .*cuLibraryLoadData failed"):
         native.make_kernel_table(arc.images, [-1] * len(arc.images), device=DEV, threads=0)
     gc.collect()
-    assert native.testing.fake_graph_stats()["live_libraries"] == 0
+    assert testing.fake_graph_stats()["live_libraries"] == 0
 
 
 @pytest.mark.parametrize("resolve_threads", [0, 2])
@@ -88,7 +89,7 @@ def test_a_corrupt_image_is_refused_before_any_thread_starts(buffer) -> None:
 
     with pytest.raises(ArchiveCorrupt):
         native.make_kernel_table(arc.images, [-1] * len(arc.images), device=DEV, threads=2)
-    assert native.testing.fake_graph_stats()["library_loads"] == 0
+    assert testing.fake_graph_stats()["library_loads"] == 0
 
 
 def test_a_slot_outside_the_archive_is_refused_when_decoding(buffer) -> None:

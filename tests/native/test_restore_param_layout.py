@@ -13,6 +13,7 @@ import pytest
 from kiln.errors import RestoreError
 
 from ._restore_fixture import DEV, archive, graph, native
+from kiln_testing import testing
 
 
 def node(entry: str, args: bytes, params: list[tuple[int, int]], *, extra: bool = False) -> dict:
@@ -48,7 +49,7 @@ def build(entry_sizes: str, *nodes: dict):
 
 
 def assert_nothing_built() -> None:
-    stats = native.testing.fake_graph_stats()
+    stats = testing.fake_graph_stats()
     assert stats["live_graphs"] == 0 and stats["instantiations"] == 0, stats
 
 

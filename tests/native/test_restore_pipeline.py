@@ -11,6 +11,7 @@ import pytest
 from kiln.errors import DriverError, RestoreError
 
 from ._restore_fixture import DEV, archive, launch_records, native
+from kiln_testing import testing
 
 
 def restore(
@@ -65,13 +66,13 @@ def test_no_driver_call_runs_without_the_primary_context_and_nothing_leaks(buffe
     arc = archive(buffer)
     kernels, graphs = restore(arc, binary_threads=3, graph_threads=4)
     launch_records(graphs)
-    stats = native.testing.fake_graph_stats()
+    stats = testing.fake_graph_stats()
     assert stats["context_errors"] == 0
     assert stats["library_loads"] == len(arc.images)  # each binary once
     assert stats["live_libraries"] == len(arc.images)
     del graphs, kernels
     gc.collect()
-    stats = native.testing.fake_graph_stats()
+    stats = testing.fake_graph_stats()
     assert stats["live_libraries"] == 0
     assert stats["live_execs"] == 0
     assert stats["live_graphs"] == 0
@@ -84,7 +85,7 @@ def test_function_attributes_are_set_once_at_their_maximum_before_any_use(buffer
     arc = archive(buffer)
     kernels, graphs = restore(arc, binary_threads=2, graph_threads=4)
     launch_records(graphs)
-    assert native.testing.fake_graph_stats()["attribute_sets"] == 1
+    assert testing.fake_graph_stats()["attribute_sets"] == 1
     assert len(kernels) == len({(i % 6, i % 3) for i in range(7)})  # (slot, entry) by position
     del graphs, kernels
 
@@ -101,7 +102,7 @@ def test_a_shared_memory_limit_set_higher_by_the_application_is_not_lowered(buff
     )
     kernels, graphs = restore(type(arc)(images, arc.blobs), binary_threads=2, graph_threads=4)
     launch_records(graphs)
-    assert native.testing.fake_graph_stats()["attribute_sets"] == 0
+    assert testing.fake_graph_stats()["attribute_sets"] == 0
     del graphs, kernels
 
 
@@ -116,15 +117,13 @@ def test_background_resolution_resolves_every_planned_kernel_once_in_the_primary
     kernels.wait_background()  # no build started: the resolvers did it all
     planned = len({(i % 6, i % 3) for i in range(7)})
     assert len(kernels) == planned
-    stats = native.testing.fake_graph_stats()
+    stats = testing.fake_graph_stats()
     assert stats["library_get_kernel_calls"] == planned
     assert stats["context_errors"] == 0
     assert kernels.timings()["kernels.background"]["count"] == 1
     graphs.start(True)
     launch_records(graphs)
-    assert (
-        native.testing.fake_graph_stats()["library_get_kernel_calls"] == planned
-    )  # none resolved twice
+    assert testing.fake_graph_stats()["library_get_kernel_calls"] == planned  # none resolved twice
     del graphs, kernels
 
 
@@ -150,20 +149,20 @@ def test_binary_loader_thread_count(buffer, threads: int) -> None:
     kernels = native.make_kernel_table(arc.images, [-1] * 8, device=DEV, threads=threads)
     assert kernels.loader_threads == threads
     _wait_loaded_by_pool(kernels, 8)
-    stats = native.testing.fake_graph_stats()
+    stats = testing.fake_graph_stats()
     assert stats["loader_threads"] == threads
     assert stats["max_concurrent_loads"] <= threads
     if threads > 1:
         assert stats["max_concurrent_loads"] > 1
     kernels.wait_loaded()
-    assert native.testing.fake_graph_stats()["library_loads"] == 8
+    assert testing.fake_graph_stats()["library_loads"] == 8
     del kernels
 
 
 def test_no_loader_threads_loads_every_binary_before_returning(buffer) -> None:
     arc = archive(buffer, delay_ms=1)
     kernels = native.make_kernel_table(arc.images, [-1] * len(arc.images), device=DEV, threads=0)
-    stats = native.testing.fake_graph_stats()
+    stats = testing.fake_graph_stats()
     assert kernels.loader_threads == 0
     assert stats["library_loads"] == len(arc.images)
     assert stats["loader_threads"] == 1 and stats["max_concurrent_loads"] == 1
@@ -198,7 +197,7 @@ def test_own_executables_start_building_once_released_after_the_templates(buffer
     kernels, graphs = restore(arc, binary_threads=2, graph_threads=4)
     graphs.wait_all(False)
     time.sleep(0.05)
-    assert native.testing.fake_graph_stats()["instantiations"] == graphs.family_count
+    assert testing.fake_graph_stats()["instantiations"] == graphs.family_count
     assert not any(graphs.has_dedicated(i) for i in range(len(arc.blobs)))
     graphs.start_dedicated()
     graphs.wait_all(True)
@@ -213,19 +212,19 @@ def test_each_template_is_uploaded_by_its_build_before_it_counts_as_replayable(b
     arc = archive(buffer)
     kernels, graphs = restore(arc, binary_threads=2, graph_threads=2, dedicated=False)
     graphs.wait_all(False)
-    stats = native.testing.fake_graph_stats()
+    stats = testing.fake_graph_stats()
     assert stats["uploads"] == stats["own_stream_uploads"] == graphs.family_count
     assert stats["live_streams"] == 0
     assert graphs.timings()["templates.upload"]["count"] == graphs.family_count
     graphs.start_dedicated()  # uploads nothing more
-    assert native.testing.fake_graph_stats()["uploads"] == graphs.family_count
+    assert testing.fake_graph_stats()["uploads"] == graphs.family_count
     del graphs, kernels
     gc.collect()
 
 
 def test_a_failed_template_upload_fails_its_family_at_wait(buffer) -> None:
     arc = archive(buffer)
-    native.testing.fail_uploads(1)
+    testing.fail_uploads(1)
     kernels = native.make_kernel_table(arc.images, [-1] * len(arc.images), device=DEV, threads=2)
     graphs = native.GraphSet(arc.blobs, kernels, DEV, 1, 1)  # two families: no merging
     graphs.start(False)
@@ -238,7 +237,7 @@ def test_a_failed_template_upload_fails_its_family_at_wait(buffer) -> None:
             assert "cuGraphUpload" in str(e)
             failed.add(graphs.family_of_group(graphs.group_of(i)))
     assert len(failed) == 1  # the other family uploaded and replays
-    assert native.testing.fake_graph_stats()["live_streams"] == 0
+    assert testing.fake_graph_stats()["live_streams"] == 0
     with pytest.raises(DriverError):
         graphs.wait_all(False)
     del graphs, kernels
@@ -260,7 +259,7 @@ def test_a_set_destroyed_before_its_upload_stops_its_waiting_builders(buffer) ->
     graphs.wait_all(False)
     del graphs, kernels  # joins the builders waiting for the upload: must not hang
     gc.collect()
-    assert native.testing.fake_graph_stats()["live_execs"] == 0
+    assert testing.fake_graph_stats()["live_execs"] == 0
 
 
 def test_build_graph_on_a_thread_without_a_context_raises_instead_of_crashing(buffer) -> None:
@@ -284,4 +283,4 @@ def test_build_graph_on_a_thread_without_a_context_raises_instead_of_crashing(bu
     t.start()
     t.join()
     assert len(raised) == 1 and "no CUDA context is current" in str(raised[0])
-    assert native.testing.fake_graph_stats()["context_errors"] == 0
+    assert testing.fake_graph_stats()["context_errors"] == 0

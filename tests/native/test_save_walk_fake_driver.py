@@ -14,8 +14,9 @@ import pytest
 from kiln.errors import NonPersistableGraph
 
 from ._restore_fixture import DEV, close_fake, native, open_fake_region
+from kiln_testing import testing
 
-t = native.testing
+t = testing
 
 PRIORITY = 8  # CU_LAUNCH_ATTRIBUTE_PRIORITY
 # What the walk reads of every kernel's function: the attributes an application sets.

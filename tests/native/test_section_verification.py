@@ -12,6 +12,7 @@ import pytest
 from kiln.errors import ArchiveCorrupt
 
 from ._restore_fixture import DEV, archive, launch_records, native
+from kiln_testing import testing
 
 
 def _verifier(sections: list[bytes], *, bad: frozenset[int] = frozenset(), threads: int = 3):
@@ -114,7 +115,7 @@ def test_a_corrupt_binary_section_never_reaches_the_driver(buffer) -> None:
     )
     with pytest.raises(ArchiveCorrupt, match="section 's2' checksum mismatch"):
         kernels.wait_loaded()
-    assert native.testing.fake_graph_stats()["library_loads"] == len(arc.images) - 1
+    assert testing.fake_graph_stats()["library_loads"] == len(arc.images) - 1
 
 
 def test_a_corrupt_graph_section_is_not_decoded(buffer) -> None:
@@ -190,7 +191,7 @@ def test_a_verifier_closed_before_hashing_a_section_fails_its_waiting_loads(buff
     gc.collect()
     with pytest.raises(ArchiveCorrupt, match="closed before this section was verified"):
         kernels.wait_loaded()
-    assert native.testing.fake_graph_stats()["library_loads"] == 0
+    assert testing.fake_graph_stats()["library_loads"] == 0
 
 
 def test_consumers_need_only_the_gate_once_sections_are_hashed(buffer) -> None:

@@ -10,6 +10,7 @@ import os
 
 from ._restore_fixture import DEV, as_full_dependencies, image, launch_records, native
 from ._restore_fixture import kernel as fixture_kernel
+from kiln_testing import testing
 
 PROGRAMMATIC = 1  # CU_GRAPH_DEPENDENCY_TYPE_PROGRAMMATIC
 
@@ -71,7 +72,7 @@ def test_groups_that_differ_in_a_few_nodes_share_one_template(buffer) -> None:
     assert got["reversed"] == got["own"]
     assert len(set(got["own"])) == 6
     # Only the template and the six own executables were instantiated.
-    assert native.testing.fake_graph_stats()["instantiations"] == 1 + 6
+    assert testing.fake_graph_stats()["instantiations"] == 1 + 6
 
 
 def test_the_manifest_view_of_groups_is_unchanged_by_families(buffer) -> None:
@@ -222,9 +223,9 @@ def test_a_failed_enable_gives_the_graph_its_own_executable(buffer) -> None:
     graphs.start(False)
     graphs.wait_all(False)
     assert graphs.family_count == 1
-    native.testing.clear_fake_launches()
+    testing.clear_fake_launches()
     graphs.launch_template(0, 0)
-    native.testing.fail_node_enables(1)
+    testing.fail_node_enables(1)
     graphs.launch_template(5, 0)  # disables slots: the first call fails
     assert graphs.has_dedicated(5)
     # The template's state after the failure is unknown: the next switch sets every slot
@@ -232,7 +233,7 @@ def test_a_failed_enable_gives_the_graph_its_own_executable(buffer) -> None:
     graphs.launch_template(3, 0)
     graphs.launch_template(5, 0)
     graphs.launch(0, 0)
-    first, fallback, third, again, back = native.testing.fake_launches()
+    first, fallback, third, again, back = testing.fake_launches()
     assert "kernel b0:k2" in fallback  # the split-K graph, replayed whole
     assert again == fallback
     assert "kernel b0:k2" not in third and "kernel b0:k2" not in first
@@ -242,14 +243,12 @@ def test_a_failed_enable_gives_the_graph_its_own_executable(buffer) -> None:
 def test_a_disabled_node_is_re_enabled_for_the_member_that_has_it(buffer) -> None:
     graphs = restore(variants(buffer), family_groups=3)
     graphs.wait_all(True)
-    native.testing.clear_fake_launches()
+    testing.clear_fake_launches()
     for i in (5, 0, 5, 2, 4):  # split-K, cluster 2, split-K, cluster 1, split-K
         graphs.launch_template(i, 0)
     for i in (5, 0, 2):
         graphs.launch(i, 0)
-    split, big, split_again, small, split4, own_split, own_big, own_small = (
-        native.testing.fake_launches()
-    )
+    split, big, split_again, small, split4, own_split, own_big, own_small = testing.fake_launches()
     assert split == split_again == own_split
     assert big == own_big and small == own_small
     assert "kernel b0:k2" in split4
@@ -259,11 +258,11 @@ def test_switching_calls_the_driver_only_for_slots_whose_state_changes(buffer) -
     graphs = restore(variants(buffer), family_groups=3)
     graphs.wait_all(False)
     graphs.launch_template(4, 0)  # first switch: every varying slot
-    before = native.testing.fake_graph_stats()["enable_calls"]
+    before = testing.fake_graph_stats()["enable_calls"]
     graphs.launch_template(5, 0)  # same group: nothing to enable or disable
-    assert native.testing.fake_graph_stats()["enable_calls"] == before
+    assert testing.fake_graph_stats()["enable_calls"] == before
     graphs.launch_template(0, 0)  # cluster 2: swap the GEMM slots, drop split-K
-    assert native.testing.fake_graph_stats()["enable_calls"] == before + 3
+    assert testing.fake_graph_stats()["enable_calls"] == before + 3
 
 
 def test_a_merged_template_is_relaunched_only_after_its_last_launch_completed(buffer) -> None:
@@ -273,10 +272,10 @@ def test_a_merged_template_is_relaunched_only_after_its_last_launch_completed(bu
     merged.wait_all(False)
     for i in (0, 0, 5, 5):
         merged.launch_template(i, 0)
-    assert native.testing.fake_graph_stats()["event_syncs"] == 3
+    assert testing.fake_graph_stats()["event_syncs"] == 3
     separate = restore(variants(buffer), family_groups=1)
     separate.wait_all(False)
-    before = native.testing.fake_graph_stats()["event_syncs"]
+    before = testing.fake_graph_stats()["event_syncs"]
     for i in (0, 0, 5, 5):
         separate.launch_template(i, 0)
-    assert native.testing.fake_graph_stats()["event_syncs"] == before
+    assert testing.fake_graph_stats()["event_syncs"] == before

@@ -13,8 +13,9 @@ import pytest
 from kiln.errors import NonPersistableGraph
 
 from ._restore_fixture import DEV, GRAN, close_fake, native, open_fake_region
+from kiln_testing import testing
 
-t = native.testing
+t = testing
 
 DEVICE_UPDATABLE_KERNEL_NODE = 13
 PROGRAMMATIC_EVENT = 7

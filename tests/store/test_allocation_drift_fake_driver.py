@@ -12,6 +12,7 @@ import pytest
 from kiln import store
 from kiln.errors import AllocationDriftError
 from kiln.manifest import Manifest
+from kiln_testing import testing
 
 BASE = 0x6000_0000_0000
 GRAN = 2 << 20
@@ -22,13 +23,13 @@ KIND = 3  # allocations kiln made itself (region_allocate), as these tests do
 def native() -> Iterator[Any]:
     n = pytest.importorskip("kiln._native", reason="kiln's native extension is not built")
     n.region_close(0)
-    n.testing.install_fake_driver(granularity=GRAN)
+    testing.install_fake_driver(granularity=GRAN)
     n.region_open(0, BASE, 256 * GRAN, 0)
     try:
         yield n
     finally:
         n.region_close(0)
-        n.testing.uninstall_fake_driver()
+        testing.uninstall_fake_driver()
 
 
 def materialize(
@@ -64,7 +65,7 @@ def test_one_extra_allocation_before_load_is_drift_naming_its_index(native) -> N
     assert str(err.value).startswith(
         f"allocation #2 (offset 0x{3 * GRAN:x}, 4096 bytes (kiln)) has no counterpart at SAVE"
     ), err.value
-    assert native.testing.fake_driver_stats()["create_calls"] == 3  # the window was not backed
+    assert testing.fake_driver_stats()["create_calls"] == 3  # the window was not backed
 
 
 def test_a_differently_sized_allocation_before_load_is_drift_naming_its_index(native) -> None:

@@ -14,6 +14,7 @@ from kiln.manifest import BinaryEntry, Manifest
 
 from tests.binaries.fatbins import KIND_ELF, elf, entry, fatbin
 from tests.native._restore_fixture import close_fake, native, open_fake_region
+from kiln_testing import testing
 
 FAT = fatbin(entry(KIND_ELF, 80, elf("sm80")), entry(KIND_ELF, 90, elf("sm90")))
 CUBIN = elf("sm90")
@@ -81,8 +82,8 @@ def test_load_finds_the_applications_own_fatbin_for_a_stored_cubin() -> None:
     open_fake_region(strict_context=False)
     try:
         fat = fatbin(entry(KIND_ELF, 90, elf("own")))  # no other test records this one
-        library = native.testing.load_library(fat)
-        binary = native.testing.record_library(library, fat)
+        library = testing.load_library(fat)
+        binary = testing.record_library(library, fat)
         cubin = elf("own")
         stored = BinaryEntry("b0", sha(cubin), len(cubin), "cubin", sha(fat), len(fat))
         unsourced = BinaryEntry("b1", sha(cubin), len(cubin), "cubin")

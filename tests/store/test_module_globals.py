@@ -12,9 +12,10 @@ import pytest
 from kiln import store
 from kiln.errors import ArchiveCorrupt, RestoreError
 from kiln.manifest import BinaryEntry, Manifest
+from kiln_testing import testing
 
 native = pytest.importorskip("kiln._native", reason="kiln's native extension is not built")
-t = native.testing
+t = testing
 
 _modules = itertools.count(0x6106_0000_0000, 0x10)  # made-up module handles, unique
 

@@ -20,6 +20,7 @@ from tests.native._restore_fixture import (
     open_fake_region,
     sections_and_manifest,
 )
+from kiln_testing import testing
 
 
 class _Reader:
@@ -79,7 +80,7 @@ def test_restore_reports_native_stage_timings(restored) -> None:
     assert t["templates_instantiate_count"] == r.template_count == 1  # two groups, one template
     assert t["binaries_load_count"] == len(manifest.binaries)
     # The archive stays mapped until the libraries are unloaded: the driver need not copy.
-    stats = native.testing.fake_graph_stats()
+    stats = testing.fake_graph_stats()
     assert stats["preserved_loads"] == stats["library_loads"] == len(manifest.binaries)
     r.finish()
     assert all(r[name].has_own_executable for name in r)

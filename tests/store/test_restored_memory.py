@@ -27,6 +27,7 @@ from tests.native._restore_fixture import (
     open_fake_region,
     sections_and_manifest,
 )
+from kiln_testing import testing
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -119,11 +120,11 @@ def test_close_without_live_tensors_releases_the_memory_at_once(restored) -> Non
 def test_memory_is_unmapped_only_after_the_device_finished_launched_work(restored) -> None:
     r, window = restored
     r.graph_set.launch(0, 0)  # a replay possibly still running when close() comes
-    syncs = native.testing.fake_graph_stats()["ctx_syncs"]
+    syncs = testing.fake_graph_stats()["ctx_syncs"]
     r.close()
     assert not mapped(window)
-    assert native.testing.fake_graph_stats()["ctx_syncs"] > syncs
-    assert native.testing.fake_driver_stats()["busy_unmaps"] == 0
+    assert testing.fake_graph_stats()["ctx_syncs"] > syncs
+    assert testing.fake_driver_stats()["busy_unmaps"] == 0
 
 
 def test_the_set_itself_is_freed_while_a_tensor_it_handed_out_lives(restored) -> None:
@@ -135,7 +136,7 @@ def test_the_set_itself_is_freed_while_a_tensor_it_handed_out_lives(restored) ->
     r.close()
     del graph_set
     gc.collect()
-    assert native.testing.fake_graph_stats()["live_execs"] == 0
+    assert testing.fake_graph_stats()["live_execs"] == 0
     assert mapped(window)
     del out
 

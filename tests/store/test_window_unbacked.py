@@ -10,6 +10,7 @@ import pytest
 from kiln import store
 from kiln.errors import ArchiveCorrupt
 from kiln.manifest import Manifest
+from kiln_testing import testing
 
 BASE = 0x6000_0000_0000
 # 0: weights (before the window); 1..4 inside the window.
@@ -60,13 +61,13 @@ def fake_region() -> Any:
     """A region at BASE on device 0 over kiln's stand-in driver (no GPU)."""
     native = pytest.importorskip("kiln._native", reason="kiln's native extension is not built")
     native.region_close(0)
-    native.testing.install_fake_driver(granularity=GRAN)
+    testing.install_fake_driver(granularity=GRAN)
     native.region_open(0, BASE, 256 * GRAN, 0)
     try:
         yield native
     finally:
         native.region_close(0)
-        native.testing.uninstall_fake_driver()
+        testing.uninstall_fake_driver()
 
 
 @pytest.mark.parametrize("unbacked", [[2], [3]])
@@ -82,7 +83,7 @@ def test_load_steps_over_unbacked_window_memory_without_backing_it(
     region: Any = SimpleNamespace(device=0, config=SimpleNamespace(base=BASE))
     store.materialize_window(manifest, region, SimpleNamespace(own_allocation=owned.append))
     skipped = {2: 3 * GRAN, 3: GRAN}[unbacked[0]]
-    stats = native.testing.fake_driver_stats()
+    stats = testing.fake_driver_stats()
     assert stats["physical_bytes"] == 6 * GRAN - skipped
     assert stats["create_calls"] == 3  # the prefix and the two backed window allocations
     assert BASE + window[unbacked[0] - 1][0] not in owned and len(owned) == 2

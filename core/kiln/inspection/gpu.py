@@ -3,8 +3,9 @@ interposer, and compare its outputs bit for bit with the SAVE process's.
 
 A restore needs the allocations the SAVE process made before its capture window: those
 belong to the program that saved the archive, which only the archive's recipe can re-run.
-Recipes of kind ``workload`` name a workload of :mod:`kiln.workloads`, re-run with
-``python -m kiln.workloads.run --mode load``; the SAVE process's outputs are read from
+Recipes of kind ``workload`` name a workload of ``kiln_workloads`` (kiln's test and
+benchmark workloads, a separate package: ./workloads), re-run with
+``python -m kiln_workloads.run --mode load``; the SAVE process's outputs are read from
 ``reference.pt`` beside the archive (what ``--mode save`` writes). Recipes of kind
 ``command`` (archives saved by ``kiln run``) are restored by re-running a command under
 ``kiln run --mode load``: the one the user gives, never the stored one without the user's
@@ -12,6 +13,7 @@ consent (docs/cli.md)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -30,6 +32,8 @@ from kiln.manifest import Manifest
 
 TIMEOUT_S: Final = 900
 REFERENCE: Final = "reference.pt"
+#: The package whose runner restores archives with a workload recipe (not part of kiln).
+WORKLOADS: Final = "kiln_workloads"
 
 
 #: Asked, with the command an archive stores, whether to run it (``kiln verify --gpu
@@ -140,7 +144,7 @@ def _run(command: list[str]) -> subprocess.CompletedProcess[str] | str:
 def _verify_command(path: Path, argv: list[str], problems: Problems) -> dict[str, Any]:
     """Re-run ``argv`` (a command the user gave or confirmed) under `kiln run --mode load
     --policy strict`; it must exit 0 and report every graph restored (programs like
-    kiln.workloads.lifecycle_demo compare their outputs with SAVE's and exit 1 otherwise)."""
+    kiln.demo_program compare their outputs with SAVE's and exit 1 otherwise)."""
     command = [
         sys.executable,
         "-m",
@@ -219,6 +223,12 @@ def run_restore(path: Path, reference: Path, workload: str) -> dict[str, Any]:
     library = preload_library()
     if not library.is_file():
         return {"error": f"kiln's interposer {library} is not installed"}
+    if importlib.util.find_spec(WORKLOADS) is None:
+        # kiln's own workloads are test and benchmark code, not part of the runtime package.
+        return {
+            "error": f"the archive's workload recipe needs kiln's workloads ({WORKLOADS}), "
+            "which are not installed: pip install ./workloads from kiln's source tree"
+        }
     with tempfile.TemporaryDirectory(prefix="kiln-verify-") as tmp:
         work = Path(tmp)
         # The runner reads DIR/graphs.kiln and DIR/reference.pt, whatever the archive's name.
@@ -231,7 +241,7 @@ def run_restore(path: Path, reference: Path, workload: str) -> dict[str, Any]:
         command = [
             sys.executable,
             "-m",
-            "kiln.workloads.run",
+            f"{WORKLOADS}.run",
             "--workload",
             workload,
             "--mode",

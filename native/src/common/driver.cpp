@@ -74,7 +74,7 @@ bool driver_available() {
   return true;
 }
 
-void install_driver_for_testing(const DriverTable* table) { g_injected.store(table, std::memory_order_release); }
+void replace_driver(const DriverTable* table) { g_injected.store(table, std::memory_order_release); }
 
 std::string describe_result(const char* call, CUresult result) {
   const char* name = nullptr;

@@ -95,8 +95,11 @@ const DriverTable& driver();
 // True when libcuda can be loaded in this process (does not initialise the driver).
 bool driver_available();
 
-// Tests replace the driver with a stand-in; nullptr restores the real one.
-void install_driver_for_testing(const DriverTable* table);
+// Replaces the driver with a stand-in table; nullptr restores the real one. Reachable
+// from C++ only: kiln's Python module does not bind it. Its one caller is the test-only
+// library (tests/native_support: the stand-in driver of the CPU tests), which links
+// against this library and installs its table here.
+void replace_driver(const DriverTable* table);
 
 // "cuMemCreate failed: CUDA_ERROR_OUT_OF_MEMORY (2)"
 std::string describe_result(const char* call, CUresult result);

@@ -35,7 +35,7 @@ def test_a_script_that_imports_vllm_is_recognised(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "command", [[], ["python", "-m", "kiln.workloads.lifecycle_demo"], ["sglang"]]
+    "command", [[], ["python", "-m", "kiln_workloads.lifecycle_demo"], ["sglang"]]
 )
 def test_other_commands_are_not_vllm(command: list[str], tmp_path: Path) -> None:
     assert not runs_vllm(command)
@@ -65,7 +65,7 @@ def test_kiln_run_pins_the_v2_runner_for_vllm_commands(tmp_path: Path) -> None:
 
 def test_other_commands_get_no_vllm_pins() -> None:
     class Launch:
-        command = ("python", "-m", "kiln.workloads.lifecycle_demo")
+        command = ("python", "-m", "kiln_workloads.lifecycle_demo")
 
     adapter = VllmAdapter()
     assert adapter.kiln_child_env(Launch()) is None  # type: ignore[arg-type]

@@ -152,10 +152,10 @@ void install_fake_driver(const FakeDriverConfig& config) {
     s.table.cuCtxGetCurrent = ctx_get_current;
     install_fake_graph_calls(s.table, config.strict_context);
   }
-  install_driver_for_testing(&s.table);
+  replace_driver(&s.table);
 }
 
-void uninstall_fake_driver() { install_driver_for_testing(nullptr); }
+void uninstall_fake_driver() { replace_driver(nullptr); }
 
 FakeDriverStats fake_driver_stats() {
   std::lock_guard<std::mutex> l(st().mu);

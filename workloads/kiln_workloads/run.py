@@ -1,7 +1,7 @@
 """Run one workload in one mode, in this (fresh) process, and write a JSON result.
 
-    python -m kiln.workloads.run --workload decode --mode save --archive DIR --out save.json
-    python -m kiln.workloads.run --workload decode --mode load --archive DIR --out load.json
+    python -m kiln_workloads.run --workload decode --mode save --archive DIR --out save.json
+    python -m kiln_workloads.run --workload decode --mode load --archive DIR --out load.json
 
 save: open the region, build the workload, warm up and capture every graph (timed, as
 engines do), write DIR/graphs.kiln and the native replay's outputs on fresh inputs
@@ -65,7 +65,7 @@ def run_save(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     import kiln
-    from kiln.workloads import build
+    from kiln_workloads import build
 
     t_start = time.perf_counter()
     _deterministic()
@@ -132,7 +132,7 @@ def run_load(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     import kiln
-    from kiln.workloads import build
+    from kiln_workloads import build
 
     t_start = time.perf_counter()
     _deterministic()
@@ -292,7 +292,7 @@ def run_native(args: argparse.Namespace) -> dict[str, Any]:
     """No kiln: eager outputs and a natively captured graph's outputs, saved for comparison."""
     import torch
 
-    from kiln.workloads import build
+    from kiln_workloads import build
 
     _deterministic()
     wl = build(args.workload)

@@ -3,8 +3,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from kiln.workloads import basic, llama
-from kiln.workloads.base import Workload
+from kiln_workloads import basic, llama
+from kiln_workloads.base import Workload
 
 WORKLOADS: dict[str, Callable[..., Workload]] = {
     "matmul": basic.matmul,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kiln.workloads.base import GraphSpec, Workload
+from kiln_workloads.base import GraphSpec, Workload
 
 DEFAULT_SIZES = [1, 2, 4] + list(range(8, 257, 8))  # 35 sizes
 VLLM_SIZES = [1, 2, 4] + list(range(8, 513, 8))  # 67 sizes

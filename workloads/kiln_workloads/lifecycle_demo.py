@@ -1,8 +1,8 @@
 """A small non-engine program that goes through kiln's lifecycle the way an engine adapter
 does, for `kiln run`:
 
-    kiln run --mode save --archive DIR -- python -m kiln.workloads.lifecycle_demo
-    kiln run --mode load --archive DIR -- python -m kiln.workloads.lifecycle_demo
+    kiln run --mode save --archive DIR -- python -m kiln_workloads.lifecycle_demo
+    kiln run --mode load --archive DIR -- python -m kiln_workloads.lifecycle_demo
 
 It builds a workload (weights and static inputs), then captures each graph itself with
 torch.cuda.graph inside the driver's capture_graph (kiln records it where the capture
@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from kiln.workloads.run import SEED, _compare, _deterministic, _outputs
+from kiln_workloads.run import SEED, _compare, _deterministic, _outputs
 
 REFERENCE = "demo-reference.pt"
 
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from kiln import lifecycle
     from kiln.lifecycle.types import RunMode
-    from kiln.workloads import build
+    from kiln_workloads import build
 
     _deterministic()
     driver = lifecycle.start("kiln-demo")

@@ -6,7 +6,7 @@ process), exposes the callables to capture, and can refill its inputs with fresh
 
 from __future__ import annotations
 
-from kiln.workloads.base import Workload
-from kiln.workloads.registry import WORKLOADS, build
+from kiln_workloads.base import Workload
+from kiln_workloads.registry import WORKLOADS, build
 
 __all__ = ["WORKLOADS", "Workload", "build"]

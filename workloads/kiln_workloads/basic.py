@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kiln.workloads.base import GraphSpec, Workload
+from kiln_workloads.base import GraphSpec, Workload
 
 
 def _refill(tensors: list[Any]) -> Any:

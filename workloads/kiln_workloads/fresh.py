@@ -1,4 +1,4 @@
-"""Run kiln.workloads.run in a fresh process under the interposer: how the demo, the GPU
+"""Run kiln_workloads.run in a fresh process under the interposer: how the demo, the GPU
 tests and the benchmark get SAVE and LOAD into separate processes."""
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def run_workload(
     """The runner's JSON result (None when it wrote none) and the finished process."""
     out = archive / f"{mode}-{inject}.json"
     out.unlink(missing_ok=True)  # a process that writes nothing must not hand back an older run's
-    command = [sys.executable, "-m", "kiln.workloads.run", "--workload", workload, "--mode", mode,
+    command = [sys.executable, "-m", "kiln_workloads.run", "--workload", workload, "--mode", mode,
                "--archive", str(archive), "--inject", inject, "--out", str(out), *extra]  # fmt: skip
     proc = subprocess.run(
         command,

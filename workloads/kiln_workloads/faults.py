@@ -2,7 +2,7 @@
 must fail with its specific error before touching memory, then the intact archive must
 still restore bit-exact.
 
-    python -m kiln.workloads.faults --workload matmul --archive DIR --out faults.json
+    python -m kiln_workloads.faults --workload matmul --archive DIR --out faults.json
 """
 
 from __future__ import annotations
@@ -61,8 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     import kiln
-    from kiln.workloads import build
-    from kiln.workloads.run import SEED, _compare, _outputs
+    from kiln_workloads import build
+    from kiln_workloads.run import SEED, _compare, _outputs
 
     p = argparse.ArgumentParser()
     p.add_argument("--workload", required=True)
