@@ -66,6 +66,8 @@ class ProcessState:
     capture_api: Callable[[], CaptureApi] | None = None  # tests stand in for torch
     live_blocks: Callable[[int], list[blocks.Block]] = blocks.torch_live_blocks
     empty_cache: Callable[[], None] | None = None
+    pool_config_class: Any = None  # SGLang's MemoryPoolConfig unless a test stands in
+    driver_options: dict[str, Any] = field(default_factory=dict)  # tests: a fake runtime
     times: dict[str, float] = field(default_factory=dict)
     t0: float = field(default_factory=time.perf_counter)
 
@@ -160,7 +162,7 @@ def scheduler_init(original: Callable[..., Any], self: Any, *args: Any, **kwargs
     state = STATE
     state.server_args = server_args
     state.driver = driver = lifecycle.start(
-        "sglang", adapter=_plugin(), rank=rank, world_size=tp * pp
+        "sglang", adapter=_plugin(), rank=rank, world_size=tp * pp, **state.driver_options
     )
     _plugin().bind(_fingerprint, _live_blocks)
     with _timed("scheduler_init"):
@@ -239,13 +241,16 @@ def resolve_memory_pool_config(
         capacity = driver.kv_capacity(measure, keys=kv.KEYS)
     if measured:
         return measured[0]
-    from sglang.srt.model_executor.pool_configurator import MemoryPoolConfig
+    config_class = STATE.pool_config_class
+    if config_class is None:
+        from sglang.srt.model_executor.pool_configurator import MemoryPoolConfig
 
-    kv.check_fields(MemoryPoolConfig)
+        config_class = MemoryPoolConfig
+    kv.check_fields(config_class)
     # SGLang's sampling empties torch's cache first (get_available_gpu_memory): LOAD does
     # the same, so that the cache holds what it held at SAVE when the pools allocate.
     (STATE.empty_cache or _torch_empty_cache)()
-    return kv.config_of(capacity, MemoryPoolConfig, self.server_args.mem_fraction_static)
+    return kv.config_of(capacity, config_class, self.server_args.mem_fraction_static)
 
 
 def _torch_empty_cache() -> None:
