@@ -22,7 +22,7 @@ from kiln_sglang import blocks
 from kiln_sglang.settings import setting_pins
 
 ENGINE = "sglang"
-SUPPORTED = ">=0.5.16,<0.5.17"
+SUPPORTED = "==0.5.16"  # short: `kiln adapters` prints it in an 80-column table
 PLUGIN_NAME = "kiln"  # the entry point's name in `sglang.srt.plugins`
 log = logging.getLogger("kiln.sglang")
 

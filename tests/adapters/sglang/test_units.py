@@ -240,6 +240,6 @@ def test_attach_failure_under_fallback_leaves_sglang_native(
 
 
 def test_version_support() -> None:
-    assert sglang_plugin.version_supported("0.5.16", ">=0.5.16,<0.5.17")
-    assert not sglang_plugin.version_supported("0.5.17", ">=0.5.16,<0.5.17")
-    assert not sglang_plugin.version_supported(None, ">=0.5.16,<0.5.17")
+    assert sglang_plugin.version_supported("0.5.16", "==0.5.16")
+    assert not sglang_plugin.version_supported("0.5.17", "==0.5.16")
+    assert not sglang_plugin.version_supported(None, "==0.5.16")
