@@ -1,0 +1,173 @@
+"""kiln's hooks for SGLang. Launcher-side hooks run in `kiln run` before SGLang is imported;
+the settings hook runs in SGLang's main process (`ServerArgs.__post_init__`); the
+fingerprint and region-close hooks run in each scheduler process, which binds its server
+arguments and model config first (kiln_sglang.sglang_plugin)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+from collections.abc import Callable, Collection, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from kiln.errors import KilnError
+from kiln.hooks import hookimpl
+from kiln.lifecycle import KilnContext, Pin
+from kiln.lifecycle.launch import LaunchContext
+from kiln.plugins import AdapterSpec
+
+from kiln_sglang import blocks
+from kiln_sglang.settings import setting_pins
+
+ENGINE = "sglang"
+SUPPORTED = "==0.5.16"  # short: `kiln adapters` prints it in an 80-column table
+PLUGIN_NAME = "kiln"  # the entry point's name in `sglang.srt.plugins`
+log = logging.getLogger("kiln.sglang")
+
+# Environment every SGLang process must see for a restore to be valid
+# (docs/sglang/adapter.md, "Pins").
+ENV_PINS = (
+    Pin(
+        "SGLANG_ENABLE_POST_CAPTURE_KV_SIZING",
+        "0",
+        "it sizes the KV cache after capture from free memory, in an unbacked reservation: "
+        "kiln records the KV sizing before capture",
+    ),
+    Pin(
+        "SGLANG_MEMORY_SAVER_CUDA_GRAPH",
+        "0",
+        "the memory saver would own the graphs' memory, outside kiln's region",
+    ),
+    Pin(
+        "SGLANG_ENABLE_CUDA_GRAPH_DEDUP",
+        "0",
+        "deduplicated graphs are updated in place after capture; kiln restores each as saved",
+    ),
+    Pin(
+        "SGLANG_JIT_DEEPGEMM_PRECOMPILE",
+        "0",
+        "the precompile sweep runs on one rank only, inside the first capture, and empties "
+        "torch's cache there",
+    ),
+    Pin("NCCL_GRAPH_REGISTER", "0", "NCCL registers graph buffers on the host at capture"),
+    Pin("NCCL_LOCAL_REGISTER", "0", "NCCL registers user buffers on the host at capture"),
+)
+
+
+def runs_sglang(command: Sequence[str]) -> bool:
+    """Whether a `kiln run` command starts SGLang: the `sglang` CLI, `python -m sglang...`,
+    or a Python script that imports sglang (`sglang.Engine`)."""
+    if not command:
+        return False
+    if os.path.basename(command[0]) == "sglang":
+        return True
+    for i, arg in enumerate(command[:-1]):
+        if arg == "-m" and command[i + 1].split(".")[0] == "sglang":
+            return True
+    scripts = [a for a in command[1:] if a.endswith(".py") and os.path.isfile(a)]
+    for script in scripts[:1]:
+        try:
+            with open(script, encoding="utf-8", errors="replace") as f:
+                text = f.read(1 << 20)
+        except OSError:
+            return False
+        return "import sglang" in text or "from sglang" in text
+    return False
+
+
+def installed_version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def plugin_allowed(environ: Mapping[str, str]) -> bool:
+    """SGLang loads only the plugins `SGLANG_PLUGINS` names, when it is set."""
+    allowed = environ.get("SGLANG_PLUGINS", "")
+    names = {name.strip() for name in allowed.split(",") if name.strip()}
+    return not names or PLUGIN_NAME in names
+
+
+class SglangAdapter:
+    kiln_adapter = AdapterSpec(
+        engine=ENGINE,
+        engine_versions=SUPPORTED,
+        engine_distribution="sglang",
+        summary="SGLang 0.5.16: decode graphs (backend full) restored; prefill graphs off",
+    )
+
+    def __init__(self) -> None:
+        self._fingerprint: Callable[[], dict[str, Any]] | None = None
+        self._live_blocks: Callable[[], list[blocks.Block]] | None = None
+
+    def bind(
+        self,
+        fingerprint: Callable[[], dict[str, Any]],
+        live_blocks: Callable[[], list[blocks.Block]] | None,
+    ) -> None:
+        """The scheduler's fingerprint fields (read when the GPU is bound) and the live-block
+        snapshot compared at region close."""
+        self._fingerprint = fingerprint
+        self._live_blocks = live_blocks
+
+    @hookimpl
+    def kiln_pin_settings(
+        self, ctx: KilnContext, settings: Mapping[str, object], explicit: Collection[str]
+    ) -> Sequence[Pin] | None:
+        return setting_pins(settings)
+
+    @hookimpl
+    def kiln_fingerprint(self, ctx: KilnContext) -> dict[str, Any] | None:
+        if self._fingerprint is None:
+            return None
+        # A refusal made in the main process under the fallback policy surfaces here, in
+        # the device-bound stage, so the scheduler falls back with the reason in its report.
+        return self._fingerprint()
+
+    @hookimpl
+    def kiln_capture_begin(self, ctx: KilnContext, keys: Sequence[str] | None) -> None:
+        # An adapter failure found outside a stage is raised here, so that the driver
+        # applies the policy to it (kiln_sglang.hooks.fail_in_stage).
+        from kiln_sglang import hooks
+
+        if hooks.STATE.pending is not None:
+            raise hooks.STATE.pending
+
+    @hookimpl
+    def kiln_region_close(self, ctx: KilnContext) -> None:
+        if self._live_blocks is None or ctx.mode.value not in ("save", "load"):
+            return
+        if ctx.archive_dir is None:
+            raise KilnError("no archive directory is set")
+        path = blocks.snapshot_file(Path(ctx.archive_dir), ctx.rank)
+        live = self._live_blocks()
+        if ctx.mode.value == "save":
+            blocks.write(path, live)
+        else:
+            blocks.compare(blocks.read(path), live)
+
+    @hookimpl
+    def kiln_launch_fingerprint(self, launch: LaunchContext) -> dict[str, str] | None:
+        if not runs_sglang(launch.command):
+            return None
+        return {
+            "sglang.version": installed_version("sglang") or "not installed",
+            "sglang.torch_version": installed_version("torch") or "not installed",
+        }
+
+    @hookimpl
+    def kiln_child_env(self, launch: LaunchContext) -> Sequence[Pin] | None:
+        if not runs_sglang(launch.command):
+            return None
+        if not plugin_allowed(launch.environ):
+            # SGLang would skip kiln's plugin silently and start natively while kiln thinks
+            # it saves or loads.
+            raise KilnError(
+                f"SGLANG_PLUGINS={launch.environ['SGLANG_PLUGINS']!r} does not name kiln's "
+                f"plugin {PLUGIN_NAME!r}: SGLang would not load it. Add it, or unset "
+                "SGLANG_PLUGINS"
+            )
+        return ENV_PINS
