@@ -135,6 +135,10 @@ class SglangAdapter:
 
         if hooks.STATE.pending is not None:
             raise hooks.STATE.pending
+        ctx.note(
+            "prefill CUDA graphs are off under kiln (cuda_graph_backend_prefill=disabled): "
+            "SGLang's breakable prefill graphs keep Python closures kiln cannot persist"
+        )
 
     @hookimpl
     def kiln_region_close(self, ctx: KilnContext) -> None:

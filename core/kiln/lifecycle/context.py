@@ -35,7 +35,8 @@ class ProcessState:
 
 
 class KilnContext:
-    """What a hook implementation may know about this process's lifecycle (read-only)."""
+    """What a hook implementation may know about this process's lifecycle (read-only, but
+    for the startup report's notes)."""
 
     def __init__(self, state: ProcessState) -> None:
         self._state = state
@@ -110,6 +111,13 @@ class KilnContext:
     @property
     def fallback_reason(self) -> str | None:
         return self._state.fallback_reason
+
+    def note(self, message: str) -> None:
+        """Add a line to this process's startup report (``notes``): what kiln or an adapter
+        chose to leave to the engine, and why. The one thing a hook may change here."""
+        if not isinstance(message, str) or not message:
+            raise TypeError("a startup-report note is a non-empty string")
+        self._state.notes.append(message)
 
     def __repr__(self) -> str:
         s = self._state
