@@ -10,7 +10,7 @@ Example::
     mode = "auto"            # save | load | auto
     policy = "fallback"      # strict | fallback
     load_builds = "background"  # background | before-ready: when LOAD's own executables must exist
-    log_level = "info"       # debug | info | warning | error
+    log_level = "info"       # debug | info | warning | error | trace | off (native core too)
     disable_adapters = []    # entry-point names of adapters not to load
 
     [archive]
@@ -27,16 +27,18 @@ from __future__ import annotations
 import difflib
 import enum
 import os
-import re
 import tomllib
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kiln.errors import InputFileError, KilnError
+from kiln import env_settings as env
+from kiln.env_settings import LOG_LEVELS, parse_log_level, parse_size
+from kiln.errors import ConfigError, InputFileError
 from kiln.input_files import read_bounded
 
-CONFIG_ENV = "KILN_CONFIG"
+CONFIG_ENV = env.CONFIG
 _MIB2 = 2 << 20  # the VMM granularity of current GPUs; a region must be aligned to it
 _VA_LIMIT = 1 << 48  # user virtual addresses on x86-64 and aarch64 stay below 2**48
 
@@ -63,17 +65,19 @@ class LoadBuilds(enum.StrEnum):
     BEFORE_READY = "before-ready"  # ready waits for every own executable (stage builds_finished)
 
 
-LOG_LEVELS = ("debug", "info", "warning", "error")
-
-
-class ConfigError(KilnError):
-    """A configuration value is invalid; names the key and the value's source."""
-
-    def __init__(self, key: str | None, source: str, message: str) -> None:
-        self.key = key
-        self.source = source
-        where = f"config key {key!r} (from {source})" if key else source
-        super().__init__(f"{where}: {message}")
+__all__ = [
+    "CONFIG_ENV",
+    "ENVIRONMENT_VARIABLES",
+    "LOG_LEVELS",
+    "Config",
+    "ConfigError",
+    "LoadBuilds",
+    "Mode",
+    "Policy",
+    "default_archive_root",
+    "load_config",
+    "region_from_environment",
+]
 
 
 def default_archive_root(environ: Mapping[str, str]) -> Path:
@@ -131,9 +135,17 @@ def load_config(
             values[key] = _parse(key, raw, source, config_file.parent)
             sources[key] = source
     for key, spec in _KEYS.items():
-        text = environ.get(spec.env)
+        name, text = spec.env, environ.get(spec.env)
+        if (text is None or text == "") and spec.env == env.LOG_LEVEL:
+            name, text = env.LOG_LEVEL_DEPRECATED, environ.get(env.LOG_LEVEL_DEPRECATED)
+            if text:
+                warnings.warn(
+                    f"{env.LOG_LEVEL_DEPRECATED} is deprecated: set {env.LOG_LEVEL}",
+                    DeprecationWarning,
+                    stacklevel=2,
+                )
         if text is not None and text != "":
-            source = f"environment {spec.env}"
+            source = f"environment {name}"
             values[key] = _parse(key, text, source, cwd)
             sources[key] = source
     for key, raw in (overrides or {}).items():
@@ -227,9 +239,7 @@ def _choice(enum_type: type[enum.StrEnum]) -> Callable[[object, Path], object]:
 
 
 def _log_level(raw: object, _base: Path) -> str:
-    if not isinstance(raw, str) or raw.strip().lower() not in LOG_LEVELS:
-        raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {raw!r}")
-    return raw.strip().lower()
+    return parse_log_level(raw)
 
 
 def _path(raw: object, base_dir: Path) -> Path:
@@ -258,30 +268,8 @@ def _names(raw: object, _base: Path) -> tuple[str, ...]:
     return tuple(name.strip() for name in items if name.strip())
 
 
-_UNITS = {"": 1, "b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
-_SIZE = re.compile(r"^\s*(\d+)\s*([a-zA-Z]*)\s*$")
-
-
-def _integer(raw: object, what: str) -> int:
-    # bool is an int in Python, and `size = true` in TOML is a typo, not 1 byte.
-    if isinstance(raw, int) and not isinstance(raw, bool):
-        return raw
-    if isinstance(raw, str):
-        text = raw.strip().lower()
-        if text.startswith("0x"):
-            try:
-                return int(text, 16)
-            except ValueError:
-                pass
-        else:
-            match = _SIZE.match(text)
-            if match and match.group(2) in _UNITS:
-                return int(match.group(1)) * _UNITS[match.group(2)]
-    raise ValueError(f"expected {what}, got {raw!r}")
-
-
 def _aligned(raw: object, what: str) -> int:
-    value = _integer(raw, what)
+    value = parse_size(raw, what)
     if value <= 0 or value % _MIB2:
         raise ValueError(f"must be a positive multiple of 2 MiB (0x200000), got {value:#x}")
     return value
@@ -299,13 +287,33 @@ def _region_size(raw: object, _base: Path) -> int:
 
 
 def _check_region(config: Config) -> None:
-    base, size = config.region_base, config.region_size
+    _check_region_end(config.region_base, config.region_size, config.sources.get("region.size"))
+
+
+def _check_region_end(base: int | None, size: int | None, source: str | None) -> None:
     if base is not None and size is not None and base + size > _VA_LIMIT:
         raise ConfigError(
-            "region.size",
-            config.sources.get("region.size", "default"),
-            f"region {base:#x} + {size:#x} ends above 2**48",
+            "region.size", source or "default", f"region {base:#x} + {size:#x} ends above 2**48"
         )
+
+
+def region_from_environment(
+    environ: Mapping[str, str] | None = None,
+) -> tuple[int | None, int | None]:
+    """The region's base and size from KILN_REGION_BASE / KILN_REGION_SIZE (None where
+    unset), parsed as the config parses them (``64GiB``, hex, bytes); ConfigError names the
+    variable of a bad value. This is how ``kiln run``'s region settings reach
+    :class:`kiln.Region` in the engine process."""
+    environ = os.environ if environ is None else environ
+    cwd = Path.cwd()
+    values: dict[str, int | None] = {}
+    for key in ("region.base", "region.size"):
+        text = environ.get(_KEYS[key].env)
+        parsed = _parse(key, text, f"environment {_KEYS[key].env}", cwd) if text else None
+        values[key] = parsed if isinstance(parsed, int) else None
+    base, size = values["region.base"], values["region.size"]
+    _check_region_end(base, size, f"environment {env.REGION_SIZE}")
+    return base, size
 
 
 def _jsonable(value: object) -> object:
@@ -335,15 +343,15 @@ class _Key:
 
 
 _KEYS: dict[str, _Key] = {
-    "mode": _Key("mode", "KILN_MODE", _choice(Mode)),
-    "policy": _Key("policy", "KILN_POLICY", _choice(Policy)),
-    "load_builds": _Key("load_builds", "KILN_LOAD_BUILDS", _choice(LoadBuilds)),
-    "archive.dir": _Key("archive_dir", "KILN_ARCHIVE", _directory),
-    "archive.root": _Key("archive_root", "KILN_ARCHIVE_ROOT", _directory),
-    "region.base": _Key("region_base", "KILN_REGION_BASE", _region_base),
-    "region.size": _Key("region_size", "KILN_REGION_SIZE", _region_size),
-    "log_level": _Key("log_level", "KILN_LOG_LEVEL", _log_level),
-    "disable_adapters": _Key("disable_adapters", "KILN_DISABLE_ADAPTERS", _names),
+    "mode": _Key("mode", env.MODE, _choice(Mode)),
+    "policy": _Key("policy", env.POLICY, _choice(Policy)),
+    "load_builds": _Key("load_builds", env.LOAD_BUILDS, _choice(LoadBuilds)),
+    "archive.dir": _Key("archive_dir", env.ARCHIVE, _directory),
+    "archive.root": _Key("archive_root", env.ARCHIVE_ROOT, _directory),
+    "region.base": _Key("region_base", env.REGION_BASE, _region_base),
+    "region.size": _Key("region_size", env.REGION_SIZE, _region_size),
+    "log_level": _Key("log_level", env.LOG_LEVEL, _log_level),
+    "disable_adapters": _Key("disable_adapters", env.DISABLE_ADAPTERS, _names),
 }
 
 #: Dotted config keys and the variable that overrides each.

@@ -11,6 +11,20 @@ class KilnError(Exception):
     """Base class of every kiln error."""
 
 
+# --- configuration -----------------------------------------------------------------------
+
+
+class ConfigError(KilnError):
+    """A configuration value (config file, ``KILN_*`` variable, command-line flag) is
+    invalid; names the key and the value's source."""
+
+    def __init__(self, key: str | None, source: str, message: str) -> None:
+        self.key = key
+        self.source = source
+        where = f"config key {key!r} (from {source})" if key else source
+        super().__init__(f"{where}: {message}")
+
+
 # --- environment -------------------------------------------------------------------------
 
 

@@ -12,19 +12,18 @@ Entry layout (little-endian, offsets into each entry's header): kind u16 @0 (1 P
 ELF), header size u32 @4, span of the payload and its padding u64 @8, payload size u32
 @16, architecture u32 @28 (major * 10 + minor), flags u64 @40, uncompressed size u64
 @56. Payloads are zstd frames (recent toolkits) or LZ4 blocks (flag 0x2000, older ones);
-both are decompressed with the system's libzstd / liblz4.
+both are decompressed with the zstandard / lz4 packages, never beyond the stated size.
 """
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import struct
-from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
-from typing import Any
+
+import lz4.block
+import zstandard
 
 __all__ = ["FatbinEntry", "device_cubin", "fatbin_entries"]
 
@@ -110,41 +109,24 @@ def _payload(entry: FatbinEntry) -> bytes | None:
     return _lz4_decompress(data, size)
 
 
-_ZSTD = ("libzstd.so.1", "ZSTD_decompress", ctypes.c_size_t, (ctypes.c_char_p, ctypes.c_size_t) * 2)
-_LZ4 = (
-    "liblz4.so.1",
-    "LZ4_decompress_safe",
-    ctypes.c_int,
-    (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_int),
-)
-
-
-@cache
-def _function(library: str, symbol: str, restype: type, argtypes: tuple[type, ...]) -> Any:
-    """A typed entry point of a system library, or None where the library is missing."""
-    try:
-        fn = getattr(ctypes.CDLL(library), symbol)
-    except (OSError, AttributeError):
-        log.debug("%s (%s) is not available: fatbins compressed with it are kept", library, symbol)
-        return None
-    fn.restype, fn.argtypes = restype, list(argtypes)
-    return fn
-
-
 def _zstd_decompress(data: bytes, size: int) -> bytes | None:
-    fn = _function(*_ZSTD)
-    # An error code is (size_t)-n: never equal to a size below MAX_CUBIN_BYTES.
-    return None if fn is None else _into(size, lambda out: fn(out, size, data, len(data)))
+    # A frame that states its content size is believed only when that is the entry's size
+    # (so nothing larger is ever allocated); one that does not is cut at `size` bytes.
+    stated = zstandard.frame_content_size(data)
+    if stated not in (size, -1):
+        return None
+    try:
+        out = zstandard.ZstdDecompressor().decompress(data, max_output_size=size)
+    except zstandard.ZstdError:
+        return None
+    return out if len(out) == size else None
 
 
 def _lz4_decompress(data: bytes, size: int) -> bytes | None:
-    fn = _function(*_LZ4)
-    if fn is None or len(data) >= 1 << 31:
+    if len(data) >= 1 << 31:
         return None
-    return _into(size, lambda out: fn(data, out, len(data), size))
-
-
-def _into(size: int, decompress: Callable[[ctypes.Array[ctypes.c_char]], int]) -> bytes | None:
-    """The `size` bytes `decompress` writes into a fresh buffer, if it wrote exactly that many."""
-    out = ctypes.create_string_buffer(size)
-    return out.raw if decompress(out) == size else None
+    try:
+        out = lz4.block.decompress(data, uncompressed_size=size)
+    except lz4.block.LZ4BlockError:
+        return None
+    return out if len(out) == size else None

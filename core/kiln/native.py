@@ -16,7 +16,7 @@ from kiln.errors import InterposerNotLoaded, NativeUnavailable
 @functools.cache
 def native() -> ModuleType:
     try:
-        from kiln import _native  # type: ignore[attr-defined]
+        from kiln import _native
     except ImportError as e:  # pragma: no cover - depends on the install
         raise NativeUnavailable(
             f"kiln's native extension is not built ({e}); install kiln with `pip install .`"

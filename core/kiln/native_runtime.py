@@ -18,6 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from kiln import env_settings
 from kiln.errors import KilnError, NonPersistableGraph, RestoreError
 from kiln.lifecycle.types import FingerprintValue, RestoreProgress, RunMode
 from kiln.native import native
@@ -272,7 +273,7 @@ def recipe_from_environment() -> dict[str, Any] | None:
     """`kiln run` passes the command it launched (KILN_COMMAND, JSON) so that the archive can
     say which command saved it. `kiln verify --gpu` shows it but never runs it on its own
     (docs/cli.md): it re-runs the command the user gives, or this one once confirmed."""
-    raw = os.environ.get("KILN_COMMAND")
+    raw = os.environ.get(env_settings.COMMAND)
     if not raw:
         return None
     try:

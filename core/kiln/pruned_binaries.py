@@ -17,7 +17,7 @@ from collections.abc import Callable, Collection, Mapping
 from kiln.cubin_compact import compact_cubin
 from kiln.cubin_prune import PrunedCubin, PruneRefused, prune_cubin
 from kiln.cubin_verify import compacted_code_difference
-from kiln.env_settings import switch_setting
+from kiln.env_settings import PRUNE_BINARIES, switch_setting
 from kiln.errors import KilnError
 from kiln.native import native
 
@@ -25,7 +25,7 @@ __all__ = ["PRUNE_ENV", "pruning_enabled", "verified_pruned_cubin"]
 
 log = logging.getLogger("kiln.pruned_binaries")
 
-PRUNE_ENV = "KILN_PRUNE_BINARIES"
+PRUNE_ENV = PRUNE_BINARIES
 
 
 def pruning_enabled(environ: Mapping[str, str] | None = None) -> bool:

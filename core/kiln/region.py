@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kiln.config import region_from_environment
+from kiln.env_settings import REGION_PREALLOC, size_setting
 from kiln.errors import UnsupportedAllocator
 from kiln.native import native, require_interposer
 
@@ -32,22 +34,16 @@ class RegionConfig:
     prealloc: int = 0
 
     @classmethod
-    def from_env(cls, device: int = 0) -> RegionConfig:
-        """Defaults overridden by KILN_REGION_BASE / KILN_REGION_SIZE / KILN_REGION_PREALLOC."""
-
-        def num(key: str, default: int) -> int:
-            raw = os.environ.get(key)
-            if raw is None or raw == "":
-                return default
-            try:
-                return int(raw, 0)
-            except ValueError:
-                raise ValueError(f"{key}={raw!r} is not an integer") from None
-
-        base = num("KILN_REGION_BASE", DEFAULT_BASE)
-        size = num("KILN_REGION_SIZE", DEFAULT_SIZE)
+    def from_env(cls, device: int = 0, environ: Mapping[str, str] | None = None) -> RegionConfig:
+        """Defaults overridden by KILN_REGION_BASE / KILN_REGION_SIZE / KILN_REGION_PREALLOC,
+        parsed as the config file's values are (``64GiB``, hex, bytes); a bad value raises
+        ConfigError naming the variable."""
+        base, size = region_from_environment(environ)
+        base = DEFAULT_BASE if base is None else base
+        size = DEFAULT_SIZE if size is None else size
+        prealloc = size_setting(REGION_PREALLOC, 0, "a size in bytes", environ)
         # Each device gets its own slice of the address space.
-        return cls(device, base + device * size, size, num("KILN_REGION_PREALLOC", 0))
+        return cls(device, base + device * size, size, prealloc)
 
 
 def check_allocator_settings(env: dict[str, str] | None = None) -> None:

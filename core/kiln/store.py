@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kiln import env_settings
 from kiln.archive import ArchiveReader, archive_lock, compare_fingerprints, write_archive
 from kiln.archive.jsonsec import dump_json, load_json
 from kiln.capture import CaptureSession
@@ -425,7 +426,7 @@ def materialize_window(manifest: Manifest, region: Region, restored: RestoredSet
             )
 
 
-BINARY_THREADS_ENV = "KILN_BINARY_THREADS"
+BINARY_THREADS_ENV = env_settings.BINARY_THREADS
 
 
 def binary_thread_count(threads: int | None = None) -> int:
@@ -435,7 +436,7 @@ def binary_thread_count(threads: int | None = None) -> int:
     return count_setting(BINARY_THREADS_ENV, 3, "binary loader threads", threads)
 
 
-RESOLVE_THREADS_ENV = "KILN_RESOLVE_THREADS"
+RESOLVE_THREADS_ENV = env_settings.RESOLVE_THREADS
 
 
 def resolve_thread_count(threads: int | None = None) -> int:
@@ -446,7 +447,7 @@ def resolve_thread_count(threads: int | None = None) -> int:
     return count_setting(RESOLVE_THREADS_ENV, 2, "kernel resolver threads", threads)
 
 
-BUILD_THREADS_ENV = "KILN_BUILD_THREADS"
+BUILD_THREADS_ENV = env_settings.BUILD_THREADS
 
 
 def build_thread_count(threads: int | None = None) -> int:
@@ -457,7 +458,7 @@ def build_thread_count(threads: int | None = None) -> int:
     return count_setting(BUILD_THREADS_ENV, 2, "graph build threads", threads)
 
 
-TEMPLATE_GROUPS_ENV = "KILN_TEMPLATE_GROUPS"
+TEMPLATE_GROUPS_ENV = env_settings.TEMPLATE_GROUPS
 
 
 def template_group_limit(limit: int | None = None, *, default: int = 0) -> int:

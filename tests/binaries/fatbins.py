@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import ctypes
 import struct
 
+import lz4.block as lz4_block
+import zstandard
 from kiln.fatbin import FATBIN_MAGIC, KIND_ELF, KIND_PTX
 
 __all__ = ["KIND_ELF", "KIND_PTX", "elf", "entry", "fatbin", "lz4", "zstd"]
@@ -51,27 +52,11 @@ def fatbin(*entries: bytes) -> bytes:
     return struct.pack("<IHHQ", FATBIN_MAGIC, 1, 16, len(body)) + body
 
 
-def zstd(data: bytes) -> bytes | None:
-    """`data` as a zstd frame, or None without the system's libzstd."""
-    try:
-        lib = ctypes.CDLL("libzstd.so.1")
-    except OSError:
-        return None
-    lib.ZSTD_compressBound.restype = ctypes.c_size_t
-    lib.ZSTD_compress.restype = ctypes.c_size_t
-    cap = lib.ZSTD_compressBound(ctypes.c_size_t(len(data)))
-    out = ctypes.create_string_buffer(cap)
-    n = lib.ZSTD_compress(out, ctypes.c_size_t(cap), data, ctypes.c_size_t(len(data)), 3)
-    return out.raw[:n]
+def zstd(data: bytes) -> bytes:
+    """`data` as one zstd frame that states its content size (as nvcc writes them)."""
+    return zstandard.ZstdCompressor(level=3, write_content_size=True).compress(data)
 
 
-def lz4(data: bytes) -> bytes | None:
-    """`data` as an LZ4 block, or None without the system's liblz4."""
-    try:
-        lib = ctypes.CDLL("liblz4.so.1")
-    except OSError:
-        return None
-    cap = lib.LZ4_compressBound(len(data))
-    out = ctypes.create_string_buffer(cap)
-    n = lib.LZ4_compress_default(data, out, len(data), cap)
-    return out.raw[:n]
+def lz4(data: bytes) -> bytes:
+    """`data` as a raw LZ4 block (no size prefix)."""
+    return lz4_block.compress(data, store_size=False)

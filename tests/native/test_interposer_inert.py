@@ -20,7 +20,9 @@ pytestmark = pytest.mark.skipif(not PRELOAD.exists(), reason=f"{PRELOAD} is not 
 
 def _env(preload: bool) -> dict[str, str]:
     env = {
-        k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "KILN_ENABLE", "KILN_LOG")
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("LD_PRELOAD", "KILN_ENABLE", "KILN_LOG", "KILN_LOG_LEVEL")
     }
     env["LC_ALL"] = "C"
     if preload:

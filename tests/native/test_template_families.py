@@ -137,14 +137,16 @@ def test_an_event_node_one_group_lacks_keeps_the_groups_apart(buffer) -> None:
 
 
 def test_planning_logs_why_a_group_stays_out_of_a_family(buffer, capfd) -> None:
-    # KILN_LOG=debug is how a user sees what splits their graphs into more templates.
+    # KILN_LOG_LEVEL=debug is how a user sees what splits their graphs into more templates.
     base = decode_like(8, buffer, cluster=2)
     with_event = base[:2] + [{"type": "event_record", "event": 0}] + base[2:]
     native.set_log_level("debug")
     try:
         restore([chain(base), chain(with_event, events=1)], family_groups=2)
     finally:
-        native.set_log_level(os.environ.get("KILN_LOG", "warn"))
+        native.set_log_level(
+            os.environ.get("KILN_LOG_LEVEL") or os.environ.get("KILN_LOG") or "warn"
+        )
     err = capfd.readouterr().err
     assert (
         "family: group 1 not merged into family 0: a node some group lacks cannot be disabled"

@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
+from kiln import env_settings
 from kiln._gpu import gpu_unavailable_reason
 from kiln._paths import package_dir, preload_library
 from kiln.inspection.problems import Problems
@@ -210,7 +211,7 @@ def restore_env() -> dict[str, str]:
     """This process's environment with the interposer enabled, importing this kiln."""
     env = dict(os.environ)
     env["LD_PRELOAD"] = str(preload_library())  # the library checked to exist
-    env["KILN_ENABLE"] = "1"
+    env[env_settings.ENABLE] = "1"
     here = str(package_dir().parent)
     paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     env["PYTHONPATH"] = os.pathsep.join([here, *paths])

@@ -11,19 +11,21 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from kiln import env_settings
 from kiln.config import CONFIG_ENV, ENVIRONMENT_VARIABLES, Config
 from kiln.lifecycle.types import FingerprintValue, Pin
 
-ENABLE = "KILN_ENABLE"  # "1": the interposer and the driver are active
-MODE = "KILN_MODE"  # save | load (never auto in an engine process)
-ARCHIVE = "KILN_ARCHIVE"  # the archive directory
-POLICY = "KILN_POLICY"  # strict | fallback
-AUTO = "KILN_AUTO"  # "1": LOAD was chosen by auto mode and may turn into SAVE on mismatch
-LAUNCH_FINGERPRINT = "KILN_LAUNCH_FINGERPRINT"  # JSON object of the launcher's fields
-LAUNCH_TIME = "KILN_LAUNCH_TIME"  # wall-clock seconds when `kiln run` started
-FALLBACK_REASON = "KILN_FALLBACK_REASON"  # set with KILN_ENABLE=0 when the launcher fell back
-ENV_PINS = "KILN_ENV_PINS"  # comma-separated names of the variables adapters pinned
-COMMAND = "KILN_COMMAND"  # JSON list: the command `kiln run` launched (the archive's recipe)
+# The variables `kiln run` sets, each named and described in kiln.env_settings.
+ENABLE = env_settings.ENABLE
+MODE = env_settings.MODE
+ARCHIVE = env_settings.ARCHIVE
+POLICY = env_settings.POLICY
+AUTO = env_settings.AUTO
+LAUNCH_FINGERPRINT = env_settings.LAUNCH_FINGERPRINT
+LAUNCH_TIME = env_settings.LAUNCH_TIME
+FALLBACK_REASON = env_settings.FALLBACK_REASON
+ENV_PINS = env_settings.ENV_PINS
+COMMAND = env_settings.COMMAND
 PRELOAD = "LD_PRELOAD"
 
 _LAUNCH_OWNED = (

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 
+from kiln.env_settings import PREFIX
 from kiln.lifecycle.errors import ConflictingPins, InvalidHookResult, PinConflict
 from kiln.lifecycle.types import Pin
 
 #: Variables kiln sets itself; an adapter pinning them would break the interposer contract.
-RESERVED_ENV_PREFIXES = ("KILN_",)
+RESERVED_ENV_PREFIXES = (PREFIX,)
 RESERVED_ENV = ("LD_PRELOAD",)
 
 

@@ -4,15 +4,24 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <strings.h>
 
 namespace kiln {
 namespace {
 
+// The variable Python's kiln.config reads too (log_level); KILN_LOG is its deprecated name,
+// read only when KILN_LOG_LEVEL is unset.
 int initial_level() {
   LogLevel level = LogLevel::warn;
-  const char* env = std::getenv("KILN_LOG");
+  const char* name = "KILN_LOG_LEVEL";
+  const char* env = std::getenv(name);
+  if (!env || !*env) {
+    name = "KILN_LOG";
+    env = std::getenv(name);
+  }
   if (env && *env && !parse_log_level(env, &level)) {
-    std::fprintf(stderr, "[kiln] warning: KILN_LOG=%s is not one of off, error, warn, info, debug, trace\n", env);
+    std::fprintf(stderr, "[kiln] warning: %s=%s is not one of off, error, warn, warning, info, debug, trace\n",
+                 name, env);
   }
   return static_cast<int>(level);
 }
@@ -45,7 +54,7 @@ bool parse_log_level(const char* text, LogLevel* out) {
       {"info", LogLevel::info}, {"debug", LogLevel::debug}, {"trace", LogLevel::trace},
   };
   for (const auto& n : names) {
-    if (std::strcmp(text, n.name) == 0) {
+    if (strcasecmp(text, n.name) == 0) {
       *out = n.level;
       return true;
     }

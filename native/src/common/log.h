@@ -1,5 +1,7 @@
-// Run-time levelled logging to stderr. The level comes from KILN_LOG (error, warn, info,
-// debug, trace; default warn) and can be changed later through set_log_level.
+// Run-time levelled logging to stderr. The level comes from KILN_LOG_LEVEL (off, error, warn
+// or warning, info, debug, trace, any case; default warn), the variable kiln.config reads
+// for Python's log level too (KILN_LOG, its deprecated name, when it is unset), and can be
+// changed later through set_log_level.
 #pragma once
 
 #include <cstdarg>
