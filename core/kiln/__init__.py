@@ -37,16 +37,16 @@ __version__ = "0.1.0"
 __all__ = ["CaptureSession", "Region", "RegionConfig", "__version__", "load", "save"]
 
 if TYPE_CHECKING:
-    from kiln.capture import CaptureSession
+    from kiln.graphs.capture import CaptureSession
+    from kiln.graphs.store import load, save
     from kiln.region import Region, RegionConfig
-    from kiln.store import load, save
 
 _LAZY = {
-    "CaptureSession": "kiln.capture",
+    "CaptureSession": "kiln.graphs.capture",
     "Region": "kiln.region",
     "RegionConfig": "kiln.region",
-    "load": "kiln.store",
-    "save": "kiln.store",
+    "load": "kiln.graphs.store",
+    "save": "kiln.graphs.store",
 }
 
 

@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from kiln import lifecycle
-    from kiln.capture import warm_up
+    from kiln.graphs.capture import warm_up
     from kiln.lifecycle.types import RunMode, WarmupPhase
 
     torch.use_deterministic_algorithms(True, warn_only=True)

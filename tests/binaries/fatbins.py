@@ -1,4 +1,4 @@
-"""Synthetic fatbins and ELF images for the tests (layout: kiln/fatbin.py's docstring)."""
+"""Synthetic fatbins and ELF images for the tests (layout: kiln/binaries/fatbin.py's docstring)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import struct
 
 import lz4.block as lz4_block
 import zstandard
-from kiln.fatbin import FATBIN_MAGIC, KIND_ELF, KIND_PTX
+from kiln.binaries.fatbin import FATBIN_MAGIC, KIND_ELF, KIND_PTX
 
 __all__ = ["KIND_ELF", "KIND_PTX", "elf", "entry", "fatbin", "lz4", "zstd"]
 

@@ -1,4 +1,4 @@
-"""kiln.cubin_compact: unreached functions leave no section or symbol behind, every
+"""kiln.binaries.cubin_compact: unreached functions leave no section or symbol behind, every
 reference to a section or symbol still names the same thing after renumbering, the image
 stays a consistent ELF, and anything it could misread is refused (never a crash)."""
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 import struct
 
 import pytest
-from kiln.cubin_compact import compact_cubin
-from kiln.cubin_prune import PruneRefused
+from kiln.binaries.cubin_compact import compact_cubin
+from kiln.binaries.cubin_prune import PruneRefused
 
 from tests.binaries.cubins import (
     EXTERNS,

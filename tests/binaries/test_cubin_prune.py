@@ -1,4 +1,4 @@
-"""kiln.cubin_prune: which functions stay whole, what a stub is, that the rewritten image
+"""kiln.binaries.cubin_prune: which functions stay whole, what a stub is, that the rewritten image
 stays a consistent ELF, and that anything it does not understand is refused (never a
 crash)."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import struct
 
 import pytest
-from kiln.cubin_prune import PruneRefused, prune_cubin
+from kiln.binaries.cubin_prune import PruneRefused, prune_cubin
 
 from tests.binaries.cubins import (
     BRA_SELF,

@@ -1,4 +1,4 @@
-"""kiln.cubin_verify: a compacted cubin is read back and compared with its original by name;
+"""kiln.binaries.cubin_verify: a compacted cubin is read back and compared with its original by name;
 each way a renumbering or rewriting slip could change what a kept function runs is named.
 SAVE stores a cubin whole when its compacted form fails this check, even when the driver
 reports the same attributes and parameter layout for every launched kernel (which such a
@@ -12,10 +12,10 @@ from collections.abc import Callable
 from types import SimpleNamespace
 
 import pytest
-from kiln import pruned_binaries
-from kiln.cubin_compact import compact_cubin
-from kiln.cubin_prune import PrunedCubin
-from kiln.cubin_verify import compacted_code_difference
+from kiln.binaries import pruned_binaries
+from kiln.binaries.cubin_compact import compact_cubin
+from kiln.binaries.cubin_prune import PrunedCubin
+from kiln.binaries.cubin_verify import compacted_code_difference
 
 from tests.binaries.cubins import (
     EXTERNS,
@@ -181,7 +181,7 @@ def test_save_stores_whole_a_cubin_whose_compaction_renumbered_a_relocation_wron
     monkeypatch.setattr(pruned_binaries, "native", lambda: driver)
     monkeypatch.setattr(pruned_binaries, "compact_cubin", broken_compaction)
     monkeypatch.setattr(pruned_binaries, "prune_cubin", lambda *a: pytest.fail("stored whole"))
-    with caplog.at_level(logging.DEBUG, "kiln.pruned_binaries"):
+    with caplog.at_level(logging.DEBUG, "kiln.binaries.pruned_binaries"):
         assert pruned_binaries.verified_pruned_cubin(cubin(), {"launched"}) is None
     assert "stored whole: its compacted form changes kept code (relocation 0" in caplog.text
 

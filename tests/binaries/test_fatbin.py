@@ -1,10 +1,10 @@
-"""kiln.fatbin: which cubin SAVE stores in place of a fatbin, and when it keeps the fatbin."""
+"""kiln.binaries.fatbin: which cubin SAVE stores in place of a fatbin, and when it keeps the fatbin."""
 
 from __future__ import annotations
 
 import pytest
 import zstandard
-from kiln.fatbin import device_cubin, fatbin_entries
+from kiln.binaries.fatbin import device_cubin, fatbin_entries
 
 from .fatbins import KIND_ELF, KIND_PTX, elf, entry, fatbin, lz4, zstd
 

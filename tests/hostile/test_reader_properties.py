@@ -12,11 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kiln.archive import ArchiveReader, dump_json, load_json, write_archive
+from kiln.archive.manifest import Manifest
 from kiln.errors import ArchiveCorrupt, ArchiveError
 from kiln.lifecycle.archive_io import checked_fingerprint
 from kiln.lifecycle.record import LifecycleRecord
 from kiln.lifecycle.report_reader import ReportUnreadable, read_report
-from kiln.manifest import Manifest
 
 from tests.hostile.strategies import CI_EXAMPLES, json_values, mutated, patched_json
 

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from kiln.archive import dump_json, write_archive
-from kiln.manifest import FINGERPRINT, MANIFEST, BinaryEntry, GraphEntry, Manifest
+from kiln.archive.manifest import FINGERPRINT, MANIFEST, BinaryEntry, GraphEntry, Manifest
+from kiln.graphs.tensors import TensorSpec
 from kiln.native import native
-from kiln.tensors import TensorSpec
 
 MiB = 1 << 20
 BASE = 0x7F0000000000

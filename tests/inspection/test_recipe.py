@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 from kiln.archive import ArchiveReader, load_json
+from kiln.archive.manifest import Manifest
 from kiln.errors import ArchiveCorrupt
-from kiln.manifest import Manifest
 
 from tests.inspection.archives import good_parts, manifest_json, write
 
@@ -68,7 +68,7 @@ def test_a_written_archive_keeps_it(tmp_path: Path) -> None:
 
 
 def test_save_takes_an_optional_recipe_keyword() -> None:
-    from kiln.store import save
+    from kiln.graphs.store import save
 
     parameter = inspect.signature(save).parameters["recipe"]
     assert parameter.kind is inspect.Parameter.KEYWORD_ONLY and parameter.default is None

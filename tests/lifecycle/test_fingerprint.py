@@ -121,4 +121,3 @@ def test_auto_mode_does_not_turn_one_rank_of_several_into_save(tmp_path: Path, t
     )
     with pytest.raises(StageFailed, match="'gpu_name'"):
         toy.start()
-

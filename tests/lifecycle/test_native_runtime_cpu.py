@@ -7,8 +7,8 @@ import json
 
 import pytest
 from kiln.lifecycle.environment import COMMAND
+from kiln.lifecycle.native_runtime import NativeRuntime, _tensors, recipe_from_environment
 from kiln.lifecycle.types import RestoreProgress
-from kiln.native_runtime import NativeRuntime, _tensors, recipe_from_environment
 
 
 def test_the_launched_command_becomes_a_command_recipe(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -128,7 +128,7 @@ def as_full_dependencies(record: str) -> str:
 def sections_and_manifest(arc: Archive) -> tuple[dict[str, bytes], SimpleNamespace]:
     """The archive's images as sections b0.., its blobs as g0.., and the manifest fields
     store.load_kernels / start_graphs read (no recorded groups or families)."""
-    from kiln.manifest import BinaryEntry
+    from kiln.archive.manifest import BinaryEntry
 
     sections = {f"b{i}": img for i, img in enumerate(arc.images)}
     sections.update({f"g{i}": blob for i, blob in enumerate(arc.blobs)})

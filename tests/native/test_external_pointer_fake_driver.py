@@ -14,9 +14,9 @@ from collections.abc import Iterator
 
 import pytest
 from kiln.errors import ExternalPointerError
+from kiln_testing import testing
 
 from ._restore_fixture import DEV, GRAN, close_fake, native, open_fake_region
-from kiln_testing import testing
 
 t = testing
 

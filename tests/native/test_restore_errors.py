@@ -8,9 +8,9 @@ import gc
 
 import pytest
 from kiln.errors import RestoreError
+from kiln_testing import testing
 
 from ._restore_fixture import DEV, archive, image, native
-from kiln_testing import testing
 
 
 def _every_wait_raises(graphs, kernels, pattern: str) -> None:

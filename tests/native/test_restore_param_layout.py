@@ -11,9 +11,9 @@ import struct
 
 import pytest
 from kiln.errors import RestoreError
+from kiln_testing import testing
 
 from ._restore_fixture import DEV, archive, graph, native
-from kiln_testing import testing
 
 
 def node(entry: str, args: bytes, params: list[tuple[int, int]], *, extra: bool = False) -> dict:

@@ -9,9 +9,9 @@ import time
 
 import pytest
 from kiln.errors import DriverError, RestoreError
+from kiln_testing import testing
 
 from ._restore_fixture import DEV, archive, launch_records, native
-from kiln_testing import testing
 
 
 def restore(

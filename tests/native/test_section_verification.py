@@ -1,4 +1,4 @@
-"""Sections verified beside the restore (kiln.section_verification, native SectionVerifier):
+"""Sections verified beside the restore (kiln.archive.section_verification, native SectionVerifier):
 each consumer waits for its own section's hash, nothing unverified reaches a parser or the
 (fake) driver, a mismatch names its section, and kernels are planned from the blobs' shape
 tables before the graphs decode. Grouped by behaviour, errors and lifetime."""
@@ -10,9 +10,9 @@ import hashlib
 
 import pytest
 from kiln.errors import ArchiveCorrupt
+from kiln_testing import testing
 
 from ._restore_fixture import DEV, archive, launch_records, native
-from kiln_testing import testing
 
 
 def _verifier(sections: list[bytes], *, bad: frozenset[int] = frozenset(), threads: int = 3):

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 
+from kiln_testing import testing
+
 from ._restore_fixture import DEV, as_full_dependencies, image, launch_records, native
 from ._restore_fixture import kernel as fixture_kernel
-from kiln_testing import testing
 
 PROGRAMMATIC = 1  # CU_GRAPH_DEPENDENCY_TYPE_PROGRAMMATIC
 

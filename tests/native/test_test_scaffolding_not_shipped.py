@@ -11,9 +11,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 import kiln
+import pytest
 from kiln._paths import preload_library
 
 ROOT = Path(__file__).resolve().parents[2]

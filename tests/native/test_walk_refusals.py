@@ -11,9 +11,9 @@ import uuid
 
 import pytest
 from kiln.errors import NonPersistableGraph
+from kiln_testing import testing
 
 from ._restore_fixture import DEV, GRAN, close_fake, native, open_fake_region
-from kiln_testing import testing
 
 t = testing
 

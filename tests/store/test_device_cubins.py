@@ -1,4 +1,4 @@
-"""SAVE stores a fatbin's device cubin in its place (kiln.fatbin); the manifest remembers
+"""SAVE stores a fatbin's device cubin in its place (kiln.binaries.fatbin); the manifest remembers
 the fatbin so that LOAD still finds the application's own loaded copy."""
 
 from __future__ import annotations
@@ -8,13 +8,13 @@ import hashlib
 from types import SimpleNamespace
 
 import pytest
-from kiln import store
+from kiln.archive.manifest import BinaryEntry, Manifest
 from kiln.errors import ArchiveCorrupt
-from kiln.manifest import BinaryEntry, Manifest
+from kiln.graphs import store
+from kiln_testing import testing
 
 from tests.binaries.fatbins import KIND_ELF, elf, entry, fatbin
 from tests.native._restore_fixture import close_fake, native, open_fake_region
-from kiln_testing import testing
 
 FAT = fatbin(entry(KIND_ELF, 80, elf("sm80")), entry(KIND_ELF, 90, elf("sm90")))
 CUBIN = elf("sm90")

@@ -9,9 +9,9 @@ import itertools
 import uuid
 
 import pytest
-from kiln import store
+from kiln.archive.manifest import BinaryEntry, Manifest
 from kiln.errors import ArchiveCorrupt, RestoreError
-from kiln.manifest import BinaryEntry, Manifest
+from kiln.graphs import store
 from kiln_testing import testing
 
 native = pytest.importorskip("kiln._native", reason="kiln's native extension is not built")

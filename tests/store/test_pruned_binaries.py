@@ -1,5 +1,5 @@
 """SAVE stores a cubin pruned to the kernels its graphs launch only when the driver sees
-those kernels unchanged (kiln.pruned_binaries); the manifest keeps the loaded image's
+those kernels unchanged (kiln.binaries.pruned_binaries); the manifest keeps the loaded image's
 identity so LOAD still finds the application's own copy."""
 
 from __future__ import annotations
@@ -9,10 +9,11 @@ import logging
 from types import SimpleNamespace
 
 import pytest
-from kiln import pruned_binaries, store
-from kiln.cubin_prune import PrunedCubin
+from kiln.archive.manifest import BinaryEntry, Manifest
+from kiln.binaries import pruned_binaries
+from kiln.binaries.cubin_prune import PrunedCubin
 from kiln.errors import ArchiveCorrupt, KilnError
-from kiln.manifest import BinaryEntry, Manifest
+from kiln.graphs import store
 
 from tests.native._restore_fixture import close_fake, native, open_fake_region
 
@@ -67,7 +68,7 @@ def test_an_original_the_driver_refuses_raises(fake_driver) -> None:
 
 def code_unchanged(monkeypatch) -> None:
     """The fake driver's images are not ELF cubins: the structural check of compacted code
-    (kiln.cubin_verify, tested in tests/binaries/test_cubin_verify.py) passes them here, so
+    (kiln.binaries.cubin_verify, tested in tests/binaries/test_cubin_verify.py) passes them here, so
     these tests see the driver comparison alone."""
     monkeypatch.setattr(pruned_binaries, "compacted_code_difference", lambda *a: None)
 
@@ -88,7 +89,7 @@ def test_a_pruned_cubin_that_differs_is_dropped_and_logged(
     fake_driver, monkeypatch, caplog
 ) -> None:
     with_candidate(monkeypatch, fake_image({"k0": "8,4"}, "k0 4=38"))
-    with caplog.at_level(logging.WARNING, "kiln.pruned_binaries"):
+    with caplog.at_level(logging.WARNING, "kiln.binaries.pruned_binaries"):
         assert pruned_binaries.verified_pruned_cubin(ORIGINAL, {"k0"}) is None
     assert "attribute 4 is 40 in the original" in caplog.text
 
@@ -116,7 +117,7 @@ def test_a_compacted_form_that_differs_falls_back_to_the_stubbed_one(
     )
     stubbed = fake_image({"k0": "8,4"}, "k0 4=40")
     with_candidate(monkeypatch, stubbed)
-    with caplog.at_level(logging.WARNING, "kiln.pruned_binaries"):
+    with caplog.at_level(logging.WARNING, "kiln.binaries.pruned_binaries"):
         assert pruned_binaries.verified_pruned_cubin(ORIGINAL, {"k0"}).image == stubbed
     assert "not compacted: its compacted form differs (kernel k0: 2 parameters" in caplog.text
 

@@ -9,10 +9,10 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from kiln import store
+from kiln.archive.manifest import FamilyEntry, GraphEntry, GroupEntry, Manifest
 from kiln.errors import ArchiveCorrupt
-from kiln.manifest import FamilyEntry, GraphEntry, GroupEntry, Manifest
-from kiln.restored import RestoredSet
+from kiln.graphs import store
+from kiln.graphs.restored import RestoredSet
 
 from tests.native._restore_fixture import DEV, close_fake, image, native, open_fake_region
 from tests.native.test_template_families import variants

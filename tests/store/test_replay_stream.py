@@ -8,7 +8,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from kiln.restored import _stream_handle, current_stream_handle
+from kiln.graphs.restored import _stream_handle, current_stream_handle
 
 
 def fake_torch(monkeypatch: pytest.MonkeyPatch, *, raw_getter: bool) -> list[Any]:

@@ -8,9 +8,10 @@ import gc
 import time
 
 import pytest
-from kiln import store
 from kiln.errors import KilnError
-from kiln.restored import RestoredSet
+from kiln.graphs import store
+from kiln.graphs.restored import RestoredSet
+from kiln_testing import testing
 
 from tests.native._restore_fixture import (
     DEV,
@@ -20,7 +21,6 @@ from tests.native._restore_fixture import (
     open_fake_region,
     sections_and_manifest,
 )
-from kiln_testing import testing
 
 
 class _Reader:

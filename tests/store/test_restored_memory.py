@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kiln import store, tensors
-from kiln.restored import RestoredGraph, RestoredSet
-from kiln.tensors import TensorSpec
+from kiln.graphs import store, tensors
+from kiln.graphs.restored import RestoredGraph, RestoredSet
+from kiln.graphs.tensors import TensorSpec
+from kiln_testing import testing
 
 from tests.native._restore_fixture import (
     DEV,
@@ -27,7 +28,6 @@ from tests.native._restore_fixture import (
     open_fake_region,
     sections_and_manifest,
 )
-from kiln_testing import testing
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -143,9 +143,10 @@ def test_the_set_itself_is_freed_while_a_tensor_it_handed_out_lives(restored) ->
 
 SCRIPT = """
 import ctypes, sys
-from kiln import store, tensors
-from kiln.restored import RestoredGraph, RestoredSet
-from kiln.tensors import TensorSpec
+from kiln.graphs import store
+from kiln.graphs import tensors
+from kiln.graphs.restored import RestoredGraph, RestoredSet
+from kiln.graphs.tensors import TensorSpec
 from tests.native._restore_fixture import DEV, archive, native, open_fake_region, sections_and_manifest
 from tests.store.test_restored_memory import Reader, _Native
 

@@ -1,4 +1,4 @@
-"""kiln.section_verification with store.load_kernels / start_graphs on the fake driver and a
+"""kiln.archive.section_verification with store.load_kernels / start_graphs on the fake driver and a
 real archive file: the restore starts before the archive is hashed, each section is read
 once its own hash matched, and a corrupted section fails the restore naming it."""
 
@@ -7,13 +7,13 @@ from __future__ import annotations
 import gc
 
 import pytest
-from kiln import store
 from kiln.archive import ArchiveReader, write_archive
+from kiln.archive.manifest import MANIFEST
+from kiln.archive.section_verification import restore_order, verify_in_background
 from kiln.errors import ArchiveCorrupt
-from kiln.manifest import MANIFEST
+from kiln.graphs import store
+from kiln.graphs.restored import RestoredSet
 from kiln.native import native
-from kiln.restored import RestoredSet
-from kiln.section_verification import restore_order, verify_in_background
 
 from tests.native._restore_fixture import (
     DEV,

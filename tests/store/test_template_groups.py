@@ -4,8 +4,8 @@ $KILN_TEMPLATE_GROUPS, else the caller's default (kiln.load merges, engines do n
 from __future__ import annotations
 
 import pytest
-from kiln import store
 from kiln.errors import KilnError
+from kiln.graphs import store
 
 
 def test_the_environment_overrides_the_default_and_a_limit_overrides_both(monkeypatch) -> None:

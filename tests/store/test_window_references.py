@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 from kiln.errors import NonPersistableGraph
-from kiln.store import _check_window_references
+from kiln.graphs.store import _check_window_references
 
 BASE = 0x6000_0000_0000
 # 0: weights (before the window), 1: captured, 2: allocated in the window between captures,

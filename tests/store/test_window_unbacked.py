@@ -7,9 +7,9 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from kiln import store
+from kiln.archive.manifest import Manifest
 from kiln.errors import ArchiveCorrupt
-from kiln.manifest import Manifest
+from kiln.graphs import store
 from kiln_testing import testing
 
 BASE = 0x6000_0000_0000

@@ -58,9 +58,9 @@ def variants(good: Path, workdir: Path) -> list[tuple[str, Path, str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import kiln
     import torch
 
-    import kiln
     from kiln_workloads import build
     from kiln_workloads.run import SEED, _compare, _outputs
 

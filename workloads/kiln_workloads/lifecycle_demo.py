@@ -27,8 +27,7 @@ REFERENCE = "demo-reference.pt"
 
 def _capture(driver: Any, wl: Any, g: Any, pool: list[Any]) -> Any:
     import torch
-
-    from kiln.capture import warm_up
+    from kiln.graphs.capture import warm_up
     from kiln.lifecycle.types import WarmupPhase
 
     def capture() -> tuple[Any, ...]:
@@ -55,9 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     import torch
-
     from kiln import lifecycle
     from kiln.lifecycle.types import RunMode
+
     from kiln_workloads import build
 
     _deterministic()

@@ -51,7 +51,6 @@ def _compare(a: list[Any], b: list[Any]) -> dict[str, Any]:
 
 def _device_facts() -> dict[str, Any]:
     import torch
-
     from kiln.native import native
 
     return {
@@ -62,9 +61,9 @@ def _device_facts() -> dict[str, Any]:
 
 
 def run_save(args: argparse.Namespace) -> dict[str, Any]:
+    import kiln
     import torch
 
-    import kiln
     from kiln_workloads import build
 
     t_start = time.perf_counter()
@@ -129,9 +128,9 @@ def run_save(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_load(args: argparse.Namespace) -> dict[str, Any]:
+    import kiln
     import torch
 
-    import kiln
     from kiln_workloads import build
 
     t_start = time.perf_counter()

@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from kiln.graphs.tensors import TensorSpec
 from kiln.inspection.allocations import Allocations
 from kiln.inspection.problems import Problems
-from kiln.tensors import TensorSpec
 
 
 def node_ranges(index: int, node: Mapping[str, Any]) -> Iterator[tuple[str, int, int]]:

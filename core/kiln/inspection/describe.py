@@ -8,11 +8,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from kiln.archive import FORMAT_VERSION, ArchiveReader, load_json
+from kiln.archive.manifest import FINGERPRINT, MANIFEST, Manifest
 from kiln.errors import ArchiveCorrupt, KilnError
+from kiln.graphs.tensors import TensorSpec
 from kiln.lifecycle.archive_io import checked_fingerprint
-from kiln.manifest import FINGERPRINT, MANIFEST, Manifest
 from kiln.native import native
-from kiln.tensors import TensorSpec
 
 
 def describe_archive(path: str | os.PathLike[str]) -> dict[str, Any]:

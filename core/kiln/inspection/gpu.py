@@ -26,10 +26,10 @@ from typing import Any, Final
 from kiln import env_settings
 from kiln._gpu import gpu_unavailable_reason
 from kiln._paths import package_dir, preload_library
+from kiln.archive.manifest import Manifest
 from kiln.inspection.problems import Problems
 from kiln.lifecycle.archive_io import REPORT_FILE
 from kiln.lifecycle.report_reader import ReportUnreadable, read_report
-from kiln.manifest import Manifest
 
 TIMEOUT_S: Final = 900
 REFERENCE: Final = "reference.pt"

@@ -12,13 +12,13 @@ from types import ModuleType
 from typing import Any
 
 from kiln.archive import FORMAT_VERSION, ArchiveReader, load_json
+from kiln.archive.manifest import FINGERPRINT, MANIFEST, GraphEntry, Manifest
 from kiln.errors import ArchiveCorrupt, KilnError, NotAnArchive
 from kiln.inspection.allocations import Allocations
 from kiln.inspection.audit import audit_graph
 from kiln.inspection.gpu import Consent, verify_on_gpu
 from kiln.inspection.problems import Problems
 from kiln.lifecycle.archive_io import checked_fingerprint
-from kiln.manifest import FINGERPRINT, MANIFEST, GraphEntry, Manifest
 from kiln.native import native
 
 

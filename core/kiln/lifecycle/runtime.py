@@ -33,7 +33,7 @@ class SectionSource(Protocol):
 
 
 class RestoredGraphLike(Protocol):
-    """What LOAD hands an adapter for one graph (kiln.restored.RestoredGraph is one): replay
+    """What LOAD hands an adapter for one graph (kiln.graphs.restored.RestoredGraph is one): replay
     it, read its outputs and write its inputs, tensors aliasing the re-created window."""
 
     name: str

@@ -17,9 +17,8 @@ import sys
 import traceback
 from pathlib import Path
 
-import torch
-
 import kiln
+import torch
 
 N = 4096
 

@@ -18,7 +18,7 @@ relocates against them (function pointers in constant banks or globals).
 The input is this process's own loaded image; anything unexpected (another ELF flavour,
 an unknown section kind, out-of-range offsets, a kernel that is not in the image) raises
 PruneRefused, and the caller stores the image whole. SAVE then loads both images and
-compares every launched kernel (kiln.store), so a driver that reads the pruned image
+compares every launched kernel (kiln.graphs.store), so a driver that reads the pruned image
 differently also leaves it whole.
 """
 
@@ -28,7 +28,7 @@ import struct
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from kiln.cubin_elf import (
+from kiln.binaries.cubin_elf import (
     EIFMT_SVAL,
     SHT_NV_INFO,
     STT_FUNC,
@@ -78,7 +78,7 @@ class PrunedCubin:
     image: bytes
     kept: int  # functions left whole
     stubbed: int  # functions reduced to a stub
-    removed: int = 0  # functions left out entirely (kiln.cubin_compact)
+    removed: int = 0  # functions left out entirely (kiln.binaries.cubin_compact)
 
 
 def _stub(c: Cubin, text: int, info: int | None) -> tuple[bytes, bytes] | None:

@@ -11,10 +11,10 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from kiln.errors import KilnError, UnmappedRangeError
+from kiln.graphs.tensors import TensorSpec
 from kiln.native import native
-from kiln.tensors import TensorSpec
 
-log = logging.getLogger("kiln.restored")
+log = logging.getLogger("kiln.graphs.restored")
 
 
 class RestoredGraph:
@@ -154,7 +154,7 @@ class RestoredSet(Mapping[str, RestoredGraph]):
         self.device = device
         self.timings: dict[str, float] = {}
         self.kernels: Any = None
-        # The archive's sections still being hashed (kiln.section_verification), or None.
+        # The archive's sections still being hashed (kiln.archive.section_verification), or None.
         self.verification: Any = None
         self._graph_set: Any = None
         self._building = False

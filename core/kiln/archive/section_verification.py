@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from itertools import zip_longest
 from typing import Any
 
-from kiln.manifest import MANIFEST, Manifest
+from kiln.archive.manifest import MANIFEST, Manifest
 from kiln.native import native
 
 # Hashing runs beside three binary loaders and up to eight decoders; more threads would

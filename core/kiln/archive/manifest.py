@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kiln.archive.jsonsec import dump_json
+from kiln.archive.manifest_schema import BinaryDoc, FamilyDoc, GroupDoc, ManifestDoc, TensorDoc
 from kiln.errors import ArchiveCorrupt
-from kiln.manifest_schema import BinaryDoc, FamilyDoc, GroupDoc, ManifestDoc, TensorDoc
+from kiln.graphs.tensors import TensorSpec
 from kiln.schema import SchemaViolation, validated
-from kiln.tensors import TensorSpec
 
 MANIFEST = "manifest"
 FINGERPRINT = "fingerprint"
@@ -24,12 +24,12 @@ class BinaryEntry:
     sha256: str
     size: int
     kind: str
-    # Set when the section holds the device's cubin taken out of a fatbin (kiln.fatbin):
+    # Set when the section holds the device's cubin taken out of a fatbin (kiln.binaries.fatbin):
     # the SHA-256 and size of the fatbin the application loaded, by which LOAD finds the
     # process's own copy.
     source_sha256: str | None = None
     source_size: int | None = None
-    # Set when the section holds a pruned cubin (kiln.cubin_prune): the size of the whole
+    # Set when the section holds a pruned cubin (kiln.binaries.cubin_prune): the size of the whole
     # cubin it was cut from. The source fields then name the image the application loaded.
     unpruned_size: int | None = None
     # Module globals (__device__ / __constant__ symbols) whose addresses the application
@@ -161,7 +161,7 @@ class Manifest:
 
     @classmethod
     def from_json(cls, d: object, sections: set[str]) -> Manifest:
-        """The manifest read from an archive: its schema (:mod:`kiln.manifest_schema`)
+        """The manifest read from an archive: its schema (:mod:`kiln.archive.manifest_schema`)
         first, then the relations between its fields; :class:`ArchiveCorrupt` naming the
         field on any defect."""
         try:

@@ -1,5 +1,5 @@
 """Reading sm_90-style cubins (ELF64 executables for EM_CUDA) for SAVE's binary pruning
-(kiln.cubin_prune, kiln.cubin_compact): sections and symbols, which function owns which
+(kiln.binaries.cubin_prune, kiln.binaries.cubin_compact): sections and symbols, which function owns which
 section, what the launched kernels reach, .nv.info entries and moving program headers.
 Anything unexpected raises PruneRefused and the image is stored whole."""
 

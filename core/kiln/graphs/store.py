@@ -17,18 +17,7 @@ from typing import Any
 from kiln import env_settings
 from kiln.archive import ArchiveReader, archive_lock, compare_fingerprints, write_archive
 from kiln.archive.jsonsec import dump_json, load_json
-from kiln.capture import CaptureSession
-from kiln.env_settings import count_setting
-from kiln.errors import (
-    AllocationDriftError,
-    ArchiveCorrupt,
-    KilnError,
-    NonPersistableGraph,
-    RestoreError,
-)
-from kiln.fatbin import device_cubin
-from kiln.fingerprint import device_sm, environment_fingerprint
-from kiln.manifest import (
+from kiln.archive.manifest import (
     FINGERPRINT,
     MANIFEST,
     BinaryEntry,
@@ -37,11 +26,22 @@ from kiln.manifest import (
     GroupEntry,
     Manifest,
 )
+from kiln.archive.section_verification import verify_in_background
+from kiln.binaries.fatbin import device_cubin
+from kiln.binaries.pruned_binaries import pruning_enabled, verified_pruned_cubin
+from kiln.env_settings import count_setting
+from kiln.errors import (
+    AllocationDriftError,
+    ArchiveCorrupt,
+    KilnError,
+    NonPersistableGraph,
+    RestoreError,
+)
+from kiln.fingerprint import device_sm, environment_fingerprint
+from kiln.graphs.capture import CaptureSession
+from kiln.graphs.restored import RestoredGraph, RestoredSet
 from kiln.native import native
-from kiln.pruned_binaries import pruning_enabled, verified_pruned_cubin
 from kiln.region import Region
-from kiln.restored import RestoredGraph, RestoredSet
-from kiln.section_verification import verify_in_background
 
 _KINDS = {0: "cuMemAlloc", 1: "cuMemAllocPitch", 2: "cuMemAddressReserve", 3: "kiln"}
 
@@ -289,9 +289,9 @@ def _binary_entry(
     kernels: Collection[str] = (),
 ) -> tuple[BinaryEntry, bytes]:
     """The manifest entry and section bytes of one kernel binary: a fatbin becomes the one
-    cubin this device runs from it where kiln.fatbin finds it, and a cubin is pruned to
+    cubin this device runs from it where kiln.binaries.fatbin finds it, and a cubin is pruned to
     what `kernels` (the entries the graphs launch from it) reach where the driver sees
-    those kernels unchanged (kiln.pruned_binaries). Either way LOAD loads less."""
+    those kernels unchanged (kiln.binaries.pruned_binaries). Either way LOAD loads less."""
     image, stored_kind = data, kind
     if kind == "fatbin":
         cubin = device_cubin(data, device_sm(region.device))
@@ -596,7 +596,7 @@ def load(
     background threads (`threads`, see store.build_thread_count) go on building each graph
     its own executable (see RestoredSet.finish). Kernel binaries load on `binary_threads`
     threads (see store.binary_thread_count) while the graphs decode. With `verify`, every section is
-    hashed on native threads beside that (kiln.section_verification), each read only once
+    hashed on native threads beside that (kiln.archive.section_verification), each read only once
     its hash matched, and all of them before the capture window is materialized: a corrupt
     archive raises ArchiveCorrupt with the region untouched. Without, only the manifest is.
 

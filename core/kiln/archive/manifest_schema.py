@@ -1,6 +1,6 @@
 """The manifest section's schema (types, ranges, sizes); see :mod:`kiln.schema`.
 
-:meth:`kiln.manifest.Manifest.from_json` applies it first, then checks the relations
+:meth:`kiln.archive.manifest.Manifest.from_json` applies it first, then checks the relations
 between fields (sections exist, the window lies inside the trajectory, groups cover every
 graph once)."""
 
@@ -33,7 +33,7 @@ class BinaryDoc(msgspec.Struct, frozen=True):
     source_sha256: Digest | None = None
     source_size: Positive | None = None
     unpruned_size: Positive | None = None
-    # Module globals the application obtained at SAVE (kiln.manifest.BinaryEntry.globals).
+    # Module globals the application obtained at SAVE (kiln.archive.manifest.BinaryEntry.globals).
     globals: Annotated[list[Symbol], msgspec.Meta(max_length=4096)] = []
 
 

@@ -1,8 +1,8 @@
-"""SAVE's choice between a cubin and its reduced forms: compacted (kiln.cubin_compact:
+"""SAVE's choice between a cubin and its reduced forms: compacted (kiln.binaries.cubin_compact:
 unreached functions removed, what the driver loads fastest), else stubbed
-(kiln.cubin_prune: unreached functions reduced to an EXIT), else whole. A compacted image
+(kiln.binaries.cubin_prune: unreached functions reduced to an EXIT), else whole. A compacted image
 is read back first and must keep every kept function's code, relocations and .nv.info
-identical to the original's, compared by name (kiln.cubin_verify); a difference there is
+identical to the original's, compared by name (kiln.binaries.cubin_verify); a difference there is
 a rewriting error, and the cubin is stored whole. A reduced image is then stored only when
 the driver, loading it and the original, gives every kernel the graphs launch the same
 attributes and parameter layout; any refusal or difference moves on to the next form, and
@@ -14,16 +14,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Collection, Mapping
 
-from kiln.cubin_compact import compact_cubin
-from kiln.cubin_prune import PrunedCubin, PruneRefused, prune_cubin
-from kiln.cubin_verify import compacted_code_difference
+from kiln.binaries.cubin_compact import compact_cubin
+from kiln.binaries.cubin_prune import PrunedCubin, PruneRefused, prune_cubin
+from kiln.binaries.cubin_verify import compacted_code_difference
 from kiln.env_settings import PRUNE_BINARIES, switch_setting
 from kiln.errors import KilnError
 from kiln.native import native
 
 __all__ = ["PRUNE_ENV", "pruning_enabled", "verified_pruned_cubin"]
 
-log = logging.getLogger("kiln.pruned_binaries")
+log = logging.getLogger("kiln.binaries.pruned_binaries")
 
 PRUNE_ENV = PRUNE_BINARIES
 

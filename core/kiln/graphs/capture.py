@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any, Self
 
 from kiln.errors import KilnError, NonPersistableGraph
+from kiln.graphs.rng_check import check_graph_rng
+from kiln.graphs.tensors import TensorSpec
 from kiln.native import native
 from kiln.region import Region
-from kiln.rng_check import check_graph_rng
-from kiln.tensors import TensorSpec
 
 
 def _flatten(out: Any, what: str) -> list[Any]:

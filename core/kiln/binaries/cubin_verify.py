@@ -1,9 +1,9 @@
-"""SAVE's structural check of a compacted cubin (kiln.cubin_compact) against its original.
+"""SAVE's structural check of a compacted cubin (kiln.binaries.cubin_compact) against its original.
 
 Compaction renumbers every section and symbol and rewrites every reference to them. A
 renumbering slip that points a call, a constant-bank relocation or an .nv.info entry at
 another kept symbol changes no attribute or parameter layout the driver reports, so the
-driver comparison (kiln.pruned_binaries) cannot see it. This check reads the result back
+driver comparison (kiln.binaries.pruned_binaries) cannot see it. This check reads the result back
 and compares it with the original by name, independent of indices:
 
 - every kept function's code (its text section's bytes, flags, alignment and register
@@ -23,8 +23,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 
-from kiln.cubin_compact import SYMBOL_FIRST, SYMBOL_LIST
-from kiln.cubin_elf import (
+from kiln.binaries.cubin_compact import SYMBOL_FIRST, SYMBOL_LIST
+from kiln.binaries.cubin_elf import (
     EIFMT_SVAL,
     SHT_NV_CALLGRAPH,
     SHT_NV_INFO,

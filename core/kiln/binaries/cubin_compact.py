@@ -1,7 +1,7 @@
 """A cubin reduced to the functions an archive's graphs reach, with everything else
 removed (SAVE side; see docs/restore.md, "Compacted cubins").
 
-Stubbing unreached functions (kiln.cubin_prune) leaves their sections, symbols and names:
+Stubbing unreached functions (kiln.binaries.cubin_prune) leaves their sections, symbols and names:
 a PyTorch cubin of 1,278 functions still holds 3,928 sections and 5,067 symbols, and the
 driver's load and first function lookup cost grows with those, not with code bytes (the
 4.4 MB stubbed form of one cost 34 ms for a single kernel). Here the sections a removed
@@ -15,8 +15,8 @@ rewrite (an .nv.info attribute it does not know, a relocation or call against a 
 function, a string table shared by symbols and sections) raises PruneRefused, and SAVE
 falls back to the stubbed form, then to the whole cubin. SAVE also reads the result back
 and compares every kept function's code, relocations and .nv.info with the original's by
-name (kiln.cubin_verify; any difference stores the cubin whole), then loads both and
-compares every launched kernel (kiln.pruned_binaries).
+name (kiln.binaries.cubin_verify; any difference stores the cubin whole), then loads both and
+compares every launched kernel (kiln.binaries.pruned_binaries).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Collection
 
-from kiln.cubin_elf import (
+from kiln.binaries.cubin_elf import (
     EIFMT_SVAL,
     SHF_INFO_LINK,
     SHN_LORESERVE,
@@ -44,7 +44,7 @@ from kiln.cubin_elf import (
     reached_functions,
     refuse_malformed,
 )
-from kiln.cubin_prune import PrunedCubin
+from kiln.binaries.cubin_prune import PrunedCubin
 
 __all__ = ["SYMBOL_FIRST", "SYMBOL_LIST", "compact_cubin"]
 

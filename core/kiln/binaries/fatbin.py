@@ -27,7 +27,7 @@ import zstandard
 
 __all__ = ["FatbinEntry", "device_cubin", "fatbin_entries"]
 
-log = logging.getLogger("kiln.fatbin")
+log = logging.getLogger("kiln.binaries.fatbin")
 
 FATBIN_MAGIC = 0xBA55ED50
 _HEADER = struct.Struct("<IHHQ")  # magic, version, header size, bytes of entries

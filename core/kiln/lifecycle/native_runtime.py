@@ -20,17 +20,17 @@ from typing import Any
 
 from kiln import env_settings
 from kiln.errors import KilnError, NonPersistableGraph, RestoreError
+from kiln.graphs.restored import RestoredGraph, RestoredSet
+from kiln.graphs.rng_check import TorchGraphWatch, check_graph_rng
+from kiln.graphs.tensors import TensorSpec
 from kiln.lifecycle.types import FingerprintValue, RestoreProgress, RunMode
 from kiln.native import native
 from kiln.region import Region, RegionConfig
-from kiln.rng_check import TorchGraphWatch, check_graph_rng
-from kiln.restored import RestoredGraph, RestoredSet
-from kiln.tensors import TensorSpec
 
 
 @dataclass
 class _RecordedGraph:
-    """One engine-captured graph, shaped like kiln.capture.CapturedGraph for the archive."""
+    """One engine-captured graph, shaped like kiln.graphs.capture.CapturedGraph for the archive."""
 
     name: str
     desc: Any
@@ -84,8 +84,8 @@ class NativeRuntime:
     def bind(self, device: int, mode: RunMode, archive: Any) -> None:
         import torch
 
-        from kiln import store
-        from kiln.section_verification import verify_in_background
+        from kiln.archive.section_verification import verify_in_background
+        from kiln.graphs import store
 
         torch.cuda.set_device(device)
         self._mode = mode
@@ -171,7 +171,7 @@ class NativeRuntime:
         self._open_key = None
 
     def sections(self) -> Mapping[str, bytes | memoryview]:
-        from kiln.store import archive_sections
+        from kiln.graphs.store import archive_sections
 
         session = self._require_session()
         sections, _stats = archive_sections(session, recipe=self._recipe)
@@ -179,7 +179,7 @@ class NativeRuntime:
 
     # --- LOAD ---------------------------------------------------------------------------
     def restore(self, key: str) -> RestoredGraph:
-        from kiln import store
+        from kiln.graphs import store
 
         restored = self._require_restored()
         if not restored.started:
