@@ -54,7 +54,8 @@ def test_restore_reports_native_stage_timings(restored) -> None:
     r, reader, manifest = restored
     store.load_kernels(reader, manifest, r, threads=2, resolve_threads=2)
     assert r.kernels.loader_threads == 2
-    store.start_graphs(reader, manifest, r, dedicated=True, threads=2)
+    # Merged templates asked for (the default is one template per topology group).
+    store.start_graphs(reader, manifest, r, dedicated=True, threads=2, template_groups=0)
     r.graph_set.wait_all(False)
     r.kernels.wait_background()
     t = r.native_timings()

@@ -1,5 +1,5 @@
 """How many topology groups one template serves: the caller's limit, else
-$KILN_TEMPLATE_GROUPS, else the caller's default (kiln.load merges, engines do not)."""
+$KILN_TEMPLATE_GROUPS, else 1 (no merging), for kiln.load and engines alike."""
 
 from __future__ import annotations
 
@@ -10,11 +10,10 @@ from kiln.graphs import store
 
 def test_the_environment_overrides_the_default_and_a_limit_overrides_both(monkeypatch) -> None:
     monkeypatch.delenv("KILN_TEMPLATE_GROUPS", raising=False)
-    assert store.template_group_limit() == 0
-    assert store.template_group_limit(default=1) == 1
+    assert store.template_group_limit() == 1
     monkeypatch.setenv("KILN_TEMPLATE_GROUPS", "0")
-    assert store.template_group_limit(default=1) == 0
-    assert store.template_group_limit(5, default=1) == 5
+    assert store.template_group_limit() == 0
+    assert store.template_group_limit(5) == 5
 
 
 @pytest.mark.parametrize("raw", ["many", "-1", ""])

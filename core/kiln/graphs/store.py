@@ -9,7 +9,6 @@ import hashlib
 import os
 import time
 from collections.abc import Collection, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,6 @@ from kiln.archive.manifest import (
     GroupEntry,
     Manifest,
 )
-from kiln.archive.section_verification import verify_in_background
 from kiln.binaries.fatbin import device_cubin
 from kiln.binaries.pruned_binaries import pruning_enabled, verified_pruned_cubin
 from kiln.env_settings import count_setting
@@ -461,11 +459,11 @@ def build_thread_count(threads: int | None = None) -> int:
 TEMPLATE_GROUPS_ENV = env_settings.TEMPLATE_GROUPS
 
 
-def template_group_limit(limit: int | None = None, *, default: int = 0) -> int:
+def template_group_limit(limit: int | None = None) -> int:
     """How many topology groups one template may serve (groups that differ in a few nodes
     share a merged template; see docs/restore.md): `limit`, else $KILN_TEMPLATE_GROUPS,
-    else `default` (0: no cap). 1 merges none."""
-    return count_setting(TEMPLATE_GROUPS_ENV, default, "groups per template", limit)
+    else 1 (no merging; 0: no cap). kiln.load and engines share this default."""
+    return count_setting(TEMPLATE_GROUPS_ENV, 1, "groups per template", limit)
 
 
 def _gate(restored: RestoredSet, sections: list[str]) -> dict[str, Any]:
@@ -587,8 +585,10 @@ def load(
     dedicated: bool = True,
     threads: int | None = None,
     binary_threads: int | None = None,
+    template_groups: int | None = None,
 ) -> RestoredSet:
-    """Restore every graph of an archive into this process.
+    """Restore every graph of an archive into this process (kiln.graphs.restore_pipeline,
+    as engines do).
 
     The process must have made the same allocations as the SAVE process up to the capture
     window (checked; AllocationDriftError names the first difference). Returns once every
@@ -600,10 +600,14 @@ def load(
     its hash matched, and all of them before the capture window is materialized: a corrupt
     archive raises ArchiveCorrupt with the region untouched. Without, only the manifest is.
 
-    `timings` of the result: seconds per stage as the caller saw them (open, fingerprint,
-    binaries, verify, materialize, decode, templates, total; binaries only starts the
-    loading, verify waits for the hashing and materialize maps the capture window while
-    the graphs decode, decode waits for what is left of that)
+    `template_groups`: how many topology groups one template may serve (see
+    store.template_group_limit; default 1, no merging).
+
+    `timings` of the result: seconds per stage as the caller saw them (open, which checks
+    the fingerprint; binaries, which starts the hashing, the loading and the decoding;
+    verify, materialize, decode, templates, total; verify waits for the hashing and
+    materialize maps the capture window while the graphs decode, decode waits for what is
+    left of that)
     and, from the native side, `<category>_sum` (thread-seconds), `<category>_wall` (time
     during which any thread was in it) and `<category>_count` for binary loading, kernel
     resolution, decoding, update preparation and each step of the template builds (see
@@ -618,36 +622,31 @@ def load(
         timings[name] = now - t
         t = now
 
+    from kiln.graphs.restore_pipeline import GraphRestore, RestoreOptions
+
+    options = RestoreOptions(
+        verify=verify,
+        dedicated=dedicated,
+        build_threads=threads,
+        binary_threads=binary_threads,
+        template_groups=template_groups,
+    )
     reader, manifest = open_archive(path, region.device)
-    restored = RestoredSet(reader, region.device)
-    restored.started_at = started_at
     try:
-        if verify:
-            restored.verification = verify_in_background(reader, manifest)
         stage("open")
         if verify:
             reader.verify_section(FINGERPRINT)
         fingerprint = load_json(reader.section(FINGERPRINT), FINGERPRINT)
         compare_fingerprints(fingerprint, environment_fingerprint(region.config))
         stage("fingerprint")
-        load_kernels(reader, manifest, restored, threads=binary_threads)
+    except BaseException:
+        reader.close()
+        raise
+    restore = GraphRestore(reader, manifest, region.device, options, started_at=started_at)
+    restored = restore.restored
+    try:
         stage("binaries")
-        # The graphs decode on native threads (no GIL) while this thread waits for the
-        # hashing and materializes the capture window: the builds need both.
-        with ThreadPoolExecutor(1, thread_name_prefix="kiln-decode") as pool:
-            decoding = pool.submit(decode_graphs, reader, manifest, restored, threads=threads)
-            # Hashed beside the loads and the decode; a corrupt archive must fail before
-            # the region is touched, so that the process can still start natively or retry.
-            restored.wait_verified()
-            stage("verify")
-            materialize_window(manifest, region, restored)
-            stage("materialize")
-            decoding.result()
-        stage("decode")
-        restored.start_builds(dedicated)
-        add_graphs(manifest, restored)  # beside the builds: they need only the graph set
-        restored.wait_replayable()
-        stage("templates")
+        restore.materialize(region, stage)
     except BaseException:
         restored.close()
         raise

@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 from collections.abc import Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,9 +68,8 @@ class NativeRuntime:
         self._open_key: str | None = None
         self._key_start = 0
         self._reader: Any = None
-        self._manifest: Any = None
         self._restored: RestoredSet | None = None
-        self._decoding: Future[None] | None = None
+        self._restore: Any = None  # kiln.graphs.restore_pipeline.GraphRestore at LOAD
         self._torch_graphs = TorchGraphWatch()
 
     # --- device -----------------------------------------------------------------------
@@ -84,8 +82,8 @@ class NativeRuntime:
     def bind(self, device: int, mode: RunMode, archive: Any) -> None:
         import torch
 
-        from kiln.archive.section_verification import verify_in_background
         from kiln.graphs import store
+        from kiln.graphs.restore_pipeline import GraphRestore
 
         torch.cuda.set_device(device)
         self._mode = mode
@@ -96,28 +94,12 @@ class NativeRuntime:
         if archive is None:
             raise RestoreError("LOAD needs an open archive")
         self._reader = archive
-        self._manifest = store.manifest_of(archive, device)
-        self._restored = RestoredSet(_BorrowedReader(archive), device)
-        # The driver verified its own sections only; the rest are hashed on native threads
-        # while the binaries load and the graphs decode (each waits for its own section),
-        # all of them before the first restore touches the region.
-        self._restored.verification = verify_in_background(archive, self._manifest)
-        store.load_kernels(archive, self._manifest, self._restored)
-        # The graphs decode now, beside the engine's model loading, instead of at its first
-        # restore (CPU work; the GIL is released while the blobs decode).
-        pool = ThreadPoolExecutor(1, thread_name_prefix="kiln-decode")
-        self._decoding = pool.submit(
-            store.decode_graphs,
-            archive,
-            self._manifest,
-            self._restored,
-            threads=None,
-            # Engines replay templates under their own stream and launch patterns; merged
-            # ones (docs/restore.md) are verified on the GPU for kiln.load's graph sets only,
-            # so engines merge when asked ($KILN_TEMPLATE_GROUPS), not by default.
-            template_groups=store.template_group_limit(default=1),
-        )
-        pool.shutdown(wait=False)  # the thread ends with the task
+        manifest = store.manifest_of(archive, device)
+        # The restore starts now, beside the engine's model loading: the driver verified its
+        # own sections only, the rest are hashed on native threads while the binaries load
+        # and the graphs decode; the first restore() finishes it (kiln.graphs.restore_pipeline).
+        self._restore = GraphRestore(_BorrowedReader(archive), manifest, device)
+        self._restored = self._restore.restored
 
     def suspended(self) -> contextlib.AbstractContextManager[None]:
         return self._require_region().suspended()
@@ -179,19 +161,11 @@ class NativeRuntime:
 
     # --- LOAD ---------------------------------------------------------------------------
     def restore(self, key: str) -> RestoredGraph:
-        from kiln.graphs import store
-
         restored = self._require_restored()
         if not restored.started:
-            assert self._decoding is not None
-            self._decoding.result()  # decoded since bind; raises what decoding raised
-            # A corrupt archive fails before the region is touched (hashed since bind).
-            restored.wait_verified()
             # The first graph the engine asks for: this is where SAVE's capture window began.
-            store.materialize_window(self._manifest, self._require_region(), restored)
-            restored.start_builds(dedicated=True)
-            store.add_graphs(self._manifest, restored)  # beside the builds
-            restored.wait_replayable()
+            assert self._restore is not None
+            self._restore.materialize(self._require_region())
         if key not in restored:
             raise RestoreError(f"the archive holds no graph {key!r}")
         graph: RestoredGraph = restored[key]
