@@ -78,7 +78,18 @@ SEAMS: tuple[Seam, ...] = (
         + ("is_driver_worker",),
         "KilnWorker subclasses the GPU worker",
     ),
-    Seam(_WORKER, "Worker.init_device", ("self",), "device bound", sets=("model_runner",)),
+    Seam(
+        _WORKER,
+        "Worker.init_device",
+        ("self",),
+        "device bound; kiln binds the device vLLM is about to bind (kiln_vllm.ranks)",
+        sets=("model_runner",),
+        contains=(
+            "dp_local_rank = self.parallel_config.data_parallel_rank_local",
+            "dp_local_rank = self.parallel_config.data_parallel_index",
+            "self.local_rank += dp_local_rank * tp_pp_world_size",
+        ),
+    ),
     Seam(_WORKER, "Worker.load_model", ("self", "load_dummy_weights"), "weights loaded"),
     Seam(_WORKER, "Worker.determine_available_memory", ("self",), "KV capacity"),
     Seam(
@@ -122,8 +133,10 @@ SEAMS: tuple[Seam, ...] = (
         ("self", "required_bytes"),
         "workspace placement: a slot is one uint8 tensor of the size in bytes, grown in place",
         contains=(
-            "self._current_workspaces[ubatch_id] = torch.empty((required_bytes,), "
-            "dtype=torch.uint8, device=self._device)",
+            (
+                "self._current_workspaces[ubatch_id] = torch.empty((required_bytes,), "
+                "dtype=torch.uint8, device=self._device)"
+            ),
         ),
     ),
     Seam(

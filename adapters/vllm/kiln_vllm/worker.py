@@ -44,6 +44,7 @@ from vllm.v1.worker.gpu_worker import Worker
 
 from kiln_vllm.adapter import WARMUP_KERNELS_PHASE
 from kiln_vllm.graphs import kiln_manager_class
+from kiln_vllm.ranks import device_index, global_rank
 from kiln_vllm.startup_gc import CollectionLog, StartupFreeze
 from kiln_vllm.warmups import WorkerStep, then_warm_first_requests, warm_first_request_kernels
 from kiln_vllm.workspace import WORKSPACE_BYTES, place_workspace, workspace_bytes
@@ -76,12 +77,8 @@ class KilnWorker(Worker):
         from kiln_vllm import plugin
 
         plugin.bind_config(self.vllm_config)
-        self.kiln = lifecycle.start(
-            "vllm",
-            adapter=plugin,
-            rank=self.rank,
-            world_size=self.parallel_config.world_size,
-        )
+        rank, world_size = global_rank(self.parallel_config, self.rank)
+        self.kiln = lifecycle.start("vllm", adapter=plugin, rank=rank, world_size=world_size)
         self.kiln_times: dict[str, float] = {}
         self.kiln_stage_starts: dict[str, float] = {}
         self.kiln_t0 = time.perf_counter()
@@ -102,9 +99,9 @@ class KilnWorker(Worker):
 
     def init_device(self) -> None:
         with self._timed("init_device"):
-            # vLLM offsets local_rank by the data-parallel rank inside init_device; kiln
-            # binds the same ordinal first (DP > 1 is refused by the fingerprint's layout).
-            self.kiln.device_bound(self.local_rank)
+            # vLLM offsets local_rank by the data-parallel replica inside init_device; kiln
+            # binds the device vLLM is about to use, first (kiln_vllm.ranks).
+            self.kiln.device_bound(device_index(self.parallel_config, self.local_rank))
             super().init_device()
 
     def load_model(self, *, load_dummy_weights: bool = False) -> None:
