@@ -175,3 +175,18 @@ def test_inherited_forwards_kiln_variables_and_pinned_ones_only() -> None:
         "KILN_ENV_PINS",
         "TOY_DETERMINISTIC",
     }
+
+
+def test_every_engine_sees_the_communication_pins(tmp_path: Path, preload: Path, toy_adapter):
+    env = plan(tmp_path, preload, mode="save").environment
+    assert (env["NCCL_RUNTIME_CONNECT"], env["NCCL_CUMEM_ENABLE"]) == ("0", "1")
+    assert env["NCCL_GRAPH_REGISTER"] == env["NCCL_LOCAL_REGISTER"] == "0"
+    assert env["NVSHMEM_MAX_MEMORY_PER_GPU"] == "32G"
+
+
+def test_nccl_lazy_connection_set_by_the_user_is_refused_by_name(
+    tmp_path: Path, preload: Path, toy_adapter
+) -> None:
+    # A channel first used in SAVE's capture would be unconnected at LOAD: a silent hang.
+    with pytest.raises(PinConflict, match="environment variable 'NCCL_RUNTIME_CONNECT'"):
+        plan(tmp_path, preload, environ={"NCCL_RUNTIME_CONNECT": "1"})

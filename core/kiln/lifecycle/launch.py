@@ -19,6 +19,7 @@ from kiln.archive import FORMAT_VERSION
 from kiln.config import Config, Mode, Policy
 from kiln.errors import ArchiveError, FingerprintMismatch, KilnError
 from kiln.lifecycle import archive_io, environment, fingerprint, pins
+from kiln.lifecycle.communication_pins import COMMUNICATION_PINS
 from kiln.lifecycle.errors import ArchiveMissing, PreloadMissing, UsageError
 from kiln.lifecycle.types import FingerprintValue
 
@@ -104,7 +105,9 @@ def plan_launch(
         return native(err)
 
     decided = replace(launch, mode=mode, archive_dir=archive_dir)
-    env_pins = pins.merge(pm.hook.kiln_child_env(launch=decided), "kiln_child_env")
+    env_pins = pins.merge(
+        [COMMUNICATION_PINS, *pm.hook.kiln_child_env(launch=decided)], "kiln_child_env"
+    )
     pins.check_environment(env_pins, environ, "kiln_child_env")
     env = environment.kiln_environment(
         environ,
