@@ -52,3 +52,25 @@ def test_a_direct_call_without_a_driver_returns_an_error_instead_of_crashing():
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "3"
     assert "cuModuleGetFunction" in out.stderr  # kiln says which function it could not find
+
+
+def test_a_legacy_ipc_handle_for_region_memory_is_refused_naming_the_engine_setting():
+    # Regression: vLLM's and SGLang's custom all-reduce asks cudaIpcGetMemHandle for buffers
+    # that land in kiln's (VMM) region; the driver refused with a bare invalid-value error.
+    from tests.native._restore_fixture import close_fake, open_fake_region
+
+    buffer = open_fake_region(strict_context=False)
+    was_enabled = native.enabled()
+    native.set_enabled(True)
+    try:
+        lib = ctypes.CDLL(str(PRELOAD))
+        get = lib.cuIpcGetMemHandle
+        get.restype = ctypes.c_int
+        get.argtypes = [ctypes.c_void_p, ctypes.c_uint64]
+        handle = ctypes.create_string_buffer(64)
+        native.take_last_hook_error()
+        assert get(handle, buffer) == 801  # CUDA_ERROR_NOT_SUPPORTED
+        assert "--disable-custom-all-reduce" in native.take_last_hook_error()
+    finally:
+        native.set_enabled(was_enabled)
+        close_fake()
