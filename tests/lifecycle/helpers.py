@@ -31,6 +31,7 @@ def kiln_environ(tmp_path: Path, mode: str = "save", policy: str = "strict", **e
         "KILN_ARCHIVE": str(tmp_path / "archive"),
         "KILN_POLICY": policy,
         "XDG_CONFIG_HOME": str(tmp_path / "no-config"),
+        "KILN_JOB": "job-of-this-test",  # one `kiln run` launch: every rank records it
         **extra,
     }
 
@@ -99,3 +100,15 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     core = str(Path(kiln.__file__).resolve().parent.parent)
     paths = [core, *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]]
     return {**os.environ, "PYTHONPATH": os.pathsep.join(paths), **extra}
+
+
+def save_other_ranks(tmp_path: Path, world_size: int, **options: Any) -> None:
+    """SAVE ranks 1..world_size-1 of the toy engine (rank 0 is the test's own), as the other
+    processes of one launch would: a LOAD with several ranks needs every rank's archive."""
+    from kiln_test_adapter.engine import ToyEngine
+
+    for rank in range(1, world_size):
+        ToyEngine(
+            world_size=world_size, rank=rank, environ=kiln_environ(tmp_path, "save"), **options
+        ).start()
+        close_current_driver()

@@ -15,7 +15,13 @@ from kiln.lifecycle.fingerprint import check_subset, digest, merge
 from kiln_test_adapter.engine import ToyEngine
 from kiln_test_adapter.fake_runtime import FakeRuntime
 
-from tests.lifecycle.helpers import Recorder, close_current_driver, kiln_environ, returning
+from tests.lifecycle.helpers import (
+    Recorder,
+    close_current_driver,
+    kiln_environ,
+    returning,
+    save_other_ranks,
+)
 
 
 def save(tmp_path: Path, **environ: str) -> dict:
@@ -114,6 +120,7 @@ def test_the_launcher_check_ignores_fields_only_the_engine_knows() -> None:
 def test_auto_mode_does_not_turn_one_rank_of_several_into_save(tmp_path: Path, toy_adapter) -> None:
     ToyEngine(world_size=2, environ=kiln_environ(tmp_path, "save")).start()
     close_current_driver()
+    save_other_ranks(tmp_path, 2)
     toy = ToyEngine(
         world_size=2,
         environ=kiln_environ(tmp_path, "load", KILN_AUTO="1"),

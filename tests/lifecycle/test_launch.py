@@ -190,3 +190,10 @@ def test_nccl_lazy_connection_set_by_the_user_is_refused_by_name(
     # A channel first used in SAVE's capture would be unconnected at LOAD: a silent hang.
     with pytest.raises(PinConflict, match="environment variable 'NCCL_RUNTIME_CONNECT'"):
         plan(tmp_path, preload, environ={"NCCL_RUNTIME_CONNECT": "1"})
+
+
+def test_each_launch_has_its_own_job_id(tmp_path: Path, preload: Path, toy_adapter) -> None:
+    # Every process of one `kiln run` sees one id, which every rank's archive records.
+    first = plan(tmp_path, preload, mode="save").environment["KILN_JOB"]
+    second = plan(tmp_path, preload, mode="save").environment["KILN_JOB"]
+    assert len(first) == 32 and first != second

@@ -11,7 +11,7 @@ from kiln.lifecycle.types import WarmupPhase
 from kiln_test_adapter.engine import ToyEngine
 from kiln_test_adapter.fake_runtime import FakeRuntime
 
-from tests.lifecycle.helpers import Recorder, close_current_driver, kiln_environ
+from tests.lifecycle.helpers import Recorder, close_current_driver, kiln_environ, save_other_ranks
 
 CAPTURES = ["kiln_capture_graph"] * 4
 SAVE_ORDER = [
@@ -54,6 +54,7 @@ def test_save_fires_every_hook_in_the_documented_order(tmp_path: Path, toy_adapt
 
 def test_load_fires_every_hook_in_the_documented_order(tmp_path: Path, toy_adapter) -> None:
     run_toy(tmp_path, "save")
+    save_other_ranks(tmp_path, 2, nvshmem=True)
     recorder = run_toy(tmp_path, "load")
     assert recorder.names == LOAD_ORDER
     assert {str(args["mode"]) for _, args in recorder.calls} == {"load"}

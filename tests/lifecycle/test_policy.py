@@ -12,7 +12,13 @@ from kiln.lifecycle.archive_io import archive_file, report_file
 from kiln_test_adapter.engine import ToyEngine
 from kiln_test_adapter.fake_runtime import FakeRuntime
 
-from tests.lifecycle.helpers import Recorder, close_current_driver, failing_in, kiln_environ
+from tests.lifecycle.helpers import (
+    Recorder,
+    close_current_driver,
+    failing_in,
+    kiln_environ,
+    save_other_ranks,
+)
 
 # (mode, what fails, the stage that must be reported)
 HOOK_FAILURES = [
@@ -57,6 +63,7 @@ IDS = [f"{kind}-{mode}-{what}" for kind, mode, what, _ in CASES]
 def saved_archive(tmp_path: Path) -> None:
     ToyEngine(world_size=2, nvshmem=True, environ=kiln_environ(tmp_path, "save")).start()
     close_current_driver()
+    save_other_ranks(tmp_path, 2, nvshmem=True)
 
 
 def engine(

@@ -23,7 +23,7 @@ import pluggy
 from kiln import __version__
 from kiln.config import Config, ConfigError, LoadBuilds, Policy, load_config
 from kiln.errors import ArchiveCorrupt, ArchiveError, FingerprintMismatch, KilnError, RegionError
-from kiln.lifecycle import archive_io, environment, fingerprint, pins
+from kiln.lifecycle import archive_io, environment, fingerprint, job, pins
 from kiln.lifecycle.context import KilnContext
 from kiln.lifecycle.defaults import CORE_PLUGIN_NAME, CoreDefaults
 from kiln.lifecycle.errors import (
@@ -88,7 +88,7 @@ class Driver:
         self._order = StageOrder()
         self._runtime = runtime
         self._archive: ArchiveSession | None = None
-        self._record = LifecycleRecord(engine)
+        self._record = LifecycleRecord(engine, job=environ.get(environment.JOB) or None)
         self._seen: set[str] = set()
         self._captured = 0
         self._restored = 0
@@ -488,6 +488,10 @@ class Driver:
                     f"auto: saving a new archive, the existing one is unusable: {err}"
                 )
                 log.info("kiln: %s", state.notes[-1])
+        if state.mode is RunMode.LOAD and state.archive_dir is not None:
+            job.check_ranks(
+                state.archive_dir, state.rank, state.world_size, state.recorded.get("job")
+            )
         if state.mode is RunMode.SAVE:
             session.lock()
         self._rt().bind(device, state.mode, session.reader)

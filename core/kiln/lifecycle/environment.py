@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -26,6 +27,7 @@ LAUNCH_TIME = env_settings.LAUNCH_TIME
 FALLBACK_REASON = env_settings.FALLBACK_REASON
 ENV_PINS = env_settings.ENV_PINS
 COMMAND = env_settings.COMMAND
+JOB = env_settings.JOB
 PRELOAD = "LD_PRELOAD"
 
 _LAUNCH_OWNED = (
@@ -39,6 +41,7 @@ _LAUNCH_OWNED = (
     FALLBACK_REASON,
     ENV_PINS,
     COMMAND,
+    JOB,
     CONFIG_ENV,
 )
 
@@ -81,6 +84,7 @@ def kiln_environment(
             POLICY: str(config.policy),
             LAUNCH_FINGERPRINT: json.dumps(dict(launch_fields), sort_keys=True),
             LAUNCH_TIME: repr(launch_time),
+            JOB: uuid.uuid4().hex,
             PRELOAD: with_preload(base.get(PRELOAD), preload),
         }
     )

@@ -20,15 +20,21 @@ class LifecycleRecord:
     kv_capacity: dict[str, int] | None = None
     warmup: dict[str, str] = field(default_factory=dict)  # phase name -> action at SAVE
     graphs: list[str] = field(default_factory=list)  # keys, in capture order
+    # The `kiln run` launch that saved it (KILN_JOB): every rank's archive of one SAVE holds
+    # the same id, so LOAD can tell ranks of different SAVEs apart.
+    job: str | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "version": RECORD_VERSION,
             "engine": self.engine,
             "kv_capacity": self.kv_capacity,
             "warmup": dict(self.warmup),
             "graphs": list(self.graphs),
         }
+        if self.job is not None:
+            out["job"] = self.job
+        return out
 
     @classmethod
     def from_json(cls, data: object) -> LifecycleRecord:
@@ -42,7 +48,7 @@ class LifecycleRecord:
             raise ArchiveCorrupt(f"section 'lifecycle': unsupported record version {doc.version!r}")
         kv = None if doc.kv_capacity is None else dict(doc.kv_capacity)
         warmup = {name: action.value for name, action in doc.warmup.items()}
-        return cls(doc.engine, kv, warmup, list(doc.graphs))
+        return cls(doc.engine, kv, warmup, list(doc.graphs), doc.job)
 
 
 class RecordDoc(msgspec.Struct, frozen=True):
@@ -54,3 +60,4 @@ class RecordDoc(msgspec.Struct, frozen=True):
     warmup: dict[Name, WarmupAction]
     graphs: list[Name]
     kv_capacity: Annotated[dict[Name, Count], msgspec.Meta(min_length=1)] | None = None
+    job: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
