@@ -74,11 +74,9 @@ class AdapterInfo:
         """Whether the installed engine is in the supported range; ``None`` when unknown."""
         if self.spec is None or self.engine_version is None or not self.spec.engine_versions:
             return None
-        try:  # packaging is optional: without it, support is simply not judged
-            from packaging.specifiers import InvalidSpecifier, SpecifierSet
-            from packaging.version import InvalidVersion
-        except ImportError:
-            return None
+        from packaging.specifiers import InvalidSpecifier, SpecifierSet
+        from packaging.version import InvalidVersion
+
         try:
             return SpecifierSet(self.spec.engine_versions).contains(
                 self.engine_version, prereleases=True
@@ -192,3 +190,22 @@ def _engine_version(spec: AdapterSpec) -> str | None:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
         return None
+
+
+def unsupported_engine(plugin: object) -> str | None:
+    """Why the engine an adapter plugin adapts cannot run under it (installed outside the
+    adapter's supported versions), or None. An engine that is not installed, or an adapter
+    that declares no range, is not judged here."""
+    spec = getattr(plugin, SPEC_ATTRIBUTE, None)
+    if not isinstance(spec, AdapterSpec) or not spec.engine_versions:
+        return None
+    info = AdapterInfo(
+        name=spec.engine or "?", target="", spec=spec, engine_version=_engine_version(spec)
+    )
+    if info.engine_supported is False:
+        return (
+            f"{spec.engine_distribution or spec.engine} {info.engine_version} is installed; its kiln "
+            f"adapter supports {spec.engine_versions} (the engine code it attaches to may have "
+            "changed)"
+        )
+    return None

@@ -197,3 +197,29 @@ def test_each_launch_has_its_own_job_id(tmp_path: Path, preload: Path, toy_adapt
     first = plan(tmp_path, preload, mode="save").environment["KILN_JOB"]
     second = plan(tmp_path, preload, mode="save").environment["KILN_JOB"]
     assert len(first) == 32 and first != second
+
+
+def _toy_version(monkeypatch, version: str) -> None:
+    import kiln.plugins
+
+    monkeypatch.setattr(kiln.plugins, "_engine_version", lambda spec: version)
+
+
+def test_an_engine_outside_its_adapters_versions_is_refused_under_strict(
+    tmp_path: Path, preload: Path, toy_adapter, monkeypatch
+) -> None:
+    # Regression: the adapter's supported engine versions were shown by `kiln adapters` but
+    # never enforced, so an engine release that moved a seam ran kiln's stale patches.
+    from kiln.lifecycle.errors import UnsupportedEngine
+
+    _toy_version(monkeypatch, "99.0")
+    with pytest.raises(UnsupportedEngine, match="99.0 is installed"):
+        plan(tmp_path, preload, mode="save")
+
+
+def test_an_engine_outside_its_adapters_versions_starts_natively_under_fallback(
+    tmp_path: Path, preload: Path, toy_adapter, monkeypatch
+) -> None:
+    _toy_version(monkeypatch, "99.0")
+    result = plan(tmp_path, preload, mode="save", policy="fallback")
+    assert result.mode == "native" and "99.0 is installed" in result.reason

@@ -180,3 +180,7 @@ class PreloadMissing(KilnError):
             f"interposer library {path} not found: the native part of kiln is not built "
             "(pip install kiln builds it)"
         )
+
+
+class UnsupportedEngine(KilnError):
+    """The engine `kiln run` starts is installed in a version its adapter does not support."""

@@ -20,8 +20,9 @@ from kiln.config import Config, Mode, Policy
 from kiln.errors import ArchiveError, FingerprintMismatch, KilnError
 from kiln.lifecycle import archive_io, environment, fingerprint, pins
 from kiln.lifecycle.communication_pins import COMMUNICATION_PINS
-from kiln.lifecycle.errors import ArchiveMissing, PreloadMissing, UsageError
+from kiln.lifecycle.errors import ArchiveMissing, PreloadMissing, UnsupportedEngine, UsageError
 from kiln.lifecycle.types import FingerprintValue
+from kiln.plugins import unsupported_engine
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,13 @@ def plan_launch(
         return native(err)
 
     decided = replace(launch, mode=mode, archive_dir=archive_dir)
+    # An adapter claims the command by pinning its environment; the engine it adapts must
+    # be installed in a version the adapter supports, else its seams may have moved.
+    for impl in pm.hook.kiln_child_env.get_hookimpls():
+        if impl.function(launch=decided) is not None:
+            why = unsupported_engine(impl.plugin)
+            if why is not None:
+                return native(UnsupportedEngine(why))
     env_pins = pins.merge(
         [COMMUNICATION_PINS, *pm.hook.kiln_child_env(launch=decided)], "kiln_child_env"
     )
