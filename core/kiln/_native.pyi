@@ -261,6 +261,10 @@ class KernelTable:
 
     @property
     def loader_threads(self) -> int: ...
+    def library(self, slot: int) -> int | None:
+        """The CUlibrary kiln loaded from the archive for a binary slot, or None when the slot
+        runs from the application's own module."""
+
     def resolve_in_background(
         self,
         threads: int,

@@ -229,8 +229,10 @@ def kiln_weights_loaded(ctx: KilnContext) -> None:
 def kiln_collectives_bootstrapped(ctx: KilnContext) -> None:
     """Device-side collectives (NVSHMEM, DeepEP buffers) are bootstrapped.
 
-    **When:** after weights load and before KV sizing, in engines that use them. kiln does
-    not restore modules that carry NVSHMEM device state yet: the runtime does nothing here.
+    **When:** after weights load and before KV sizing, in engines that use them. At LOAD the
+    runtime has initialised kiln's copies of the archive's NVSHMEM binaries (checking PE
+    count and PE against SAVE's) before this hook fires; a graph asked for before it is
+    refused.
 
     **Process:** each engine worker.
 

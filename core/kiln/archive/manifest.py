@@ -36,6 +36,9 @@ class BinaryEntry:
     # obtained at SAVE: it may have written them, so LOAD launches this binary's kernels only
     # from the application's own loaded module, never from a fresh copy.
     globals: tuple[str, ...] = ()
+    # The binary holds NVSHMEM device state: LOAD initialises kiln's copy of it through the
+    # process's NVSHMEM host library once NVSHMEM bootstrapped (kiln.graphs.nvshmem).
+    nvshmem: bool = False
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -51,6 +54,8 @@ class BinaryEntry:
             out["unpruned_size"] = self.unpruned_size
         if self.globals:
             out["globals"] = list(self.globals)
+        if self.nvshmem:
+            out["nvshmem"] = True
         return out
 
     @property
@@ -125,6 +130,9 @@ class Manifest:
     # Which groups share a merged template, as SAVE planned it (LOAD checks the plan rather
     # than aligning the groups itself); absent: LOAD plans.
     families: list[FamilyEntry] | None = None
+    # (PE count, this process's PE) of NVSHMEM at SAVE, when binaries carry NVSHMEM state and
+    # the SAVE process had NVSHMEM bootstrapped; LOAD runs with the same.
+    nvshmem_pes: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if self.recipe is not None:
@@ -134,6 +142,7 @@ class Manifest:
         recipe = {} if self.recipe is None else {"recipe": dict(self.recipe)}
         groups = {} if self.groups is None else {"groups": [g.to_json() for g in self.groups]}
         unbacked = {} if self.window_unbacked is None else {"window_unbacked": self.window_unbacked}
+        pes = {} if self.nvshmem_pes is None else {"nvshmem_pes": list(self.nvshmem_pes)}
         families = (
             {} if self.families is None else {"families": [f.to_json() for f in self.families]}
         )
@@ -142,6 +151,7 @@ class Manifest:
             **groups,
             **families,
             **unbacked,
+            **pes,
             "device": self.device,
             "trajectory": [list(t) for t in self.trajectory],
             "window": list(self.window),
@@ -202,6 +212,9 @@ class Manifest:
             or any(not window[0] <= i < window[1] for i in unbacked)
         ):
             raise _fail("window_unbacked must list window allocations once, in order")
+        pes = doc.nvshmem_pes
+        if pes is not None and not pes[1] < pes[0]:
+            raise _fail("nvshmem_pes: the PE is not below the PE count")
         return cls(
             doc.device,
             traj,
@@ -212,6 +225,7 @@ class Manifest:
             groups=groups,
             window_unbacked=None if unbacked is None else list(unbacked),
             families=families,
+            nvshmem_pes=None if pes is None else (pes[0], pes[1]),
         )
 
 
@@ -235,6 +249,7 @@ def _binary(b: BinaryDoc, sections: set[str]) -> BinaryEntry:
         b.source_size,
         b.unpruned_size,
         tuple(b.globals),
+        b.nvshmem,
     )
 
 

@@ -35,6 +35,7 @@ class BinaryDoc(msgspec.Struct, frozen=True):
     unpruned_size: Positive | None = None
     # Module globals the application obtained at SAVE (kiln.archive.manifest.BinaryEntry.globals).
     globals: Annotated[list[Symbol], msgspec.Meta(max_length=4096)] = []
+    nvshmem: bool = False
 
 
 class GraphDoc(msgspec.Struct, frozen=True):
@@ -74,3 +75,4 @@ class ManifestDoc(msgspec.Struct, frozen=True):
     groups: list[GroupDoc] | None = None
     window_unbacked: list[Count] | None = None
     families: list[FamilyDoc] | None = None
+    nvshmem_pes: tuple[Positive, Count] | None = None

@@ -16,7 +16,7 @@ from typing import Any
 
 from kiln.archive.manifest import Manifest
 from kiln.archive.section_verification import verify_in_background
-from kiln.graphs import store
+from kiln.graphs import nvshmem, store
 from kiln.graphs.restored import RestoredSet
 from kiln.region import Region
 
@@ -54,6 +54,7 @@ class GraphRestore:
         self.restored = RestoredSet(reader, device)
         self.restored.started_at = started_at
         self._decoding: Future[None] | None = None
+        self.nvshmem_initialized = not any(b.nvshmem for b in manifest.binaries)
         try:
             if self.options.verify:
                 # Each section is read only once its hash matched, all of them before the
@@ -81,6 +82,22 @@ class GraphRestore:
             self.restored.close()
             raise
 
+    def initialize_nvshmem(self, host: nvshmem.NvshmemHost | None = None) -> int:
+        """Initialise kiln's copies of the archive's NVSHMEM binaries through the process's
+        NVSHMEM host library (found when not given); call it once NVSHMEM bootstrapped.
+        Returns how many were initialised; RestoreError names the cause."""
+        if self.nvshmem_initialized:
+            return 0
+        pes = self.manifest.nvshmem_pes
+        done = nvshmem.initialize(
+            self.restored.kernels,
+            self.manifest.binaries,
+            None if pes is None else nvshmem.Pes(*pes),
+            host if host is not None else nvshmem.NvshmemHost.find(),
+        )
+        self.nvshmem_initialized = True
+        return done
+
     def wait_decoded(self) -> None:
         """Block until every graph is decoded; raises what decoding raised."""
         assert self._decoding is not None
@@ -98,6 +115,8 @@ class GraphRestore:
             if stage is not None:
                 stage(name)
 
+        # A graph launching an uninitialised NVSHMEM module would fault or hang.
+        self.initialize_nvshmem()
         restored.wait_verified()
         done("verify")
         store.materialize_window(self.manifest, region, restored)

@@ -36,6 +36,7 @@ from kiln.errors import (
     RestoreError,
 )
 from kiln.fingerprint import device_sm, environment_fingerprint
+from kiln.graphs import nvshmem
 from kiln.graphs.capture import CaptureSession
 from kiln.graphs.restored import RestoredGraph, RestoredSet
 from kiln.native import native
@@ -232,9 +233,13 @@ def archive_sections(
             region,
             kernels=launched.get(slot, set()) if prune else (),
         )
-        stateful = sorted({g for b, s in slot_of.items() if s == slot for g in n.binary_globals(b)})
-        if stateful:
-            entry = dataclasses.replace(entry, globals=tuple(stateful))
+        obtained = {g for b, s in slot_of.items() if s == slot for g in n.binary_globals(b)}
+        # NVSHMEM's own globals are initialised at LOAD (kiln.graphs.nvshmem); any other
+        # global the application obtained ties the binary to the application's module.
+        stateful = sorted(g for g in obtained if not nvshmem.is_nvshmem_symbol(g))
+        carries = any(map(nvshmem.is_nvshmem_symbol, obtained)) or nvshmem.carries_state(data)
+        if stateful or carries:
+            entry = dataclasses.replace(entry, globals=tuple(stateful), nvshmem=carries)
         binaries.append(entry)
 
     graphs: list[GraphEntry] = []
@@ -254,6 +259,12 @@ def archive_sections(
             )
         )
     groups = _topology_groups(session)
+    pes = None
+    if any(b.nvshmem for b in binaries):
+        host = nvshmem.NvshmemHost.find()
+        if host is not None:
+            found = host.pes()
+            pes = (found.count, found.mine)
     manifest = Manifest(
         region.device,
         traj,
@@ -264,6 +275,7 @@ def archive_sections(
         groups=groups,
         window_unbacked=_window_unbacked(session, traj),
         families=_families(session, groups),
+        nvshmem_pes=pes,
     )
     sections[MANIFEST] = dump_json(manifest.to_json())
     stats = {

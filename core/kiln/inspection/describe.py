@@ -88,7 +88,7 @@ def _decoded(n: Any, reader: ArchiveReader, name: str, section: str) -> Any:
             return n.decode_graph(view)
     except KilnError:
         raise
-    except Exception as e:  # noqa: BLE001 - the codec names the defect
+    except Exception as e:
         raise ArchiveCorrupt(f"graph {name!r} (section {section!r}) does not decode: {e}") from e
 
 

@@ -165,6 +165,12 @@ class NativeRuntime:
         if not restored.started:
             # The first graph the engine asks for: this is where SAVE's capture window began.
             assert self._restore is not None
+            if not self._restore.nvshmem_initialized:
+                raise RestoreError(
+                    f"graph {key!r} was asked for before the engine reported NVSHMEM "
+                    "bootstrapped (kiln_collectives_bootstrapped): the archive's NVSHMEM kernels "
+                    "would run uninitialised"
+                )
             self._restore.materialize(self._require_region())
         if key not in restored:
             raise RestoreError(f"the archive holds no graph {key!r}")
@@ -188,7 +194,10 @@ class NativeRuntime:
         return self.restore_progress()
 
     def collectives_bootstrapped(self) -> None:
-        """Nothing to do yet: kiln does not restore NVSHMEM-using modules."""
+        """LOAD: initialise kiln's copies of the archive's NVSHMEM binaries (PE count and PE
+        checked against SAVE's; kiln.graphs.nvshmem)."""
+        if self._restore is not None:
+            self._restore.initialize_nvshmem()
 
     # --- end ----------------------------------------------------------------------------
     def close_region(self) -> None:

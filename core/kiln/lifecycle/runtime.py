@@ -103,8 +103,7 @@ class Runtime(Protocol):
         ...
 
     def collectives_bootstrapped(self) -> None:
-        """NVSHMEM is up. Nothing to do yet: no archived module with NVSHMEM state is
-        restored."""
+        """NVSHMEM is up: initialise the archive's NVSHMEM binaries (LOAD)."""
         ...
 
     def close_region(self) -> None:

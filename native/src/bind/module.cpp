@@ -279,6 +279,14 @@ NB_MODULE(_native, m) {
       .def("wait_loaded", [](KernelTable& t) { t.binaries().wait_all(); }, nb::call_guard<nb::gil_scoped_release>(),
            "Block until every binary is loaded; raises the lowest slot's failure.")
       .def_prop_ro("loader_threads", [](KernelTable& t) { return t.binaries().threads(); })
+      .def("library", [](KernelTable& t, uint32_t slot) -> std::optional<uintptr_t> {
+        if (slot >= t.binaries().size()) throw nb::index_error("no such binary slot");
+        const BinarySource& b = t.binaries().get(slot);  // loads it if nobody has
+        if (!b.owned || !b.library) return std::nullopt;
+        return reinterpret_cast<uintptr_t>(b.library);
+      }, "slot"_a, nb::call_guard<nb::gil_scoped_release>(),
+           "The CUlibrary kiln loaded from the archive for a binary slot (loading it now if no thread has), or None "
+           "when the slot runs from the application's own module.")
       .def("resolve_in_background",
            [](KernelTable& t, unsigned threads, const std::vector<nb::object>& blobs, const SectionVerifier* verifier,
               const std::vector<size_t>& items) {
