@@ -41,6 +41,7 @@ LAUNCH_TIME = "KILN_LAUNCH_TIME"  # wall-clock seconds when `kiln run` started
 FALLBACK_REASON = "KILN_FALLBACK_REASON"  # set with KILN_ENABLE=0 when the launcher fell back
 ENV_PINS = "KILN_ENV_PINS"  # comma-separated names of the variables adapters pinned
 COMMAND = "KILN_COMMAND"  # JSON list: the command `kiln run` launched (the archive's recipe)
+CACHE_DIR = "KILN_CACHE_DIR"  # the kiln-owned directory the engine's caches are pinned below
 
 # --- tuning and diagnostics (environment only) -------------------------------------------
 REGION_PREALLOC = "KILN_REGION_PREALLOC"  # bytes of the region mapped up front
@@ -70,6 +71,7 @@ VARIABLES: dict[str, str] = {
     FALLBACK_REASON: "set by `kiln run`: why the launcher fell back",
     ENV_PINS: "set by `kiln run`: the variables adapters pinned",
     COMMAND: "set by `kiln run`: the command it launched",
+    CACHE_DIR: "set by `kiln run`: the kiln-owned directory of the engine's caches",
     REGION_PREALLOC: "bytes of the region mapped when it opens",
     BINARY_THREADS: "kernel binary loader threads",
     RESOLVE_THREADS: "kernel resolver threads",
