@@ -171,7 +171,12 @@ def _run_case(case: dict[str, Any], env: dict[str, str], timeout: float) -> dict
         "stopped_by_kiln": "start stopped by kiln:" in proc.stderr,
         # started natively: after a fallback in the engine, or kiln off from the start
         "fell_back": '"mode": "native"' in proc.stdout or '"mode": "off"' in proc.stdout,
-        "refused_by_kiln_run": proc.stderr.startswith("kiln run: error:"),
+        # `kiln run` may announce the plan before it refuses (the engine caches at LOAD)
+        "refused_by_kiln_run": any(
+            line.startswith("kiln run: error:") for line in proc.stderr.splitlines()
+        ),
+        # the launcher refused the archive's engine caches by name and started without them
+        "caches_refused": "kiln: empty cache directory:" in proc.stderr,
         "stderr": proc.stderr[-600:],
     }
 
@@ -181,7 +186,9 @@ def _judge(case: dict[str, Any], result: dict[str, Any]) -> dict[str, bool]:
     hang = bool(result.get("hang"))
     status = result.get("status")
     if "policy" in case:
-        accepted = case["corrupt"] and result.get("restored", False)
+        accepted = (
+            case["corrupt"] and result.get("restored", False) and not result.get("caches_refused")
+        )
         if case["policy"] == "fallback":
             expected = status == 0 and (result.get("restored") or result.get("fell_back"))
         else:

@@ -41,6 +41,16 @@ whole start; it is written next to the mode's log as `<mode>.json.llm.prof.txt`.
 `LLM()` times include the profiler's overhead: read them for where the time goes.
 Mode `load-inprocess` is the same LOAD without the profiler.
 
+Mode `load-fresh` is a LOAD on a machine that never ran the model (issue 26): `HOME`,
+`XDG_CACHE_HOME`, `XDG_CONFIG_HOME` and `CUDA_CACHE_PATH` point at new empty directories,
+and the cache variables kiln pins (`TRITON_CACHE_DIR`, `TORCHINDUCTOR_CACHE_DIR`,
+`VLLM_CACHE_ROOT`, `FLASHINFER_WORKSPACE_BASE`) are unset, so that everything the engine
+does not compile again comes from the archive (kiln installs its caches in a new directory
+at every LOAD). `HF_HOME` is kept: the model is a local directory. Compare its `LLM()` with
+`load`'s (`load_fresh_over_load`); the record then ends in `-fresh.json`, says how large the
+archive is with and without its cache sections, and lists, per kiln mode, what its startup
+report says was compiled during that start (`caches`).
+
 Mode `save-cold` is the first SAVE on a machine: kiln pins vLLM's mega AOT artifact, a
 compile cache of its own, which that start fills (as `native-cold` fills native's).
 
@@ -78,6 +88,13 @@ WORKER_CLS = "kiln_vllm.worker.KilnWorker"
 _IN_PROCESS_PROFILE = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "KILN_BENCH_PROFILE_LLM": "1"}
 # Every mode's worker logs its garbage collections into its stage times (kiln_vllm.worker).
 GC_TIMES = {"KILN_VLLM_GC_TIMES": "1"}
+#: Variables kiln pins to its own cache directory: a value set for `kiln run` is refused.
+KILN_PINNED_CACHES = (
+    "TRITON_CACHE_DIR",
+    "TORCHINDUCTOR_CACHE_DIR",
+    "VLLM_CACHE_ROOT",
+    "FLASHINFER_WORKSPACE_BASE",
+)
 MODE_ENV = {
     "load-nowarmup": {"KILN_VLLM_FIRST_REQUEST_WARMUP": "0"},
     "load-merged": {"KILN_TEMPLATE_GROUPS": "0"},
@@ -233,6 +250,8 @@ def launch(mode: str, args: argparse.Namespace, archive: Path, work: Path) -> di
         **GC_TIMES,
     )
     env.update(MODE_ENV.get(kind, {}))
+    if kind == "load-fresh":
+        env = fresh_environment(env, work / f"{mode}-home")
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(
@@ -252,7 +271,40 @@ def launch(mode: str, args: argparse.Namespace, archive: Path, work: Path) -> di
         reports = glob.glob(str(archive / "**" / "startup-report.json"), recursive=True)
         if reports:
             result["kiln_report"] = json.loads(Path(reports[0]).read_text())
+        result.update(archive_sizes(archive))
     return result
+
+
+def fresh_environment(env: dict[str, str], home: Path) -> dict[str, str]:
+    """``env`` as a machine that never ran the model sees it (mode `load-fresh`)."""
+    fresh = {k: v for k, v in env.items() if k not in KILN_PINNED_CACHES}
+    for name, sub in (
+        ("HOME", "home"),
+        ("XDG_CACHE_HOME", "xdg-cache"),
+        ("XDG_CONFIG_HOME", "xdg-config"),
+        ("CUDA_CACHE_PATH", "cuda-cache"),
+    ):
+        path = home / sub
+        path.mkdir(parents=True, exist_ok=True)
+        if any(path.iterdir()):
+            raise SystemExit(f"load-fresh: {path} is not empty")
+        fresh[name] = str(path)
+    return fresh
+
+
+def archive_sizes(archive: Path) -> dict[str, int]:
+    """Bytes of the archive files (every rank), with and without their cache sections."""
+    from kiln.archive import ArchiveReader
+    from kiln.archive.caches import MANIFEST_SECTION, SECTION_PREFIX
+
+    total = caches = 0
+    for path in glob.glob(str(archive / "**" / "graphs.kiln"), recursive=True):
+        with ArchiveReader(path, verify=False) as reader:
+            total += reader.file_size
+            for name in reader.names:
+                if name == MANIFEST_SECTION or name.startswith(SECTION_PREFIX):
+                    caches += reader.section_size(name) + 80  # and its table entry
+    return {"archive_bytes_with_caches": total, "archive_bytes_without_caches": total - caches}
 
 
 def _text(data: bytes | str | None) -> str:
@@ -313,6 +365,9 @@ def summarize(
             ratios[f"{m}_first_use_sum_over_native"] = (
                 r["first_use_sum_s"] / base["first_use_sum_s"]
             )
+    if "load" in ok and "load-fresh" in ok:
+        ratios["load_fresh_over_load"] = ok["load-fresh"]["llm_init_s"] / ok["load"]["llm_init_s"]
+    sized = next((r for m, r in ok.items() if "archive_bytes_with_caches" in r), {})
     repeated = medians_by_kind(ok)
     record = {
         "benchmark": "vllm_cold_start",
@@ -331,6 +386,14 @@ def summarize(
         "tokens_identical_to_native": comparison,
         "ratios": ratios,
         "medians_over_repeats": repeated,
+        "archive_bytes_with_caches": sized.get("archive_bytes_with_caches"),
+        "archive_bytes_without_caches": sized.get("archive_bytes_without_caches"),
+        # What each kiln start's report says came from the archive and was compiled.
+        "caches": {
+            m: (r.get("kiln_report") or {}).get("caches")
+            for m, r in ok.items()
+            if "kiln_report" in r
+        },
         "modes": {
             m: {k: v for k, v in r.items() if k not in ("tokens", "long_tokens")}
             for m, r in modes.items()
@@ -340,7 +403,9 @@ def summarize(
 
 
 def write_record(record: dict[str, Any], out_dir: Path) -> Path:
-    name = f"vllm-{record['device_name'].replace(' ', '-')}-{record['date']}-{record['model']}.json"
+    suffix = "-fresh" if "load-fresh" in record["modes"] else ""
+    device = record["device_name"].replace(" ", "-")
+    name = f"vllm-{device}-{record['date']}-{record['model']}{suffix}.json"
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / name
     path.write_text(json.dumps(record, indent=1, default=str))

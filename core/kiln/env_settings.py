@@ -42,6 +42,7 @@ FALLBACK_REASON = "KILN_FALLBACK_REASON"  # set with KILN_ENABLE=0 when the laun
 ENV_PINS = "KILN_ENV_PINS"  # comma-separated names of the variables adapters pinned
 COMMAND = "KILN_COMMAND"  # JSON list: the command `kiln run` launched (the archive's recipe)
 JOB = "KILN_JOB"  # one id per `kiln run`: every rank's archive of one SAVE records it
+CACHE_DIR = "KILN_CACHE_DIR"  # the kiln-owned directory the engine's caches are pinned below
 
 # --- tuning and diagnostics (environment only) -------------------------------------------
 REGION_PREALLOC = "KILN_REGION_PREALLOC"  # bytes of the region mapped up front
@@ -72,6 +73,7 @@ VARIABLES: dict[str, str] = {
     ENV_PINS: "set by `kiln run`: the variables adapters pinned",
     COMMAND: "set by `kiln run`: the command it launched",
     JOB: "set by `kiln run`: the launch's id, recorded by every rank's archive at SAVE",
+    CACHE_DIR: "set by `kiln run`: the kiln-owned directory of the engine's caches",
     REGION_PREALLOC: "bytes of the region mapped when it opens",
     BINARY_THREADS: "kernel binary loader threads",
     RESOLVE_THREADS: "kernel resolver threads",

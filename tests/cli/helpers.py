@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 from kiln.cli import main
+from kiln.lifecycle.cache_dirs import CORE_VARIABLES
+
+CACHE_VARIABLES = tuple(CORE_VARIABLES)
 
 from tests.lifecycle.helpers import subprocess_env
 
@@ -61,7 +64,7 @@ def python_printing_kiln_env() -> list[str]:
 
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in list(os.environ):
-        if name.startswith("KILN_") or name == "LD_PRELOAD":
+        if name.startswith("KILN_") or name in ("LD_PRELOAD", *CACHE_VARIABLES):
             monkeypatch.delenv(name)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))

@@ -14,7 +14,7 @@ from typing import Any
 
 from kiln.errors import KilnError
 from kiln.hooks import hookimpl
-from kiln.lifecycle import KilnContext, Pin
+from kiln.lifecycle import KilnContext, Pin, cache_dirs
 from kiln.lifecycle.launch import LaunchContext
 from kiln.plugins import AdapterSpec
 
@@ -174,4 +174,26 @@ class SglangAdapter:
                 f"plugin {PLUGIN_NAME!r}: SGLang would not load it. Add it, or unset "
                 "SGLANG_PLUGINS"
             )
-        return ENV_PINS
+        return (*ENV_PINS, *cache_pins(getattr(launch, "cache_dir", None)))
+
+
+#: SGLang's JIT and autotune caches below kiln's cache directory (sglang/srt/environ.py,
+#: sglang/jit_kernel/utils/compile.py, flashinfer/jit/env.py): FlashInfer autotune results
+#: (SGLANG_CACHE_DIR), DeepGEMM's JIT kernels, the sgl-kernel JIT (tvm-ffi) builds,
+#: FlashInfer's JIT workspace.
+CACHE_VARIABLES = {
+    "SGLANG_CACHE_DIR": "sglang",
+    "SGLANG_DG_CACHE_DIR": "deep_gemm",
+    "TVM_FFI_CACHE_DIR": "tvm-ffi",
+    "FLASHINFER_WORKSPACE_BASE": "flashinfer",
+}
+
+
+def cache_pins(directory: Path | None) -> tuple[Pin, ...]:
+    if directory is None:
+        return ()
+    reason = (
+        "kiln owns SGLang's JIT caches: SAVE stores them in the archive, LOAD installs them "
+        "there (unset it; kiln never writes the user's cache directories)"
+    )
+    return tuple(cache_dirs.pin(directory, k, sub, reason) for k, sub in CACHE_VARIABLES.items())

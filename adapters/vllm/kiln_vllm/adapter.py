@@ -7,10 +7,11 @@ from __future__ import annotations
 import importlib.metadata
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from kiln.hooks import hookimpl
-from kiln.lifecycle import KilnContext, Pin, WarmupAction, WarmupPhase
+from kiln.lifecycle import KilnContext, Pin, WarmupAction, WarmupPhase, cache_dirs
 from kiln.lifecycle.launch import LaunchContext
 from kiln.plugins import AdapterSpec
 
@@ -128,4 +129,22 @@ class VllmAdapter:
 
     @hookimpl
     def kiln_child_env(self, launch: LaunchContext) -> Sequence[Pin] | None:
-        return ENV_PINS if runs_vllm(launch.command) else None
+        if not runs_vllm(launch.command):
+            return None
+        return (*ENV_PINS, *cache_pins(getattr(launch, "cache_dir", None)))
+
+
+#: vLLM's caches below kiln's cache directory (vllm/envs.py; flashinfer/jit/env.py): the
+#: compile cache with the mega AOT artifact and the Inductor cache vLLM points inside it,
+#: FlashInfer's JIT workspace and autotune results.
+CACHE_VARIABLES = {"VLLM_CACHE_ROOT": "vllm", "FLASHINFER_WORKSPACE_BASE": "flashinfer"}
+
+
+def cache_pins(directory: Path | None) -> tuple[Pin, ...]:
+    if directory is None:
+        return ()
+    reason = (
+        "kiln owns vLLM's compile caches: SAVE stores them in the archive, LOAD installs them "
+        "there (unset it; kiln never writes the user's cache directories)"
+    )
+    return tuple(cache_dirs.pin(directory, k, sub, reason) for k, sub in CACHE_VARIABLES.items())

@@ -13,6 +13,7 @@ from kiln import _paths
 from kiln.cli.output import literal, print_json
 from kiln.config import LoadBuilds, Mode, Policy, load_config
 from kiln.errors import KilnError
+from kiln.lifecycle import cache_dirs, cache_transfer
 from kiln.lifecycle.launch import LaunchPlan, plan_launch
 from kiln.plugins import discover_adapters, make_plugin_manager, register_adapters
 
@@ -76,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     _announce(plan, as_json=args.json, dry_run=args.dry_run)
     if args.dry_run:
         return 0
+    prepare_caches(plan, config.policy)
     sys.stdout.flush()
     sys.stderr.flush()
     try:
@@ -84,6 +86,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"kiln run: error: {ExecFailed(command[0], err)}", file=sys.stderr)
         return EXEC_FAILED
     return 0  # only reached when exec is replaced (tests)
+
+
+def prepare_caches(plan: LaunchPlan, policy: Policy) -> None:
+    """SAVE: make the engine's cache directory; LOAD: install the archive's caches in a new
+    one (a refusal stops the start under strict, empties the directory under fallback)."""
+    if plan.mode not in ("save", "load") or plan.cache_dir is None or plan.archive_dir is None:
+        return
+    prepared = cache_transfer.prepare(
+        plan.mode, plan.archive_dir, plan.cache_dir, cache_dirs.key_fields(plan.fingerprint), policy
+    )
+    if prepared.installed is not None:
+        shown = f"{prepared.installed.entries} cache files from the archive in {plan.cache_dir}"
+        print(f"kiln: {literal(shown)}", file=sys.stderr)
+    elif prepared.refused is not None:
+        print(f"kiln: empty cache directory: {literal(prepared.refused)}", file=sys.stderr)
 
 
 def _announce(plan: LaunchPlan, *, as_json: bool, dry_run: bool) -> None:

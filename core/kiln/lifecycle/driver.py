@@ -23,7 +23,15 @@ import pluggy
 from kiln import __version__
 from kiln.config import Config, ConfigError, LoadBuilds, Policy, load_config
 from kiln.errors import ArchiveCorrupt, ArchiveError, FingerprintMismatch, KilnError, RegionError
-from kiln.lifecycle import archive_io, environment, fingerprint, job, pins
+from kiln.lifecycle import (
+    archive_io,
+    cache_report,
+    cache_transfer,
+    environment,
+    fingerprint,
+    job,
+    pins,
+)
 from kiln.lifecycle.context import KilnContext
 from kiln.lifecycle.defaults import CORE_PLUGIN_NAME, CoreDefaults
 from kiln.lifecycle.errors import (
@@ -83,6 +91,8 @@ class Driver:
         config = load_config(environ=environ) if config is None else config
         configure_logging(config.log_level)
         self._state = initial_state(engine, rank, world_size, config, environ)
+        self._environ = environ
+        self._caches_stored: dict[str, Any] | None = None
         self.ctx = KilnContext(self._state)
         self._timeline = Timeline(_float(environ.get(environment.LAUNCH_TIME)), clock)
         self._order = StageOrder()
@@ -381,6 +391,7 @@ class Driver:
             total_s=round(elapsed + (start or 0.0), 6),
             stages=[entry.as_dict() for entry in self._timeline.entries],
             notes=list(state.notes),
+            caches=self._caches_report(),
         )
 
     # --- internals --------------------------------------------------------------------------
@@ -459,6 +470,8 @@ class Driver:
                 log.warning("kiln: %s", self._state.notes[-1])
                 return
             self._state.fallback_reason = f"{stage.value}: {err}"
+            if self._state.mode is RunMode.LOAD and stage is Stage.DEVICE_BOUND:
+                self._discard_caches()
             self._state.mode = RunMode.NATIVE
             self._abandon()
             log.warning("kiln: starting natively, %s failed: %s", stage.value, err)
@@ -466,6 +479,19 @@ class Driver:
         self._abandon()
         report = self.report(outcome="failed")
         self._publish(report, level=logging.ERROR)
+
+    def _discard_caches(self) -> None:
+        # The archive was refused before the engine read any cache: what LOAD installed from
+        # it was built for the refused environment, so the native start compiles afresh.
+        try:
+            removed = cache_transfer.discard_installed(self._environ)
+        except OSError as err:
+            log.warning("kiln: cannot remove the caches installed from the archive: %s", err)
+            return
+        if removed:
+            self._state.notes.append(
+                f"removed the {removed} cache files installed from the refused archive"
+            )
 
     def _bind(self, device: int) -> None:
         state = self._state
@@ -536,8 +562,28 @@ class Driver:
 
     def _commit(self) -> None:
         if self._state.mode is RunMode.SAVE:
-            sections = self._rt().sections()
+            sections = dict(self._rt().sections())
+            if self._state.rank == 0:  # one cache directory for all ranks, in rank 0's archive
+                sections.update(self._cache_sections(sections))
             self._session().commit(sections, self._state.fingerprint, self._record)
+
+    def _cache_sections(self, runtime_sections: Mapping[str, object]) -> dict[str, bytes]:
+        stored = cache_transfer.store(self._environ, self._state.fingerprint)
+        if stored.note:
+            self._state.notes.append(stored.note)
+            log.warning("kiln: %s", stored.note)
+        clash = sorted(set(stored.sections) & set(runtime_sections))
+        if clash:
+            raise InvalidHookResult("Runtime.sections", f"section {clash[0]!r} is the driver's")
+        self._caches_stored = stored.summary
+        return stored.sections
+
+    def _caches_report(self) -> dict[str, Any] | None:
+        try:
+            return cache_report.summarize(self._environ, self._caches_stored)
+        except Exception:  # a report field, not worth failing the report for
+            log.exception("kiln: summarizing the cache directory failed")
+            return None
 
     def _publish(self, report: StartupReport, level: int = logging.INFO) -> None:
         log.log(level, "%s", report.log_line())

@@ -28,6 +28,7 @@ FALLBACK_REASON = env_settings.FALLBACK_REASON
 ENV_PINS = env_settings.ENV_PINS
 COMMAND = env_settings.COMMAND
 JOB = env_settings.JOB
+CACHE_DIR = env_settings.CACHE_DIR
 PRELOAD = "LD_PRELOAD"
 
 _LAUNCH_OWNED = (
@@ -42,6 +43,7 @@ _LAUNCH_OWNED = (
     ENV_PINS,
     COMMAND,
     JOB,
+    CACHE_DIR,
     CONFIG_ENV,
 )
 
@@ -71,6 +73,7 @@ def kiln_environment(
     preload: Path,
     env_pins: Mapping[str, Pin],
     command: Sequence[str] = (),
+    cache_dir: Path | None = None,
 ) -> dict[str, str]:
     """The engine's environment for a SAVE or LOAD start."""
     env = _clean(base)
@@ -92,6 +95,8 @@ def kiln_environment(
         env[ENV_PINS] = ",".join(sorted(env_pins))
     if command:
         env[COMMAND] = json.dumps(list(command))
+    if cache_dir is not None:
+        env[CACHE_DIR] = str(cache_dir)
     if auto:
         env[AUTO] = "1"
     return env

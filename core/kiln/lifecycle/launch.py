@@ -18,7 +18,7 @@ from kiln import __version__
 from kiln.archive import FORMAT_VERSION
 from kiln.config import Config, Mode, Policy
 from kiln.errors import ArchiveError, FingerprintMismatch, KilnError
-from kiln.lifecycle import archive_io, environment, fingerprint, pins
+from kiln.lifecycle import archive_io, cache_dirs, environment, fingerprint, pins
 from kiln.lifecycle.communication_pins import COMMUNICATION_PINS
 from kiln.lifecycle.errors import ArchiveMissing, PreloadMissing, UnsupportedEngine, UsageError
 from kiln.lifecycle.types import FingerprintValue
@@ -34,6 +34,9 @@ class LaunchContext:
     environ: Mapping[str, str]
     mode: str  # requested (save | load | auto); save | load once decided
     archive_dir: Path | None
+    #: The kiln-owned directory the engine's caches live below (once the mode is decided):
+    #: adapters pin their engine's cache variables inside it (``cache_dirs.pin``).
+    cache_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class LaunchPlan:
     fingerprint: dict[str, FingerprintValue]
     environment: dict[str, str] = field(repr=False)
     base_environment: Mapping[str, str] = field(repr=False)
+    cache_dir: Path | None = None  # SAVE and LOAD: the engine's kiln-owned cache directory
 
     def changes(self) -> dict[str, str | None]:
         """Variables this plan sets, changes (new value) or removes (``None``)."""
@@ -64,6 +68,7 @@ class LaunchPlan:
             "archive_dir": None if self.archive_dir is None else str(self.archive_dir),
             "archive": None if archive is None else str(archive),
             "fingerprint": self.fingerprint,
+            "cache_dir": None if self.cache_dir is None else str(self.cache_dir),
             "environment": self.changes(),
         }
 
@@ -75,8 +80,12 @@ def plan_launch(
     pm: pluggy.PluginManager,
     preload: Path,
     launch_time: float,
+    pid: int | None = None,
 ) -> LaunchPlan:
     """Decide the archive and the mode and build the engine's environment.
+
+    ``pid`` (default: this process's, which the engine keeps across exec) names a LOAD's
+    cache directory.
 
     Raises under policy ``strict`` what ``fallback`` turns into a native start: a missing
     interposer, a LOAD without archive.
@@ -105,7 +114,8 @@ def plan_launch(
     except (ArchiveMissing, ArchiveError) as err:
         return native(err)
 
-    decided = replace(launch, mode=mode, archive_dir=archive_dir)
+    caches = cache_dirs.cache_dir(archive_dir, mode, os.getpid() if pid is None else pid)
+    decided = replace(launch, mode=mode, archive_dir=archive_dir, cache_dir=caches)
     # An adapter claims the command by pinning its environment; the engine it adapts must
     # be installed in a version the adapter supports, else its seams may have moved.
     for impl in pm.hook.kiln_child_env.get_hookimpls():
@@ -114,7 +124,12 @@ def plan_launch(
             if why is not None:
                 return native(UnsupportedEngine(why))
     env_pins = pins.merge(
-        [COMMUNICATION_PINS, *pm.hook.kiln_child_env(launch=decided)], "kiln_child_env"
+        [
+            COMMUNICATION_PINS,
+            cache_dirs.core_pins(caches),
+            *pm.hook.kiln_child_env(launch=decided),
+        ],
+        "kiln_child_env",
     )
     pins.check_environment(env_pins, environ, "kiln_child_env")
     env = environment.kiln_environment(
@@ -128,8 +143,11 @@ def plan_launch(
         preload=preload,
         env_pins=env_pins,
         command=command,
+        cache_dir=caches,
     )
-    return LaunchPlan(command, config.mode.value, mode, reason, archive_dir, fields, env, environ)
+    return LaunchPlan(
+        command, config.mode.value, mode, reason, archive_dir, fields, env, environ, caches
+    )
 
 
 def decide_mode(

@@ -12,6 +12,8 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from kiln.lifecycle import cache_report
+
 
 @dataclass(frozen=True)
 class StartupReport:
@@ -41,6 +43,9 @@ class StartupReport:
     total_s: float | None
     stages: list[dict[str, object]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # Under `kiln run`: the engine caches (kiln.lifecycle.cache_report): which came from
+    # the archive, which SAVE stored, which files were compiled during this start.
+    caches: dict[str, object] | None = None
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -64,6 +69,7 @@ class StartupReport:
             f"kiln: {self.outcome}{total} [{self.engine} rank {self.rank}, {self.mode}] "
             f"{graphs}, {_mib(self.bytes_mapped)} mapped; {phases}"
         )
+        line += cache_report.log_text(self.caches)
         if self.fallback_reason:
             line += f"; fell back: {self.fallback_reason}"
         if self.error and self.outcome == "failed":

@@ -66,6 +66,7 @@ class ReportDoc(msgspec.Struct, frozen=True):
     total_s: Seconds | None = None
     stages: Annotated[list[dict[Name, Any]], msgspec.Meta(max_length=4096)] = []
     notes: Annotated[list[Text], msgspec.Meta(max_length=4096)] = []
+    caches: Annotated[dict[Name, Any], msgspec.Meta(max_length=64)] | None = None
 
 
 def read_report(path: Path) -> tuple[dict[str, Any], ReportDoc]:

@@ -243,3 +243,13 @@ def test_version_support() -> None:
     assert sglang_plugin.version_supported("0.5.16", "==0.5.16")
     assert not sglang_plugin.version_supported("0.5.17", "==0.5.16")
     assert not sglang_plugin.version_supported(None, "==0.5.16")
+
+
+def test_sglang_jit_caches_are_pinned_below_kiln_s_cache_directory(tmp_path) -> None:
+    launch = SimpleNamespace(
+        command=("python", "-m", "sglang.launch_server"), environ={}, cache_dir=tmp_path
+    )
+    pins = {pin.key: pin.value for pin in SglangAdapter().kiln_child_env(launch)}  # type: ignore[arg-type]
+    for name in ("SGLANG_CACHE_DIR", "SGLANG_DG_CACHE_DIR", "TVM_FFI_CACHE_DIR"):
+        assert pins[name].startswith(str(tmp_path) + "/")
+    assert pins["FLASHINFER_WORKSPACE_BASE"] == str(tmp_path / "flashinfer")

@@ -70,3 +70,13 @@ def test_other_commands_get_no_vllm_pins() -> None:
     adapter = VllmAdapter()
     assert adapter.kiln_child_env(Launch()) is None  # type: ignore[arg-type]
     assert adapter.kiln_launch_fingerprint(Launch()) is None  # type: ignore[arg-type]
+
+
+def test_vllm_caches_are_pinned_below_kiln_s_cache_directory(tmp_path: Path) -> None:
+    class Launch:
+        command = ("vllm", "serve", "m")
+        cache_dir = tmp_path / "caches" / "save"
+
+    pins = {pin.key: pin.value for pin in VllmAdapter().kiln_child_env(Launch())}  # type: ignore[arg-type, union-attr]
+    assert pins["VLLM_CACHE_ROOT"] == str(tmp_path / "caches" / "save" / "vllm")
+    assert pins["FLASHINFER_WORKSPACE_BASE"] == str(tmp_path / "caches" / "save" / "flashinfer")
