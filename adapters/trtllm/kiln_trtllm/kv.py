@@ -1,0 +1,43 @@
+"""The KV capacity kiln records at SAVE and replays at LOAD.
+
+TensorRT-LLM sizes its KV cache in `KvCacheCreator` (tensorrt_llm/_torch/pyexecutor/_util.py):
+`try_prepare_estimation()` caps `_kv_cache_config.max_tokens` for a small estimation cache
+and says whether to estimate; `create_py_executor` then builds a whole throw-away executor
+(warm-up and graph capture included), `configure_kv_cache_capacity(py_executor)` measures
+peak memory and writes `_kv_cache_config.max_tokens` (V1 manager) and
+`_kv_cache_config.max_gpu_total_bytes`, and the final cache and executor are built from
+them. kiln records those two fields after the measurement; at LOAD it writes them back and
+answers "no estimation", so the final cache and executor are built directly."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from kiln.errors import KilnError
+
+KEYS = ("estimated", "max_tokens", "max_gpu_total_bytes")
+NONE = -1  # a field left unset (None) by the engine
+
+
+def _int(value: Any) -> int:
+    return NONE if value is None else int(value)
+
+
+def capacity_of(creator: Any, estimated: bool) -> dict[str, int]:
+    config = creator._kv_cache_config
+    return {
+        "estimated": int(estimated),
+        "max_tokens": _int(getattr(config, "max_tokens", None)),
+        "max_gpu_total_bytes": _int(getattr(config, "max_gpu_total_bytes", None)),
+    }
+
+
+def apply(creator: Any, capacity: Mapping[str, int]) -> None:
+    """Write SAVE's decision into the creator's KV-cache config (LOAD)."""
+    if set(capacity) != set(KEYS):
+        raise KilnError(f"the recorded KV capacity has the fields {sorted(capacity)}")
+    config = creator._kv_cache_config
+    for name in ("max_tokens", "max_gpu_total_bytes"):
+        value = capacity[name]
+        setattr(config, name, None if value == NONE else int(value))
