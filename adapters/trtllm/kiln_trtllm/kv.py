@@ -16,21 +16,20 @@ from typing import Any
 
 from kiln.errors import KilnError
 
-KEYS = ("estimated", "max_tokens", "max_gpu_total_bytes")
-NONE = -1  # a field left unset (None) by the engine
-
-
-def _int(value: Any) -> int:
-    return NONE if value is None else int(value)
+FIELDS = ("max_tokens", "max_gpu_total_bytes")
+# kiln's capacities are non-negative integers: each field is recorded with whether it is set
+# (the engine leaves max_tokens None when the V2 manager sizes by bytes).
+KEYS = ("estimated", *FIELDS, *(f"{name}_set" for name in FIELDS))
 
 
 def capacity_of(creator: Any, estimated: bool) -> dict[str, int]:
     config = creator._kv_cache_config
-    return {
-        "estimated": int(estimated),
-        "max_tokens": _int(getattr(config, "max_tokens", None)),
-        "max_gpu_total_bytes": _int(getattr(config, "max_gpu_total_bytes", None)),
-    }
+    capacity = {"estimated": int(estimated)}
+    for name in FIELDS:
+        value = getattr(config, name, None)
+        capacity[name] = 0 if value is None else int(value)
+        capacity[f"{name}_set"] = int(value is not None)
+    return capacity
 
 
 def apply(creator: Any, capacity: Mapping[str, int]) -> None:
@@ -38,6 +37,5 @@ def apply(creator: Any, capacity: Mapping[str, int]) -> None:
     if set(capacity) != set(KEYS):
         raise KilnError(f"the recorded KV capacity has the fields {sorted(capacity)}")
     config = creator._kv_cache_config
-    for name in ("max_tokens", "max_gpu_total_bytes"):
-        value = capacity[name]
-        setattr(config, name, None if value == NONE else int(value))
+    for name in FIELDS:
+        setattr(config, name, int(capacity[name]) if capacity[f"{name}_set"] else None)
