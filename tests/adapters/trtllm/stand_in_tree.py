@@ -253,9 +253,9 @@ FILES = {
 }
 
 
-def write(root: Path) -> Path:
+def write(root: Path, files: dict[str, str] | None = None) -> Path:
     """Write the tree under `root` (which then holds `tensorrt_llm/`); returns `root`."""
-    for rel, text in FILES.items():
+    for rel, text in (FILES if files is None else files).items():
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
