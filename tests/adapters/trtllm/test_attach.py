@@ -74,3 +74,20 @@ def test_under_kiln_run_a_supported_version_is_patched_as_it_is_imported(tmp_pat
     proc = _run(tmp_path, kiln_environ(tmp_path, "save", "strict"))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["autoload", "True", "patched", "True"]
+
+
+def test_under_kiln_run_the_pth_imports_no_kiln_module_before_trtllm_loads(
+    tmp_path: Path,
+) -> None:
+    # Every process `kiln run` starts reads the .pth, engine or not: only the standard
+    # library and kiln_trtllm's two light modules may load at interpreter start.
+    if not _pth_installed():
+        pytest.skip("kiln_trtllm.pth is not in this interpreter's site-packages")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KILN_")}
+    env.update(kiln_environ(tmp_path, "save", "strict"))
+    code = "import sys; print(sorted(m for m in sys.modules if m.split('.')[0] in ('kiln', 'kiln_trtllm')))"
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "['kiln_trtllm', 'kiln_trtllm.autoload']"
