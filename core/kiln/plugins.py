@@ -19,7 +19,8 @@ and in every engine process, and only the ones for the running engine are regist
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable
+import os
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from importlib import metadata
 
@@ -209,3 +210,33 @@ def unsupported_engine(plugin: object) -> str | None:
             "changed)"
         )
     return None
+
+
+def command_runs(command: Sequence[str], package: str, clis: Collection[str] = ()) -> bool:
+    """Whether a `kiln run` command starts the engine whose Python package is `package`: one
+    of its console scripts (`clis`), `python -m package...`, or a Python script (the first
+    `.py` argument) that imports the package."""
+    if not command:
+        return False
+    if os.path.basename(command[0]) in clis:
+        return True
+    for i, arg in enumerate(command[:-1]):
+        if arg == "-m" and command[i + 1].split(".")[0] == package:
+            return True
+    scripts = [a for a in command[1:] if a.endswith(".py") and os.path.isfile(a)]
+    for script in scripts[:1]:
+        try:
+            with open(script, encoding="utf-8", errors="replace") as f:
+                text = f.read(1 << 20)
+        except OSError:
+            return False
+        return f"import {package}" in text or f"from {package}" in text
+    return False
+
+
+def installed_version(distribution: str) -> str | None:
+    """The installed version of a distribution, or None."""
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None

@@ -5,9 +5,7 @@ arguments and model config first (kiln_sglang.sglang_plugin)."""
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
-import os
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,7 @@ from kiln.errors import KilnError
 from kiln.hooks import hookimpl
 from kiln.lifecycle import KilnContext, Pin, cache_dirs
 from kiln.lifecycle.launch import LaunchContext
-from kiln.plugins import AdapterSpec
+from kiln.plugins import AdapterSpec, command_runs, installed_version
 
 from kiln_sglang import blocks
 from kiln_sglang.settings import setting_pins
@@ -59,29 +57,7 @@ ENV_PINS = (
 def runs_sglang(command: Sequence[str]) -> bool:
     """Whether a `kiln run` command starts SGLang: the `sglang` CLI, `python -m sglang...`,
     or a Python script that imports sglang (`sglang.Engine`)."""
-    if not command:
-        return False
-    if os.path.basename(command[0]) == "sglang":
-        return True
-    for i, arg in enumerate(command[:-1]):
-        if arg == "-m" and command[i + 1].split(".")[0] == "sglang":
-            return True
-    scripts = [a for a in command[1:] if a.endswith(".py") and os.path.isfile(a)]
-    for script in scripts[:1]:
-        try:
-            with open(script, encoding="utf-8", errors="replace") as f:
-                text = f.read(1 << 20)
-        except OSError:
-            return False
-        return "import sglang" in text or "from sglang" in text
-    return False
-
-
-def installed_version(distribution: str) -> str | None:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return None
+    return command_runs(command, "sglang", {"sglang"})
 
 
 def plugin_allowed(environ: Mapping[str, str]) -> bool:

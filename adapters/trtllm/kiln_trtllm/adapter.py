@@ -4,15 +4,13 @@ is imported; the fingerprint hook runs in the worker process that builds the PyE
 
 from __future__ import annotations
 
-import importlib.metadata
-import os
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from kiln.hooks import hookimpl
 from kiln.lifecycle import KilnContext, Pin
 from kiln.lifecycle.launch import LaunchContext
-from kiln.plugins import AdapterSpec
+from kiln.plugins import AdapterSpec, command_runs, installed_version
 
 ENGINE = "trtllm"
 DISTRIBUTION = "tensorrt_llm"
@@ -23,29 +21,7 @@ _CLIS = {"trtllm-serve", "trtllm-bench", "trtllm-llmapi-launch"}
 def runs_trtllm(command: Sequence[str]) -> bool:
     """Whether a `kiln run` command starts TensorRT-LLM: one of its CLIs, `python -m
     tensorrt_llm...`, or a Python script that imports tensorrt_llm (`LLM(...)`)."""
-    if not command:
-        return False
-    if os.path.basename(command[0]) in _CLIS:
-        return True
-    for i, arg in enumerate(command[:-1]):
-        if arg == "-m" and command[i + 1].split(".")[0] == "tensorrt_llm":
-            return True
-    scripts = [a for a in command[1:] if a.endswith(".py") and os.path.isfile(a)]
-    for script in scripts[:1]:
-        try:
-            with open(script, encoding="utf-8", errors="replace") as f:
-                text = f.read(1 << 20)
-        except OSError:
-            return False
-        return "import tensorrt_llm" in text or "from tensorrt_llm" in text
-    return False
-
-
-def installed_version(distribution: str) -> str | None:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return None
+    return command_runs(command, "tensorrt_llm", _CLIS)
 
 
 def version_supported(version: str | None, specifier: str = SUPPORTED) -> bool:

@@ -4,8 +4,6 @@ which binds its VllmConfig first (`KilnWorker`)."""
 
 from __future__ import annotations
 
-import importlib.metadata
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,7 +11,7 @@ from typing import Any
 from kiln.hooks import hookimpl
 from kiln.lifecycle import KilnContext, Pin, WarmupAction, WarmupPhase, cache_dirs
 from kiln.lifecycle.launch import LaunchContext
-from kiln.plugins import AdapterSpec
+from kiln.plugins import AdapterSpec, command_runs, installed_version
 
 ENGINE = "vllm"
 WARMUP_KERNELS_PHASE = "vllm/warmup_kernels"
@@ -56,29 +54,7 @@ ENV_PINS = (
 def runs_vllm(command: Sequence[str]) -> bool:
     """Whether a `kiln run` command starts vLLM: the `vllm` CLI, `python -m vllm...`, or a
     Python script that imports vllm."""
-    if not command:
-        return False
-    if os.path.basename(command[0]) == "vllm":
-        return True
-    for i, arg in enumerate(command[:-1]):
-        if arg == "-m" and command[i + 1].split(".")[0] == "vllm":
-            return True
-    scripts = [a for a in command[1:] if a.endswith(".py") and os.path.isfile(a)]
-    for script in scripts[:1]:
-        try:
-            with open(script, encoding="utf-8", errors="replace") as f:
-                text = f.read(1 << 20)
-        except OSError:
-            return False
-        return "import vllm" in text or "from vllm" in text
-    return False
-
-
-def installed_version(distribution: str) -> str | None:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return None
+    return command_runs(command, "vllm", {"vllm"})
 
 
 class VllmAdapter:
