@@ -60,3 +60,32 @@ def run_workload(
         result["stderr_tail"] = proc.stderr[-3000:]
     print(json.dumps(result, indent=1, default=str)[:20000])  # shown in full for failing tests
     return result
+
+
+def run_python(script: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    """Run `script` with `python -c` in a fresh process under the interposer."""
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        env=kiln_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def script_result(script: str) -> dict[str, Any]:
+    """Run `script` as run_python does; the JSON its last line prints (it must succeed)."""
+    proc = run_python(script)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+@pytest.fixture(scope="module")
+def matmul_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The matmul workload saved once per test module (SAVE in a fresh process)."""
+    d = tmp_path_factory.mktemp("matmul")
+    saved = run_workload("matmul", "save", d)
+    assert saved["ok"], saved
+    return d

@@ -31,6 +31,7 @@ def run(mode: str, archive: Path, kind: str, *extra: str) -> dict:
         ],
         env=kiln_env(),
         cwd=REPO,
+        check=False,
         capture_output=True,
         text=True,
         timeout=600,

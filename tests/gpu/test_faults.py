@@ -9,31 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.gpu.conftest import kiln_env, run_module, run_workload
+from tests.gpu.conftest import kiln_env, run_module, run_workload, script_result
 
 pytestmark = pytest.mark.gpu
-
-
-@pytest.fixture(scope="module")
-def matmul_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("matmul")
-    saved = run_workload("matmul", "save", d)
-    assert saved["ok"], saved
-    return d
-
-
-def run_script(script: str) -> dict:
-    """Run `script` in a fresh process under the interposer; the JSON its last line prints."""
-    proc = subprocess.run(
-        [sys.executable, "-c", script],
-        env=kiln_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def test_extra_allocation_before_load_is_reported_as_drift(matmul_archive: Path) -> None:
@@ -70,7 +48,7 @@ try:
 except Exception as e:
     print(json.dumps({"error_class": type(e).__name__, "error": str(e)}))
 """
-    r = run_script(script)
+    r = script_result(script)
     assert r["error_class"] == "RegionBaseNotHonoured", r
     assert "did not honour the region base" in r["error"]
 
@@ -106,7 +84,7 @@ try:
 except Exception as e:
     print(json.dumps({"error_class": type(e).__name__, "error": str(e)}))
 """
-    r = run_script(script)
+    r = script_result(script)
     assert r["error_class"] == "RngStateError", r
 
 

@@ -4,23 +4,13 @@ graphs exits without nanobind's leak report: each LOAD in a fresh process."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.gpu.conftest import kiln_env, run_workload
+from tests.gpu.conftest import run_python
 
 pytestmark = pytest.mark.gpu
-
-
-@pytest.fixture(scope="module")
-def matmul_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("matmul")
-    saved = run_workload("matmul", "save", d)
-    assert saved["ok"], saved
-    return d
 
 
 # What kiln_workloads.run's LOAD does before kiln.load, so the allocations match SAVE's.
@@ -37,17 +27,6 @@ wl = build("matmul")
 torch.cuda.synchronize()
 restored = kiln.load({archive!r}, region)
 """
-
-
-def run_script(script: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", script],
-        env=kiln_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 def test_a_tensor_outliving_close_still_reads_and_writes_its_memory(
@@ -78,7 +57,7 @@ torch.cuda.synchronize()
 print(json.dumps({"released": True}))
 """
     )
-    proc = run_script(script)
+    proc = run_python(script)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()
     r = json.loads(lines[-2])
@@ -102,7 +81,7 @@ out = g.outputs[0]
 print(json.dumps({"graphs": len(restored), "finite": bool(torch.isfinite(out).all())}))
 """
     )
-    proc = run_script(script)
+    proc = run_python(script)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = json.loads(proc.stdout.strip().splitlines()[-1])
     assert r["graphs"] >= 1 and r["finite"], r

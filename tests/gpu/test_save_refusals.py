@@ -2,29 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import pytest
 
-from tests.gpu.conftest import kiln_env
+from tests.gpu.conftest import script_result
 
 pytestmark = pytest.mark.gpu
-
-
-def run_script(script: str) -> dict:
-    """Run `script` in a fresh process under the interposer; the JSON its last line prints."""
-    proc = subprocess.run(
-        [sys.executable, "-c", script],
-        env=kiln_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def test_kernel_argument_into_memory_allocated_outside_the_region_is_refused_at_save(
@@ -54,7 +36,7 @@ except Exception as e:
     result.update(error_class=type(e).__name__, error=str(e))
 print(json.dumps(result))
 """
-    r = run_script(script)
+    r = script_result(script)
     assert r["x_in_region"] and not r["outside_in_region"], r
     assert r["error_class"] == "ExternalPointerError", r
     assert f"0x{r['outside']:x}" in r["error"], r

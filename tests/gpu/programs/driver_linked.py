@@ -169,7 +169,7 @@ def main(argv: list[str]) -> dict:
 if __name__ == "__main__":
     try:
         out = main(sys.argv[1:])
-    except Exception as e:  # the test reads the cause from the result line
+    except Exception as e:  # noqa: BLE001 (the test reads any cause from the result line)
         out = {
             "ok": False,
             "error": type(e).__name__,
