@@ -13,6 +13,94 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+# `CUDAGraphRunner` as kiln relies on it (the statements the seam contract pins), shared by
+# every stand-in tree; `{make_graph}` captures one graph into `graph` and `output`.
+RUNNER_CLASS = """
+class CUDAGraphRunner:
+    WARMUP_STEPS = 1
+
+    def __init__(self, config):
+        self.config = config
+        self.graphs = {{}}
+        self.graph_outputs = {{}}
+        self.graph_metadata = {{}}
+        self.memory_pool = None
+        self._capture_allowed = False
+        self.is_warmup_only = False
+
+    @contextlib.contextmanager
+    def allow_capture(self):
+        self._capture_allowed = True
+        try:
+            yield
+        finally:
+            self._capture_allowed = False
+
+    def capture(self, key, forward_fn, initial_inputs, enable_spec_decode=False,
+                postprocess_fn=None):
+        key = KeyType(*key)
+        capture_inputs = initial_inputs.copy()
+        attn_metadata = capture_inputs['attn_metadata']
+        self.graph_metadata[key] = {{
+            'attn_metadata': attn_metadata,
+            'spec_metadata': initial_inputs.get('spec_metadata', None),
+        }}
+        output = None
+        for _ in range(self.WARMUP_STEPS):
+            output = forward_fn(capture_inputs)
+        if self.is_warmup_only:
+            return output
+{make_graph}        self.graphs[key] = graph
+        graph_output = make_weak_ref(output)
+        self.graph_outputs[key] = graph_output
+        self.memory_pool = graph.pool()
+        return graph_output
+
+    def replay(self, key, current_inputs):
+        key = KeyType(*key)
+        stored_meta = self.graph_metadata[key]
+        assert current_inputs['attn_metadata'] is stored_meta['attn_metadata']
+        self.graphs[key].replay()
+        output_ref = self.graph_outputs[key]
+        return output_ref
+"""
+
+_RUNNER_HEADER = """
+import contextlib
+from typing import NamedTuple
+
+from tensorrt_llm._log import log
+
+
+def make_weak_ref(x):
+    return x
+
+
+class KeyType(NamedTuple):
+    batch_size: int
+    draft_len: int
+    is_first_draft: bool
+    short_seq_len_mode: bool = False
+
+
+class NativeGraph:
+    def __init__(self, bs):
+        self.bs = bs
+
+    def replay(self):
+        log(f"replay native bs={self.bs}")
+
+    def pool(self):
+        return f"pool-{self.bs}"
+
+
+"""
+
+_NATIVE_GRAPH = """        graph = NativeGraph(key.batch_size)
+        log(f"graph-capture bs={key.batch_size} pool={self.memory_pool}")
+        output = forward_fn(capture_inputs)
+"""
+
 FILES = {
     "tensorrt_llm/__init__.py": "",
     "tensorrt_llm/_log.py": """
@@ -33,86 +121,8 @@ FILES = {
     """,
     "tensorrt_llm/_torch/__init__.py": "",
     "tensorrt_llm/_torch/pyexecutor/__init__.py": "",
-    "tensorrt_llm/_torch/pyexecutor/cuda_graph_runner.py": """
-        import contextlib
-        from typing import NamedTuple
-
-        from tensorrt_llm._log import log
-
-
-        def make_weak_ref(x):
-            return x
-
-
-        class KeyType(NamedTuple):
-            batch_size: int
-            draft_len: int
-            is_first_draft: bool
-            short_seq_len_mode: bool = False
-
-
-        class NativeGraph:
-            def __init__(self, bs):
-                self.bs = bs
-
-            def replay(self):
-                log(f"replay native bs={self.bs}")
-
-            def pool(self):
-                return f"pool-{self.bs}"
-
-
-        class CUDAGraphRunner:
-            WARMUP_STEPS = 1
-
-            def __init__(self, config):
-                self.config = config
-                self.graphs = {}
-                self.graph_outputs = {}
-                self.graph_metadata = {}
-                self.memory_pool = None
-                self._capture_allowed = False
-                self.is_warmup_only = False
-
-            @contextlib.contextmanager
-            def allow_capture(self):
-                self._capture_allowed = True
-                try:
-                    yield
-                finally:
-                    self._capture_allowed = False
-
-            def capture(self, key, forward_fn, initial_inputs, enable_spec_decode=False,
-                        postprocess_fn=None):
-                key = KeyType(*key)
-                capture_inputs = initial_inputs.copy()
-                attn_metadata = capture_inputs['attn_metadata']
-                self.graph_metadata[key] = {
-                    'attn_metadata': attn_metadata,
-                    'spec_metadata': initial_inputs.get('spec_metadata', None),
-                }
-                output = None
-                for _ in range(self.WARMUP_STEPS):
-                    output = forward_fn(capture_inputs)
-                if self.is_warmup_only:
-                    return output
-                graph = NativeGraph(key.batch_size)
-                log(f"graph-capture bs={key.batch_size} pool={self.memory_pool}")
-                output = forward_fn(capture_inputs)
-                self.graphs[key] = graph
-                graph_output = make_weak_ref(output)
-                self.graph_outputs[key] = graph_output
-                self.memory_pool = graph.pool()
-                return graph_output
-
-            def replay(self, key, current_inputs):
-                key = KeyType(*key)
-                stored_meta = self.graph_metadata[key]
-                assert current_inputs['attn_metadata'] is stored_meta['attn_metadata']
-                self.graphs[key].replay()
-                output_ref = self.graph_outputs[key]
-                return output_ref
-    """,
+    "tensorrt_llm/_torch/pyexecutor/cuda_graph_runner.py": _RUNNER_HEADER
+    + RUNNER_CLASS.format(make_graph=_NATIVE_GRAPH),
     "tensorrt_llm/_torch/pyexecutor/model_engine.py": """
         from tensorrt_llm._log import Tensor, log
 

@@ -38,6 +38,14 @@ from tests.adapters.trtllm import stand_in_tree
 
 SIZES = [1, 2, 3, 4, 8, 16]
 
+# How the torch-backed runner captures a graph (the rest of the class is the stand-in
+# tree's).
+_TORCH_GRAPH = """        graph = torch.cuda.CUDAGraph()
+        output = None
+        with torch.cuda.graph(graph, pool=self.memory_pool):
+            output = forward_fn(capture_inputs)
+"""
+
 TORCH_TREE = {
     "tensorrt_llm/__init__.py": "",
     "tensorrt_llm-1.3.0rc24.dist-info/METADATA": """
@@ -50,75 +58,8 @@ TORCH_TREE = {
     "tensorrt_llm/_torch/pyexecutor/state.py": """
         EVENTS = []
     """,
-    "tensorrt_llm/_torch/pyexecutor/cuda_graph_runner.py": """
-        import contextlib
-        from typing import NamedTuple
-
-        import torch
-
-
-        def make_weak_ref(x):
-            return x
-
-
-        class KeyType(NamedTuple):
-            batch_size: int
-            draft_len: int
-            is_first_draft: bool
-
-
-        class CUDAGraphRunner:
-            WARMUP_STEPS = 1
-
-            def __init__(self, config):
-                self.config = config
-                self.graphs = {}
-                self.graph_outputs = {}
-                self.graph_metadata = {}
-                self.memory_pool = None
-                self._capture_allowed = False
-                self.is_warmup_only = False
-
-            @contextlib.contextmanager
-            def allow_capture(self):
-                self._capture_allowed = True
-                try:
-                    yield
-                finally:
-                    self._capture_allowed = False
-
-            def capture(self, key, forward_fn, initial_inputs, enable_spec_decode=False,
-                        postprocess_fn=None):
-                key = KeyType(*key)
-                capture_inputs = initial_inputs.copy()
-                attn_metadata = capture_inputs['attn_metadata']
-                self.graph_metadata[key] = {
-                    'attn_metadata': attn_metadata,
-                    'spec_metadata': initial_inputs.get('spec_metadata', None),
-                }
-                output = None
-                for _ in range(self.WARMUP_STEPS):
-                    output = forward_fn(capture_inputs)
-                if self.is_warmup_only:
-                    return output
-                graph = torch.cuda.CUDAGraph()
-                output = None
-                with torch.cuda.graph(graph, pool=self.memory_pool):
-                    output = forward_fn(capture_inputs)
-                self.graphs[key] = graph
-                graph_output = make_weak_ref(output)
-                self.graph_outputs[key] = graph_output
-                self.memory_pool = graph.pool()
-                return graph_output
-
-            def replay(self, key, current_inputs):
-                key = KeyType(*key)
-                stored_meta = self.graph_metadata[key]
-                assert current_inputs['attn_metadata'] is stored_meta['attn_metadata']
-                self.graphs[key].replay()
-                output_ref = self.graph_outputs[key]
-                return output_ref
-    """,
+    "tensorrt_llm/_torch/pyexecutor/cuda_graph_runner.py": "import contextlib\nfrom typing import NamedTuple\n\nimport torch\n\n\ndef make_weak_ref(x):\n    return x\n\n\nclass KeyType(NamedTuple):\n    batch_size: int\n    draft_len: int\n    is_first_draft: bool\n\n\n"
+    + stand_in_tree.RUNNER_CLASS.format(make_graph=_TORCH_GRAPH),
     "tensorrt_llm/_torch/pyexecutor/model_engine.py": """
         import torch
 
