@@ -235,3 +235,18 @@ def test_past_the_eager_event_capacity_every_event_claim_is_refused(buffer):
     graph = build(("k0 8",), _recorded_and_waited(buffer))
     with pytest.raises(NonPersistableGraph, match="kiln cannot tell"):
         walk(graph)
+
+
+def test_save_refuses_the_archive_when_eager_code_used_a_graphs_event_after_its_capture(
+    buffer,
+):
+    from types import SimpleNamespace
+
+    from kiln.graphs import store
+
+    graph = build(("k0 8",), _recorded_and_waited(buffer))
+    walk(graph)
+    t.eager_event_use(_event_of(graph), "cuEventSynchronize")
+    session = SimpleNamespace(window=(0, 0), graphs=[object()], region=None)
+    with pytest.raises(NonPersistableGraph, match="cuEventSynchronize after the capture"):
+        store.archive_sections(session)

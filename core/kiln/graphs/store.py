@@ -197,6 +197,11 @@ def archive_sections(
     if not session.graphs:
         raise KilnError("the capture session captured no graphs")
     n = native()
+    # An event a graph claimed and eager code used since: the graph would lose that
+    # synchronisation with a private event at LOAD.
+    violation = n.event_violation()
+    if violation:
+        raise NonPersistableGraph(violation)
     region = session.region
     traj = region.trajectory()[: session.window[1]]
     _check_window_references(session, traj)
@@ -218,9 +223,6 @@ def archive_sections(
     for g in session.graphs:
         for bid, entry in g.desc.kernels():
             launched.setdefault(slot_of[bid], set()).add(entry)
-    violation = n.event_violation()
-    if violation:
-        raise NonPersistableGraph(violation)
     binaries: list[BinaryEntry] = []
     prune = pruning_enabled()
     for slot, (bid, data, digest) in enumerate(first):
