@@ -16,8 +16,21 @@ if [ -z "${KILN_COMMIT:-}" ] && [ -f COMMIT ]; then export KILN_COMMIT=$(cat COM
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$results_dir/device.txt"
 # Non-editable: the interposer must sit next to the installed package. The repository root
 # holds no `kiln` directory, so tests and benchmarks import the installed copy.
-python3 -m pip install -q --no-build-isolation --no-deps . ./workloads > "$results_dir/build.log" 2>&1 || { tail -50 "$results_dir/build.log"; exit 1; }
-python3 -m pytest -m gpu tests/gpu -q -rs -p no:cacheprovider "$@" 2>&1 | tee "$results_dir/gpu-tests.log" | tail -40
+python3 -m pip install -q --no-build-isolation --no-deps . ./workloads ./adapters/trtllm \
+  > "$results_dir/build.log" 2>&1 || { tail -50 "$results_dir/build.log"; exit 1; }
+# Every test file that holds GPU tests, or the files given. KILN_GPU_JOBS > 1 runs that many
+# files at once (each test starts its own fresh processes; one GPU holds them all), each
+# file's log and JUnit report apart; the benchmark always runs alone, afterwards.
+files=("$@")
+if [ ${#files[@]} -eq 0 ]; then
+  mapfile -t files < <(grep -rlE "pytest\.mark\.gpu" tests --include='test_*.py' | sort)
+fi
+jobs=${KILN_GPU_JOBS:-1}
+printf '%s\n' "${files[@]}" | xargs -P "$jobs" -I{} bash -c '
+  name=$(echo "{}" | tr / _ | sed "s/\.py$//")
+  python3 -m pytest -m gpu "{}" -q -rs -p no:cacheprovider --junitxml="$0/junit-$name.xml" \
+    > "$0/gpu-$name.log" 2>&1
+  echo "{}: rc $? $(tail -1 "$0/gpu-$name.log")"' "$results_dir" | tee "$results_dir/gpu-tests.log"
 if [ "${KILN_BENCH:-1}" = 1 ]; then
   python3 bench/restore.py --out-dir "$results_dir" 2>&1 | tee "$results_dir/bench.log" | tail -20
 fi
