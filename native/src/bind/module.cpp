@@ -37,6 +37,7 @@ namespace kiln {
 void bind_graph_desc(nb::module_& m);  // graph_desc_bind.cpp
 void bind_graph_set(nb::module_& m);   // graph_set_bind.cpp
 void bind_archive(nb::module_& m);     // archive_bind.cpp
+void bind_library_memory(nb::module_& m);  // library_memory_bind.cpp
 
 namespace {
 
@@ -160,12 +161,14 @@ NB_MODULE(_native, m) {
   m.def("ensure_context", &ensure_context, "device"_a, "Initialise the driver and bind the primary context.");
 
   // --- regions ---------------------------------------------------------------------------
-  m.def("region_open", [](int device, uint64_t base, uint64_t size, uint64_t prealloc) {
+  m.def("region_open", [](int device, uint64_t base, uint64_t size, uint64_t prealloc, uint64_t library_slot) {
     nb::gil_scoped_release release;
-    RegionConfig cfg{device, base, size, prealloc};
+    RegionConfig cfg{device, base, size, prealloc, library_slot};
     Region& r = RegionRegistry::instance().open(driver(), cfg);
     return r.granularity();
-  }, "device"_a, "base"_a, "size"_a, "prealloc"_a = 0, "Reserve the region; returns the granularity.");
+  }, "device"_a, "base"_a, "size"_a, "prealloc"_a = 0, "library_slot"_a = 0,
+        "Reserve the region, with a slot of `library_slot` bytes per communication library at its top; returns "
+        "the granularity.");
   m.def("region_close", [](int device) {
     nb::gil_scoped_release release;
     RegionRegistry::instance().close(device);
@@ -182,6 +185,7 @@ NB_MODULE(_native, m) {
       d["active"] = r.active();
       d["allocations"] = r.trajectory_length();
       d["bytes_backed"] = r.bytes_backed();
+      d["library_slot"] = r.library_slot();
       return d;
     });
   }, "device"_a);
@@ -269,6 +273,7 @@ NB_MODULE(_native, m) {
   bind_graph_desc(m);
   bind_graph_set(m);
   bind_archive(m);
+  bind_library_memory(m);
   m.def("walk_graph", [](uintptr_t graph, int device) {
     nb::gil_scoped_release release;
     return walk_graph(reinterpret_cast<CUgraph>(graph), device);

@@ -30,6 +30,7 @@ namespace kiln {
   X(cuMemUnmap, cuMemUnmap, 10020)                            \
   X(cuMemSetAccess, cuMemSetAccess, 10020)                    \
   X(cuMemGetAllocationGranularity, cuMemGetAllocationGranularity, 10020) \
+  X(cuMemGetAddressRange, cuMemGetAddressRange, 3020)         \
   X(cuPointerGetAttribute, cuPointerGetAttribute, 4000)       \
   X(cuGetErrorName, cuGetErrorName, 6000)                     \
   X(cuGraphGetNodes, cuGraphGetNodes, 10000)                  \

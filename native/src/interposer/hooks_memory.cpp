@@ -7,6 +7,8 @@
 #include "common/log.h"
 #include "interposer/hook_table.h"
 #include "interposer/state.h"
+#include "region/mappings.h"
+#include "region/owner.h"
 #include "region/registry.h"
 
 namespace kiln {
@@ -53,12 +55,21 @@ CUresult refuse_stream_ordered(const char* call) {
   return CUDA_ERROR_NOT_SUPPORTED;
 }
 
+// The library that called a wrapper (region/owner.h), noted when a capture is in progress:
+// its request goes to its own slot of the region.
+Owner library_request(const void* caller, const char* call, uint64_t bytes) {
+  Owner owner = owner_of_address(caller);
+  if (owner != Owner::engine) MappingRegistry::instance().on_library_request(owner, call, bytes);
+  return owner;
+}
+
 }  // namespace
 
 CUresult hook_cuMemAlloc_v3020_(CUdeviceptr* dptr, size_t bytes) {
+  const void* caller = __builtin_return_address(0);
   auto handled = in_active_region([&](Region& r) -> CUresult {
     if (!dptr || bytes == 0) return CUDA_ERROR_INVALID_VALUE;
-    *dptr = r.allocate(bytes, AllocKind::alloc);
+    *dptr = r.allocate(bytes, AllocKind::alloc, library_request(caller, "cuMemAlloc", bytes));
     return CUDA_SUCCESS;
   });
   return handled ? *handled : KILN_REAL(cuMemAlloc_v3020_)(dptr, bytes);
@@ -66,13 +77,15 @@ CUresult hook_cuMemAlloc_v3020_(CUdeviceptr* dptr, size_t bytes) {
 
 CUresult hook_cuMemAllocPitch_v3020_(CUdeviceptr* dptr, size_t* pitch, size_t width, size_t height,
                                       unsigned int element_size) {
+  const void* caller = __builtin_return_address(0);
   auto handled = in_active_region([&](Region& r) -> CUresult {
     if (!dptr || !pitch || width == 0 || height == 0 || (element_size != 4 && element_size != 8 && element_size != 16))
       return CUDA_ERROR_INVALID_VALUE;
     // Any pitch >= width that keeps rows aligned is valid; 512 bytes satisfies every
     // texture-pitch alignment the driver reports.
     size_t p = (width + 511) / 512 * 512;
-    *dptr = r.allocate(static_cast<uint64_t>(p) * height, AllocKind::pitch);
+    uint64_t bytes = static_cast<uint64_t>(p) * height;
+    *dptr = r.allocate(bytes, AllocKind::pitch, library_request(caller, "cuMemAllocPitch", bytes));
     *pitch = p;
     return CUDA_SUCCESS;
   });
@@ -95,11 +108,13 @@ CUresult hook_cuMemFree_v3020_(CUdeviceptr ptr) {
 CUresult hook_cuMemAddressReserve_v10020_(CUdeviceptr* ptr, size_t size, size_t alignment, CUdeviceptr addr,
                                            unsigned long long flags) {
   // Only anonymous reservations are placed in the region; a caller asking for a specific
-  // address gets the driver's answer. Alignment 0 means the default (the granularity).
+  // address gets the driver's answer. Alignment 0 means the default (the granularity). A
+  // communication library's reservation goes to its own slot.
+  const void* caller = __builtin_return_address(0);
   if (addr == 0) {
     auto handled = in_active_region([&](Region& r) -> CUresult {
       if (!ptr || size == 0) return CUDA_ERROR_INVALID_VALUE;
-      *ptr = r.reserve(size, alignment);
+      *ptr = r.reserve(size, alignment, library_request(caller, "cuMemAddressReserve", size));
       return CUDA_SUCCESS;
     });
     if (handled) return *handled;

@@ -51,10 +51,25 @@ Region::Region(const DriverTable& drv, const RegionConfig& config) : drv_(drv), 
   }
   reserved_ = true;
   try {
+    library_slot_ = config_.library_slot / granularity_ * granularity_;
+    if (config_.library_slot && (library_slot_ == 0 || library_slot_ >= config_.size / (kLibraryOwners + 1)))
+      throw Error(ErrorKind::region,
+                  format("library slots of %llu bytes do not fit a region of %llu bytes: each of the %d library "
+                         "slots must hold at least one granule (%llu bytes) and together leave the engine at least "
+                         "as much as one slot (KILN_REGION_LIBRARY_SLOT)",
+                         (unsigned long long)config_.library_slot, (unsigned long long)config_.size, kLibraryOwners,
+                         (unsigned long long)granularity_));
+    uint64_t engine_end = config_.size - kLibraryOwners * library_slot_;
+    parts_[0].begin = 0, parts_[0].end = engine_end;
+    for (int i = 0; i < kLibraryOwners; ++i) {
+      parts_[1 + i].begin = engine_end + i * library_slot_;
+      parts_[1 + i].end = parts_[1 + i].begin + library_slot_;
+    }
+    for (Part& p : parts_) p.cursor = p.begin;
     if (config_.prealloc) {
       prealloc_end_ = align_up(config_.prealloc, granularity_);
-      if (prealloc_end_ > config_.size)
-        throw Error(ErrorKind::region, "preallocation is larger than the region");
+      if (prealloc_end_ > engine_end)
+        throw Error(ErrorKind::region, "preallocation is larger than the engine's part of the region");
       prealloc_handle_ = map_piece(0, prealloc_end_);
       bytes_backed_ = prealloc_end_;
     }
@@ -62,9 +77,10 @@ Region::Region(const DriverTable& drv, const RegionConfig& config) : drv_(drv), 
     teardown();
     throw;
   }
-  KILN_INFO("region on device %d: [0x%llx, 0x%llx), granularity %llu, preallocated %llu bytes", config_.device,
-            (unsigned long long)config_.base, (unsigned long long)(config_.base + config_.size),
-            (unsigned long long)granularity_, (unsigned long long)prealloc_end_);
+  KILN_INFO("region on device %d: [0x%llx, 0x%llx), granularity %llu, preallocated %llu bytes, library slots of "
+            "%llu bytes",
+            config_.device, (unsigned long long)config_.base, (unsigned long long)(config_.base + config_.size),
+            (unsigned long long)granularity_, (unsigned long long)prealloc_end_, (unsigned long long)library_slot_);
 }
 
 Region::~Region() { teardown(); }
@@ -113,21 +129,46 @@ CUmemGenericAllocationHandle Region::map_piece(uint64_t offset, uint64_t bytes) 
   return handle;
 }
 
-uint64_t Region::carve(uint64_t bytes, uint64_t alignment) {
+int Region::part_index(Owner owner) const {
+  return owner == Owner::engine || library_slot_ == 0 ? 0 : static_cast<int>(owner);
+}
+
+PartBounds Region::part(Owner owner) const {
+  const Part& p = parts_[part_index(owner)];
+  return {p.begin, p.end};
+}
+
+Owner Region::owner_at(uint64_t offset) const {
+  for (Owner o : kLibraryOwnerList) {
+    const Part& p = parts_[part_index(o)];
+    if (library_slot_ && offset >= p.begin && offset < p.end) return o;
+  }
+  return Owner::engine;
+}
+
+uint64_t Region::carve(const Part& part, uint64_t bytes, uint64_t alignment, Owner owner) {
   uint64_t align = alignment > granularity_ ? align_up(alignment, granularity_) : granularity_;
-  uint64_t offset = align_up(cursor_, align);
+  uint64_t offset = align_up(part.cursor, align);
   uint64_t size = align_up(bytes, granularity_);
-  if (bytes == 0 || size < bytes || offset > config_.size || size > config_.size - offset)
+  if (bytes == 0 || size < bytes || offset < part.cursor || offset > part.end || size > part.end - offset) {
+    bool own_slot = owner != Owner::engine && library_slot_;
     throw Error(ErrorKind::region,
-                format("region on device %d is exhausted: %llu bytes requested at offset %llu of %llu", config_.device,
-                       (unsigned long long)bytes, (unsigned long long)offset, (unsigned long long)config_.size),
+                format("%s%s on device %d is exhausted: %llu bytes requested at offset %llu of %llu%s",
+                       own_slot ? owner_label(owner) : "region", own_slot ? "'s slot of the kiln region" : "",
+                       config_.device, (unsigned long long)bytes, (unsigned long long)(offset - part.begin),
+                       (unsigned long long)(part.end - part.begin),
+                       own_slot ? " (raise KILN_REGION_LIBRARY_SLOT or bound the library's reservation, e.g. "
+                                  "NVSHMEM_MAX_MEMORY_PER_GPU)"
+                                : ""),
                 CUDA_ERROR_OUT_OF_MEMORY);
+  }
   return offset;
 }
 
-uint64_t Region::allocate(uint64_t bytes, AllocKind kind) {
+uint64_t Region::allocate(uint64_t bytes, AllocKind kind, Owner owner) {
   std::lock_guard<std::mutex> lock(mu_);
-  uint64_t offset = carve(bytes, granularity_);
+  Part& part = parts_[part_index(owner)];
+  uint64_t offset = carve(part, bytes, granularity_, owner);
   uint64_t size = align_up(bytes, granularity_);
   Live live{size, false, {}, offset + size};
   if (offset + size > prealloc_end_) {
@@ -138,21 +179,31 @@ uint64_t Region::allocate(uint64_t bytes, AllocKind kind) {
     bytes_backed_ += offset + size - from;
   }
   live_.emplace(offset, std::move(live));
-  cursor_ = offset + size;
-  trajectory_.push_back({offset, bytes, kind});
-  KILN_TRACE("region alloc #%zu: offset 0x%llx, %llu bytes", trajectory_.size() - 1, (unsigned long long)offset,
-             (unsigned long long)bytes);
+  part.cursor = offset + size;
+  part.trajectory.push_back({offset - part.begin, bytes, kind});
+  KILN_TRACE("region alloc #%zu of %s: offset 0x%llx, %llu bytes", part.trajectory.size() - 1, owner_name(owner),
+             (unsigned long long)offset, (unsigned long long)bytes);
   return config_.base + offset;
 }
 
-uint64_t Region::reserve(uint64_t bytes, uint64_t alignment) {
+uint64_t Region::reserve(uint64_t bytes, uint64_t alignment, Owner owner) {
   std::lock_guard<std::mutex> lock(mu_);
-  uint64_t offset = carve(bytes, alignment);
+  Part& part = parts_[part_index(owner)];
+  uint64_t offset = carve(part, bytes, alignment, owner);
   uint64_t size = align_up(bytes, granularity_);
   live_.emplace(offset, Live{size, true, {}, offset + size});
-  cursor_ = offset + size;
-  trajectory_.push_back({offset, bytes, AllocKind::reserve});
+  part.cursor = offset + size;
+  part.trajectory.push_back({offset - part.begin, bytes, AllocKind::reserve});
+  KILN_DEBUG("region reservation #%zu of %s: offset 0x%llx, %llu bytes", part.trajectory.size() - 1,
+             owner_name(owner), (unsigned long long)offset, (unsigned long long)bytes);
   return config_.base + offset;
+}
+
+std::vector<TrajectoryEntry> Region::library_trajectory(Owner owner) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  int i = part_index(owner);
+  if (i == 0) return {};
+  return parts_[i].trajectory;
 }
 
 void Region::unmap_piece(uint64_t offset, uint64_t bytes, CUmemGenericAllocationHandle handle) {
@@ -233,37 +284,39 @@ bool Region::active() const {
 
 uint64_t Region::cursor() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return cursor_;
+  return parts_[0].cursor;
 }
 
 void Region::set_cursor(uint64_t offset) {
   std::lock_guard<std::mutex> lock(mu_);
-  uint64_t highest = cursor_;  // the bump cursor is the high-water mark of every allocation
-  if (offset < highest || offset > config_.size)
+  Part& main = parts_[0];
+  uint64_t highest = main.cursor;  // the bump cursor is the high-water mark of every allocation
+  if (offset < highest || offset > main.end)
     throw Error(ErrorKind::region, format("cannot move the region cursor to offset %llu: allocations so far end at "
-                                          "%llu and the region holds %llu bytes",
+                                          "%llu and the engine's part of the region holds %llu bytes",
                                           (unsigned long long)offset, (unsigned long long)highest,
-                                          (unsigned long long)config_.size));
-  cursor_ = offset;
+                                          (unsigned long long)main.end));
+  main.cursor = offset;
 }
 
 std::vector<TrajectoryEntry> Region::trajectory() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return trajectory_;
+  return parts_[0].trajectory;
 }
 
 size_t Region::trajectory_length() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return trajectory_.size();
+  return parts_[0].trajectory.size();
 }
 
 std::optional<Divergence> Region::compare_prefix(const std::vector<TrajectoryEntry>& expected) const {
   std::lock_guard<std::mutex> lock(mu_);
-  size_t n = std::max(expected.size(), trajectory_.size());
+  const std::vector<TrajectoryEntry>& trajectory = parts_[0].trajectory;
+  size_t n = std::max(expected.size(), trajectory.size());
   for (size_t i = 0; i < n; ++i) {
     std::optional<TrajectoryEntry> want, got;
     if (i < expected.size()) want = expected[i];
-    if (i < trajectory_.size()) got = trajectory_[i];
+    if (i < trajectory.size()) got = trajectory[i];
     if (!want || !got || want->offset != got->offset || want->size != got->size || want->kind != got->kind)
       return Divergence{i, want, got};
   }

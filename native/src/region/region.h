@@ -2,6 +2,12 @@
 // carved by a bump cursor at the allocation granularity and backed on demand (or from a
 // preallocated prefix). The same sequence of requests gives the same addresses in every
 // process; the trajectory of requests is recorded so a later process can prove it.
+//
+// The region is split in parts, each with its own bump cursor and trajectory: the engine's
+// part, [0, size - kLibraryOwners * library_slot), and one slot of `library_slot` bytes per
+// communication library at the top (NCCL, then NVSHMEM; see region/owner.h). A library's
+// requests are carved from its own slot, so a change in its allocation sequence never moves
+// the engine's memory. With library_slot 0 every request goes to the engine's part.
 #pragma once
 
 #include <cuda.h>
@@ -13,6 +19,7 @@
 #include <vector>
 
 #include "common/driver.h"
+#include "region/owner.h"
 
 namespace kiln {
 
@@ -35,6 +42,13 @@ struct RegionConfig {
   uint64_t base = 0;
   uint64_t size = 0;
   uint64_t prealloc = 0;  // bytes mapped up front (rounded up to the granularity)
+  uint64_t library_slot = 0;  // bytes of each library's slot (rounded down to the granularity)
+};
+
+// Where an owner's part of the region lies, as offsets from the region base.
+struct PartBounds {
+  uint64_t begin;
+  uint64_t end;
 };
 
 class Region {
@@ -51,10 +65,20 @@ class Region {
   uint64_t granularity() const { return granularity_; }
   bool contains(uint64_t addr) const { return addr >= config_.base && addr - config_.base < config_.size; }
 
-  // Backed allocation (cuMemAlloc and friends). Throws Error(region) with the driver's code.
-  uint64_t allocate(uint64_t bytes, AllocKind kind);
-  // Virtual range only (the application maps it itself).
-  uint64_t reserve(uint64_t bytes, uint64_t alignment);
+  // Backed allocation (cuMemAlloc and friends) from `owner`'s part. Throws Error(region)
+  // with the driver's code.
+  uint64_t allocate(uint64_t bytes, AllocKind kind, Owner owner = Owner::engine);
+  // Virtual range only (the application maps it itself), from `owner`'s part.
+  uint64_t reserve(uint64_t bytes, uint64_t alignment, Owner owner = Owner::engine);
+
+  // Bytes of each library slot (0: libraries share the engine's part).
+  uint64_t library_slot() const { return library_slot_; }
+  // The part `owner`'s requests are carved from (the engine's part when there are no slots).
+  PartBounds part(Owner owner) const;
+  // The part holding a region offset, by owner; the engine for the engine's part.
+  Owner owner_at(uint64_t offset) const;
+  // A library's requests so far, offsets from its slot's start (empty without slots).
+  std::vector<TrajectoryEntry> library_trajectory(Owner owner) const;
   // False when addr does not start a live allocation of this region.
   bool release(uint64_t addr);
   bool release_reservation(uint64_t addr);
@@ -69,11 +93,13 @@ class Region {
   void resume();
   bool active() const;
 
+  // The engine part's cursor (offset from the base).
   uint64_t cursor() const;
-  // Moves the bump cursor forward; it may not move below the end of any allocation ever
+  // Moves the engine part's bump cursor forward; it may not move below the end of any allocation ever
   // made (addresses are never reused).
   void set_cursor(uint64_t offset);
 
+  // The engine part's trajectory (offsets from the base).
   std::vector<TrajectoryEntry> trajectory() const;
   size_t trajectory_length() const;
   // First difference between this process's trajectory and `expected[0:count)`.
@@ -89,8 +115,15 @@ class Region {
     uint64_t mapped_from;                                // offset of the first kiln mapping
   };
 
+  struct Part {
+    uint64_t begin = 0, end = 0;  // offsets from the base
+    uint64_t cursor = 0;          // offset from the base
+    std::vector<TrajectoryEntry> trajectory;
+  };
+
   uint64_t align_up(uint64_t v, uint64_t a) const { return (v + a - 1) / a * a; }
-  uint64_t carve(uint64_t bytes, uint64_t alignment);  // caller holds mu_
+  int part_index(Owner owner) const;
+  uint64_t carve(const Part& part, uint64_t bytes, uint64_t alignment, Owner owner);  // caller holds mu_
   CUmemGenericAllocationHandle map_piece(uint64_t offset, uint64_t bytes);
   void unmap_piece(uint64_t offset, uint64_t bytes, CUmemGenericAllocationHandle handle);
   void teardown() noexcept;
@@ -104,9 +137,9 @@ class Region {
 
   mutable std::mutex mu_;
   bool active_ = true;
-  uint64_t cursor_ = 0;
-  std::map<uint64_t, Live> live_;  // by offset
-  std::vector<TrajectoryEntry> trajectory_;
+  uint64_t library_slot_ = 0;
+  Part parts_[1 + kLibraryOwners];  // the engine's, then one per library owner
+  std::map<uint64_t, Live> live_;   // by offset
   uint64_t bytes_backed_ = 0;
 };
 

@@ -22,6 +22,8 @@
 #include "graph/tensor_maps.h"
 #include "testing/fake_driver.h"
 #include "testing/fake_graphs.h"
+#include "testing/fake_hooks.h"
+#include "region/mappings.h"
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -38,6 +40,15 @@ NB_MODULE(_native_testing, t) {
   }, "granularity"_a = 2u << 20, "honour_base"_a = true, "fail_create_after"_a = -1, "fail_map_after"_a = -1,
         "device_memory"_a = 1ull << 40, "strict_context"_a = false);
   t.def("uninstall_fake_driver", &testing::uninstall_fake_driver);
+  t.def("route_mapping_hooks", [] {
+    testing::route_mapping_hooks_to_fake();
+    MappingRegistry::instance().clear();
+  }, "Bind the interposer's mapping wrappers to the stand-in (as cuGetProcAddress binds them to libcuda) and "
+     "forget every mapping recorded so far.");
+  t.def("unroute_mapping_hooks", [] {
+    testing::unroute_mapping_hooks();
+    MappingRegistry::instance().clear();
+  });
   t.def("fake_driver_stats", [] {
     auto s = testing::fake_driver_stats();
     nb::dict d;

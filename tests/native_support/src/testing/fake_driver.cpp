@@ -4,6 +4,7 @@
 
 #include <map>
 #include <mutex>
+#include <string>
 
 namespace kiln::testing {
 namespace {
@@ -96,6 +97,66 @@ CUresult unmap(CUdeviceptr va, size_t size) {
 
 CUresult set_access(CUdeviceptr, size_t, const CUmemAccessDesc*, size_t) { return CUDA_SUCCESS; }
 
+// A new physical handle of `size` bytes (caller holds the lock).
+uint64_t new_handle(State& s, uint64_t size) {
+  uint64_t h = s.next_handle++;
+  s.handles[h] = size;
+  s.physical += size;
+  return h;
+}
+
+CUresult export_handle(void* shareable, CUmemGenericAllocationHandle h, CUmemAllocationHandleType,
+                       unsigned long long) {
+  std::lock_guard<std::mutex> l(st().mu);
+  if (!st().handles.count(h) || !shareable) return CUDA_ERROR_INVALID_VALUE;
+  *static_cast<int*>(shareable) = static_cast<int>(1000 + h);  // a stand-in file descriptor
+  return CUDA_SUCCESS;
+}
+
+// Another process's memory, one granule of it.
+CUresult import_handle(CUmemGenericAllocationHandle* h, void*, CUmemAllocationHandleType) {
+  std::lock_guard<std::mutex> l(st().mu);
+  *h = new_handle(st(), st().config.granularity);
+  return CUDA_SUCCESS;
+}
+
+CUresult multicast_create(CUmemGenericAllocationHandle* h, const CUmulticastObjectProp* prop) {
+  std::lock_guard<std::mutex> l(st().mu);
+  if (!prop || prop->size == 0) return CUDA_ERROR_INVALID_VALUE;
+  *h = new_handle(st(), prop->size);
+  return CUDA_SUCCESS;
+}
+
+// Legacy IPC: the driver reserves and maps one granule of the exporter's memory wherever it
+// likes (here: far from any region).
+CUresult ipc_open(CUdeviceptr* ptr, CUipcMemHandle, unsigned int) {
+  std::lock_guard<std::mutex> l(st().mu);
+  State& s = st();
+  uint64_t at = 0x300000000000ull + s.reservations.size() * (1ull << 32);
+  s.reservations[at] = s.config.granularity;
+  s.mappings[at] = s.config.granularity;
+  *ptr = at;
+  return CUDA_SUCCESS;
+}
+
+CUresult ipc_close(CUdeviceptr ptr) {
+  std::lock_guard<std::mutex> l(st().mu);
+  if (!st().mappings.erase(ptr)) return CUDA_ERROR_INVALID_VALUE;
+  st().reservations.erase(ptr);
+  return CUDA_SUCCESS;
+}
+
+CUresult address_range(CUdeviceptr* base, size_t* size, CUdeviceptr ptr) {
+  std::lock_guard<std::mutex> l(st().mu);
+  auto it = st().mappings.upper_bound(ptr);
+  if (it == st().mappings.begin() || ptr >= std::prev(it)->first + std::prev(it)->second)
+    return CUDA_ERROR_NOT_FOUND;
+  --it;
+  if (base) *base = it->first;
+  if (size) *size = it->second;
+  return CUDA_SUCCESS;
+}
+
 // Only mapped memory is device memory here.
 CUresult pointer_attribute(void* data, CUpointer_attribute attr, CUdeviceptr ptr) {
   std::lock_guard<std::mutex> l(st().mu);
@@ -150,12 +211,23 @@ void install_fake_driver(const FakeDriverConfig& config) {
     s.table.cuInit = init;
     s.table.cuDeviceGet = device_get;
     s.table.cuCtxGetCurrent = ctx_get_current;
+    s.table.cuMemGetAddressRange = address_range;
     install_fake_graph_calls(s.table, config.strict_context);
   }
   replace_driver(&s.table);
 }
 
 void uninstall_fake_driver() { replace_driver(nullptr); }
+
+void* fake_sharing_function(const char* base) {
+  std::string name = base;
+  if (name == "cuMemExportToShareableHandle") return reinterpret_cast<void*>(&export_handle);
+  if (name == "cuMemImportFromShareableHandle") return reinterpret_cast<void*>(&import_handle);
+  if (name == "cuMulticastCreate") return reinterpret_cast<void*>(&multicast_create);
+  if (name == "cuIpcOpenMemHandle") return reinterpret_cast<void*>(&ipc_open);
+  if (name == "cuIpcCloseMemHandle") return reinterpret_cast<void*>(&ipc_close);
+  return nullptr;
+}
 
 FakeDriverStats fake_driver_stats() {
   std::lock_guard<std::mutex> l(st().mu);

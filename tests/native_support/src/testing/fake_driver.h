@@ -32,4 +32,9 @@ void install_fake_driver(const FakeDriverConfig& config);
 void uninstall_fake_driver();
 FakeDriverStats fake_driver_stats();
 
+// The stand-in's sharing calls kiln does not call itself (cuMemExportToShareableHandle,
+// cuMemImportFromShareableHandle, cuMulticastCreate, cuIpcOpenMemHandle,
+// cuIpcCloseMemHandle), by base name; nullptr for any other.
+void* fake_sharing_function(const char* base);
+
 }  // namespace kiln::testing
