@@ -78,12 +78,24 @@ class UnknownKernelError(NonPersistableGraph):
     """A kernel handle in the graph does not belong to any binary kiln recorded."""
 
 
+class LibraryStateInCapture(NonPersistableGraph):
+    """A communication library reserved or mapped memory while a graph was being captured:
+    state LOAD cannot re-create before the graph replays. Names the library and the setting
+    that avoids it."""
+
+
 class RestoreError(KilnError):
     """Rebuilding a graph from an archive failed (module load, kernel lookup, instantiate)."""
 
 
 class UnmappedRangeError(RestoreError):
     """A region pointer recorded at SAVE is not backed by a live allocation at LOAD."""
+
+
+class CommStateMismatch(RestoreError):
+    """A communication library's memory at LOAD (its slot's requests or its mappings:
+    class, slot, offset, size) differs from SAVE's; names the library and the first
+    difference."""
 
 
 # --- archives ----------------------------------------------------------------------------

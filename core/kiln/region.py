@@ -5,6 +5,10 @@ While a region is open on a device, every device allocation the process makes th
 allocator at a fixed base, so a later process making the same requests gets the same
 addresses. The region is never unmapped while the process runs: PyTorch keeps pointers
 into it until exit.
+
+The top of the region holds one slot per communication library (NCCL, NVSHMEM), each with
+its own cursor: a library's reservations and allocations go there, so a change in what a
+library allocates never moves the engine's memory (docs/region.md).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kiln.config import region_from_environment
-from kiln.env_settings import REGION_PREALLOC, size_setting
+from kiln.env_settings import REGION_LIBRARY_SLOT, REGION_PREALLOC, size_setting
 from kiln.errors import UnsupportedAllocator
 from kiln.native import native, require_interposer
 
@@ -32,18 +36,25 @@ class RegionConfig:
     base: int = DEFAULT_BASE
     size: int = DEFAULT_SIZE
     prealloc: int = 0
+    # Bytes of each communication library's slot; None: an eighth of the region.
+    library_slot: int | None = None
+
+    @property
+    def library_slot_bytes(self) -> int:
+        return self.size // 8 if self.library_slot is None else self.library_slot
 
     @classmethod
     def from_env(cls, device: int = 0, environ: Mapping[str, str] | None = None) -> RegionConfig:
-        """Defaults overridden by KILN_REGION_BASE / KILN_REGION_SIZE / KILN_REGION_PREALLOC,
-        parsed as the config file's values are (``64GiB``, hex, bytes); a bad value raises
-        ConfigError naming the variable."""
+        """Defaults overridden by KILN_REGION_BASE / KILN_REGION_SIZE / KILN_REGION_PREALLOC /
+        KILN_REGION_LIBRARY_SLOT, parsed as the config file's values are (``64GiB``, hex,
+        bytes); a bad value raises ConfigError naming the variable."""
         base, size = region_from_environment(environ)
         base = DEFAULT_BASE if base is None else base
         size = DEFAULT_SIZE if size is None else size
         prealloc = size_setting(REGION_PREALLOC, 0, "a size in bytes", environ)
+        slot = size_setting(REGION_LIBRARY_SLOT, -1, "a size in bytes", environ)
         # Each device gets its own slice of the address space.
-        return cls(device, base + device * size, size, prealloc)
+        return cls(device, base + device * size, size, prealloc, None if slot < 0 else slot)
 
 
 def check_allocator_settings(env: dict[str, str] | None = None) -> None:
@@ -83,7 +94,13 @@ class Region:
         n = require_interposer()
         n.set_enabled(True)
         n.ensure_context(self.config.device)
-        n.region_open(self.config.device, self.config.base, self.config.size, self.config.prealloc)
+        n.region_open(
+            self.config.device,
+            self.config.base,
+            self.config.size,
+            self.config.prealloc,
+            self.config.library_slot_bytes,
+        )
         self._open = True
         return self
 

@@ -143,5 +143,6 @@ def sections_and_manifest(arc: Archive) -> tuple[dict[str, bytes], SimpleNamespa
         ],
         groups=None,
         families=None,
+        library_memory=None,
     )
     return sections, manifest

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kiln.archive.jsonsec import dump_json
+from kiln.archive.library_memory import LibraryMemory
 from kiln.archive.manifest_schema import BinaryDoc, FamilyDoc, GroupDoc, ManifestDoc, TensorDoc
 from kiln.errors import ArchiveCorrupt
 from kiln.graphs.tensors import TensorSpec
@@ -133,6 +134,9 @@ class Manifest:
     # (PE count, this process's PE) of NVSHMEM at SAVE, when binaries carry NVSHMEM state and
     # the SAVE process had NVSHMEM bootstrapped; LOAD runs with the same.
     nvshmem_pes: tuple[int, int] | None = None
+    # The communication libraries' slots of the region and their mappings at SAVE; LOAD
+    # checks them before the first replay (kiln.graphs.library_memory).
+    library_memory: LibraryMemory | None = None
 
     def __post_init__(self) -> None:
         if self.recipe is not None:
@@ -143,6 +147,11 @@ class Manifest:
         groups = {} if self.groups is None else {"groups": [g.to_json() for g in self.groups]}
         unbacked = {} if self.window_unbacked is None else {"window_unbacked": self.window_unbacked}
         pes = {} if self.nvshmem_pes is None else {"nvshmem_pes": list(self.nvshmem_pes)}
+        libraries = (
+            {}
+            if self.library_memory is None
+            else {"library_memory": self.library_memory.to_json()}
+        )
         families = (
             {} if self.families is None else {"families": [f.to_json() for f in self.families]}
         )
@@ -152,6 +161,7 @@ class Manifest:
             **families,
             **unbacked,
             **pes,
+            **libraries,
             "device": self.device,
             "trajectory": [list(t) for t in self.trajectory],
             "window": list(self.window),
@@ -226,6 +236,9 @@ class Manifest:
             window_unbacked=None if unbacked is None else list(unbacked),
             families=families,
             nvshmem_pes=None if pes is None else (pes[0], pes[1]),
+            library_memory=None
+            if doc.library_memory is None
+            else LibraryMemory.from_doc(doc.library_memory),
         )
 
 

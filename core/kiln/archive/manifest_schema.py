@@ -10,6 +10,7 @@ from typing import Annotated, Any, TypeAlias
 
 import msgspec
 
+from kiln.archive.library_memory import LibraryMemoryDoc
 from kiln.schema import I64, U32, Count, Digest, Name
 
 Positive: TypeAlias = Annotated[int, msgspec.Meta(gt=0, le=(1 << 63) - 1)]
@@ -76,3 +77,5 @@ class ManifestDoc(msgspec.Struct, frozen=True):
     window_unbacked: list[Count] | None = None
     families: list[FamilyDoc] | None = None
     nvshmem_pes: tuple[Positive, Count] | None = None
+    # The communication libraries' slots and mappings (kiln.archive.library_memory).
+    library_memory: LibraryMemoryDoc | None = None

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Self
 
 from kiln.errors import KilnError, NonPersistableGraph
+from kiln.graphs import library_memory
 from kiln.graphs.rng_check import check_graph_rng
 from kiln.graphs.tensors import TensorSpec
 from kiln.native import native
@@ -127,8 +128,12 @@ class CaptureSession:
 
         before = self.region.trajectory_length()
         g = torch.cuda.CUDAGraph(keep_graph=True)
-        with torch.cuda.graph(g, pool=self._pool):
-            out = fn(*inputs)
+        library_memory.capture_window(True)
+        try:
+            with torch.cuda.graph(g, pool=self._pool):
+                out = fn(*inputs)
+        finally:
+            library_memory.capture_window(False)
         self._pool = g.pool()
         after = self.region.trajectory_length()
         outputs = _flatten(out, name)

@@ -16,7 +16,7 @@ from typing import Any
 
 from kiln.archive.manifest import Manifest
 from kiln.archive.section_verification import verify_in_background
-from kiln.graphs import nvshmem, store
+from kiln.graphs import library_memory, nvshmem, store
 from kiln.graphs.restored import RestoredSet
 from kiln.region import Region
 
@@ -119,6 +119,8 @@ class GraphRestore:
         self.initialize_nvshmem()
         restored.wait_verified()
         done("verify")
+        # Communication libraries hold what SAVE's graphs may point into.
+        library_memory.check(self.manifest.library_memory, region)
         store.materialize_window(self.manifest, region, restored)
         done("materialize")
         self.wait_decoded()

@@ -19,6 +19,7 @@ from typing import Any
 
 from kiln import env_settings
 from kiln.errors import KilnError, NonPersistableGraph, RestoreError
+from kiln.graphs import library_memory
 from kiln.graphs.restored import RestoredGraph, RestoredSet
 from kiln.graphs.rng_check import TorchGraphWatch, check_graph_rng
 from kiln.graphs.tensors import TensorSpec
@@ -117,6 +118,7 @@ class NativeRuntime:
         self._key_start = region.trajectory_length()
         self._torch_graphs.arm()
         native().capture_recorder_arm(region.device)
+        library_memory.capture_window(True)
 
     def end_graph(self, key: str, result: object = None) -> None:
         session = self._require_session()
@@ -124,6 +126,7 @@ class NativeRuntime:
         if self._open_key != key:
             raise KilnError(f"end_graph({key!r}) without a matching begin_graph")
         self._open_key = None
+        library_memory.capture_window(False)
         descs = native().capture_recorder_take()
         torch_graphs = self._torch_graphs.take()
         if len(descs) != 1:
@@ -146,6 +149,7 @@ class NativeRuntime:
         session.window = (session.window[0], end)
 
     def abort_graph(self, key: str) -> None:
+        library_memory.capture_window(False)
         native().capture_recorder_disarm()
         self._torch_graphs.take()
         with contextlib.suppress(KilnError):
