@@ -35,8 +35,13 @@ def driver_version() -> int: ...
 def ensure_context(device: int) -> int:
     """Initialise the driver and bind the primary context."""
 
-def region_open(device: int, base: int, size: int, prealloc: int = 0) -> int:
-    """Reserve the region; returns the granularity."""
+def region_open(
+    device: int, base: int, size: int, prealloc: int = 0, library_slot: int = 0
+) -> int:
+    """
+    Reserve the region, with a slot of `library_slot` bytes per communication library at its
+    top; returns the granularity.
+    """
 
 def region_close(device: int) -> None: ...
 def region_exists(device: int) -> bool: ...
@@ -62,6 +67,40 @@ def region_compare_prefix(
     device: int, expected: Sequence[tuple[int, int, int]]
 ) -> dict[str, Any] | None:
     """None, or the first divergence {index, expected, actual}."""
+
+def region_library_slots(device: int) -> list[tuple[str, int, int]]:
+    """
+    [(library, offset from the base, size)] of each library's slot; empty without slots.
+    """
+
+def region_library_trajectory(device: int, library: str) -> list[tuple[int, int, int]]:
+    """
+    [(offset from the slot's start, size, kind)] of the library's requests in order.
+    """
+
+def library_mappings() -> list[dict[str, Any]]:
+    """
+    The communication libraries' live mappings in the order they were made: {library, class,
+    slot, offset, size, address, in_capture}.
+    """
+
+def library_capture_events() -> list[tuple[str, str, int]]:
+    """
+    [(library, driver call, bytes)] of each library call made while a graph capture was in
+    progress.
+    """
+
+def set_capture_open(open: bool) -> None:
+    """
+    Marks a graph capture in progress (library mappings made meanwhile are refused at SAVE).
+    """
+
+def capture_open() -> bool: ...
+def library_mapping_exports() -> int:
+    """How many physical handles were exported as shareable handles."""
+
+def mappings_cover(address: int, length: int) -> bool:
+    """Whether live mappings the interposer saw cover the range without a gap."""
 
 def binary_count() -> int: ...
 def binary_info(id: int) -> dict[str, Any]: ...

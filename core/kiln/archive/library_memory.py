@@ -69,10 +69,14 @@ class LibraryMapping:
     size: int
 
     def describe(self) -> str:
-        where = "outside kiln's region" if self.slot == "outside" else (
-            f"at offset 0x{self.offset:x} of the {self.slot} slot"
-            if self.slot != "engine"
-            else f"at offset 0x{self.offset:x} of the engine's part"
+        where = (
+            "outside kiln's region"
+            if self.slot == "outside"
+            else (
+                f"at offset 0x{self.offset:x} of the {self.slot} slot"
+                if self.slot != "engine"
+                else f"at offset 0x{self.offset:x} of the engine's part"
+            )
         )
         return f"{self.cls} mapping of {self.size} bytes {where}"
 
@@ -99,7 +103,13 @@ class LibraryMemory:
                 for s in self.slots
             ],
             "mappings": [
-                {"library": m.library, "class": m.cls, "slot": m.slot, "offset": m.offset, "size": m.size}
+                {
+                    "library": m.library,
+                    "class": m.cls,
+                    "slot": m.slot,
+                    "offset": m.offset,
+                    "size": m.size,
+                }
                 for m in self.mappings
             ],
         }
@@ -108,7 +118,7 @@ class LibraryMemory:
     def from_doc(cls, doc: LibraryMemoryDoc) -> LibraryMemory:
         """The recorded library memory, its fields consistent with each other;
         :class:`ArchiveCorrupt` naming the defect otherwise."""
-        slots = []
+        slots: list[LibrarySlot] = []
         for s in doc.slots:
             if s.size != doc.slot_size:
                 raise _fail(f"the {s.library} slot's size differs from slot_size")
@@ -124,7 +134,7 @@ class LibraryMemory:
             for b in slots:
                 if a is not b and a.offset < b.offset + b.size and b.offset < a.offset + a.size:
                     raise _fail(f"the {a.library} and {b.library} slots overlap")
-        mappings = []
+        mappings: list[LibraryMapping] = []
         for i, m in enumerate(doc.mappings):
             if m.slot in LIBRARIES:
                 slot = next((s for s in slots if s.library == m.slot), None)

@@ -148,9 +148,7 @@ class Manifest:
         unbacked = {} if self.window_unbacked is None else {"window_unbacked": self.window_unbacked}
         pes = {} if self.nvshmem_pes is None else {"nvshmem_pes": list(self.nvshmem_pes)}
         libraries = (
-            {}
-            if self.library_memory is None
-            else {"library_memory": self.library_memory.to_json()}
+            {} if self.library_memory is None else {"library_memory": self.library_memory.to_json()}
         )
         families = (
             {} if self.families is None else {"families": [f.to_json() for f in self.families]}
