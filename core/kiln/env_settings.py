@@ -46,6 +46,8 @@ CACHE_DIR = "KILN_CACHE_DIR"  # the kiln-owned directory the engine's caches are
 
 # --- tuning and diagnostics (environment only) -------------------------------------------
 REGION_PREALLOC = "KILN_REGION_PREALLOC"  # bytes of the region mapped up front
+REGION_SLOT = "KILN_REGION_SLOT"  # the rank's slot: its region lies at base + slot x size
+AGREEMENT_TIMEOUT = "KILN_AGREEMENT_TIMEOUT"  # seconds the ranks wait for each other to agree
 BINARY_THREADS = "KILN_BINARY_THREADS"  # threads loading an archive's kernel binaries
 RESOLVE_THREADS = "KILN_RESOLVE_THREADS"  # threads resolving planned kernels at LOAD
 BUILD_THREADS = "KILN_BUILD_THREADS"  # threads building restored graphs
@@ -75,6 +77,8 @@ VARIABLES: dict[str, str] = {
     JOB: "set by `kiln run`: the launch's id, recorded by every rank's archive at SAVE",
     CACHE_DIR: "set by `kiln run`: the kiln-owned directory of the engine's caches",
     REGION_PREALLOC: "bytes of the region mapped when it opens",
+    REGION_SLOT: "the rank's region slot (default: its rank): base + slot x size",
+    AGREEMENT_TIMEOUT: "seconds the ranks wait for each other to agree on restoring",
     BINARY_THREADS: "kernel binary loader threads",
     RESOLVE_THREADS: "kernel resolver threads",
     BUILD_THREADS: "graph build threads",
