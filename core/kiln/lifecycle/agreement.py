@@ -16,11 +16,12 @@ Both follow the policy like any other stage error.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from kiln.env_settings import AGREEMENT_TIMEOUT, count_setting
 from kiln.errors import AgreementFailed, PeerRankFailed
 
 #: Every rank's block has this size (an all-gather needs equal sizes): 4 length bytes, then
@@ -42,16 +43,18 @@ class Verdict:
     cause: str = ""
 
     def encode(self) -> bytes:
-        doc = {
-            "rank": self.rank,
-            "restoring": self.restoring,
-            "stage": self.stage[:64],
-            "cause": self.cause[:_CAUSE_CHARS],
-        }
-        text = json.dumps(doc, ensure_ascii=True).encode("ascii")
-        # ensure_ascii keeps one byte per character: 1024 + 64 characters always fit.
-        assert len(text) + 4 <= BLOCK
-        return len(text).to_bytes(4, "little") + text + bytes(BLOCK - 4 - len(text))
+        cause = self.cause[:_CAUSE_CHARS]
+        while True:
+            doc = {
+                "rank": self.rank,
+                "restoring": self.restoring,
+                "stage": self.stage[:64],
+                "cause": cause,
+            }
+            text = json.dumps(doc, ensure_ascii=True).encode("ascii")
+            if len(text) + 4 <= BLOCK:
+                return len(text).to_bytes(4, "little") + text + bytes(BLOCK - 4 - len(text))
+            cause = cause[: len(cause) // 2]  # escapes take up to 12 bytes a character
 
 
 def decode(block: object, position: int) -> Verdict:
@@ -110,6 +113,14 @@ def first_refusal(verdicts: Sequence[Verdict]) -> PeerRankFailed | None:
         if not verdict.restoring:
             return PeerRankFailed(verdict.rank, verdict.stage or "start", verdict.cause)
     return None
+
+
+DEFAULT_TIMEOUT_S = 300
+
+
+def timeout_s(environ: Mapping[str, str] | None = None) -> int:
+    """How long a rank waits for the others to agree (KILN_AGREEMENT_TIMEOUT, seconds)."""
+    return count_setting(AGREEMENT_TIMEOUT, DEFAULT_TIMEOUT_S, "seconds", environ=environ)
 
 
 def torch_gather(group: Any, timeout_s: float) -> Gather:
