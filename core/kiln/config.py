@@ -40,7 +40,7 @@ from kiln.input_files import read_bounded
 
 CONFIG_ENV = env.CONFIG
 _MIB2 = 2 << 20  # the VMM granularity of current GPUs; a region must be aligned to it
-_VA_LIMIT = 1 << 48  # user virtual addresses on x86-64 and aarch64 stay below 2**48
+VA_LIMIT = 1 << 48  # user virtual addresses on x86-64 and aarch64 stay below 2**48
 
 
 class Mode(enum.StrEnum):
@@ -277,7 +277,7 @@ def _aligned(raw: object, what: str) -> int:
 
 def _region_base(raw: object, _base: Path) -> int:
     value = _aligned(raw, "an address such as 0x7e0000000000")
-    if value >= _VA_LIMIT:
+    if value >= VA_LIMIT:
         raise ValueError(f"{value:#x} is not a user-space address (must be below 2**48)")
     return value
 
@@ -291,7 +291,7 @@ def _check_region(config: Config) -> None:
 
 
 def _check_region_end(base: int | None, size: int | None, source: str | None) -> None:
-    if base is not None and size is not None and base + size > _VA_LIMIT:
+    if base is not None and size is not None and base + size > VA_LIMIT:
         raise ConfigError(
             "region.size", source or "default", f"region {base:#x} + {size:#x} ends above 2**48"
         )

@@ -47,6 +47,8 @@ CACHE_DIR = "KILN_CACHE_DIR"  # the kiln-owned directory the engine's caches are
 # --- tuning and diagnostics (environment only) -------------------------------------------
 REGION_PREALLOC = "KILN_REGION_PREALLOC"  # bytes of the region mapped up front
 REGION_LIBRARY_SLOT = "KILN_REGION_LIBRARY_SLOT"  # bytes of each communication library's slot
+REGION_SLOT = "KILN_REGION_SLOT"  # the rank's slot: its region lies at base + slot x size
+AGREEMENT_TIMEOUT = "KILN_AGREEMENT_TIMEOUT"  # seconds the ranks wait for each other to agree
 BINARY_THREADS = "KILN_BINARY_THREADS"  # threads loading an archive's kernel binaries
 RESOLVE_THREADS = "KILN_RESOLVE_THREADS"  # threads resolving planned kernels at LOAD
 BUILD_THREADS = "KILN_BUILD_THREADS"  # threads building restored graphs
@@ -78,6 +80,8 @@ VARIABLES: dict[str, str] = {
     REGION_PREALLOC: "bytes of the region mapped when it opens",
     REGION_LIBRARY_SLOT: "bytes of the region's slot for each communication library (NCCL, "
     "NVSHMEM); default an eighth of the region, 0: no slots",
+    REGION_SLOT: "the rank's region slot (default: its rank): base + slot x size",
+    AGREEMENT_TIMEOUT: "seconds the ranks wait for each other to agree on restoring",
     BINARY_THREADS: "kernel binary loader threads",
     RESOLVE_THREADS: "kernel resolver threads",
     BUILD_THREADS: "graph build threads",

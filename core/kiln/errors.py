@@ -138,6 +138,83 @@ class ArchiveLocked(ArchiveError):
     """Another process is saving the same archive."""
 
 
+# --- ranks of one job ------------------------------------------------------------------------
+
+
+class JobError(ArchiveError):
+    """The ranks' archives do not form one SAVE of this job (kiln.lifecycle.job)."""
+
+
+class LayoutMismatch(JobError):
+    """The engine's parallel layout (world size, TP/PP/DP/EP) differs from SAVE's."""
+
+    def __init__(self, field: str, saved: object, current: object) -> None:
+        self.field = field
+        self.saved = saved
+        self.current = current
+        super().__init__(
+            f"parallel layout differs from SAVE's in {field!r}: archive has {saved!r}, this "
+            f"start has {current!r}; every rank's graphs were captured for SAVE's layout"
+        )
+
+
+class TopologyMismatch(JobError):
+    """The node's GPUs or interconnect differ from SAVE's (communication libraries then
+    allocate and connect differently)."""
+
+    def __init__(self, field: str, saved: object, current: object) -> None:
+        self.field = field
+        self.saved = saved
+        self.current = current
+        super().__init__(
+            f"topology differs from SAVE's in {field!r}: archive has {saved!r}, this node "
+            f"has {current!r}"
+        )
+
+
+class RankArchiveMissing(JobError):
+    """A rank of the job has no archive; never substituted by another rank's."""
+
+    def __init__(self, rank: int, path: object, world_size: int) -> None:
+        self.rank = rank
+        self.path = path
+        super().__init__(
+            f"rank {rank} has no archive ({path}): the {world_size} ranks of this start need "
+            "every rank's archive of one SAVE"
+        )
+
+
+class MixedSaves(JobError):
+    """Two ranks' archives come from different SAVEs."""
+
+    def __init__(self, rank: int, other: object, own_rank: int, own: object) -> None:
+        self.rank = rank
+        super().__init__(
+            f"rank {rank}'s archive comes from another SAVE (session {other}) than rank "
+            f"{own_rank}'s (session {own}): every rank must restore from one SAVE"
+        )
+
+
+class RankAgreementError(KilnError):
+    """The ranks could not all restore: restore is all ranks or none (kiln.lifecycle.agreement)."""
+
+
+class PeerRankFailed(RankAgreementError):
+    """Another rank of the engine cannot restore, so this one must not either."""
+
+    def __init__(self, rank: int, stage: str, cause: str) -> None:
+        self.rank = rank
+        self.stage = stage
+        self.cause = cause
+        super().__init__(
+            f"rank {rank} cannot restore ({stage}: {cause}); restoring is all ranks or none"
+        )
+
+
+class AgreementFailed(RankAgreementError):
+    """The collective that agrees on restoring raised, timed out or returned garbage."""
+
+
 # --- input files ------------------------------------------------------------------------
 
 

@@ -19,9 +19,15 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kiln.config import region_from_environment
-from kiln.env_settings import REGION_LIBRARY_SLOT, REGION_PREALLOC, size_setting
-from kiln.errors import UnsupportedAllocator
+from kiln.config import VA_LIMIT, region_from_environment
+from kiln.env_settings import (
+    REGION_LIBRARY_SLOT,
+    REGION_PREALLOC,
+    REGION_SLOT,
+    count_setting,
+    size_setting,
+)
+from kiln.errors import ConfigError, UnsupportedAllocator
 from kiln.native import native, require_interposer
 
 DEFAULT_BASE = 0x6000_0000_0000
@@ -44,17 +50,49 @@ class RegionConfig:
         return self.size // 8 if self.library_slot is None else self.library_slot
 
     @classmethod
-    def from_env(cls, device: int = 0, environ: Mapping[str, str] | None = None) -> RegionConfig:
+    def from_env(
+        cls, device: int = 0, environ: Mapping[str, str] | None = None, *, slot: int | None = None
+    ) -> RegionConfig:
         """Defaults overridden by KILN_REGION_BASE / KILN_REGION_SIZE / KILN_REGION_PREALLOC /
-        KILN_REGION_LIBRARY_SLOT, parsed as the config file's values are (``64GiB``, hex,
-        bytes); a bad value raises ConfigError naming the variable."""
+        KILN_REGION_LIBRARY_SLOT, parsed as the config file's values are (``64GiB``, hex, bytes); a bad value raises
+        ConfigError naming the variable.
+
+        The region lies at ``base + slot x size``. An engine rank passes its rank slot
+        (:func:`rank_slot`), so its addresses depend on which rank it is, never on which
+        CUDA device number it was given; without a slot, the device number is the slot (one
+        process opening regions on several devices gets one slice per device)."""
         base, size = region_from_environment(environ)
         base = DEFAULT_BASE if base is None else base
         size = DEFAULT_SIZE if size is None else size
         prealloc = size_setting(REGION_PREALLOC, 0, "a size in bytes", environ)
-        slot = size_setting(REGION_LIBRARY_SLOT, -1, "a size in bytes", environ)
-        # Each device gets its own slice of the address space.
-        return cls(device, base + device * size, size, prealloc, None if slot < 0 else slot)
+        library_slot = size_setting(REGION_LIBRARY_SLOT, -1, "a size in bytes", environ)
+        index = device if slot is None else slot
+        if index < 0 or base + (index + 1) * size > VA_LIMIT:
+            raise ConfigError(
+                None,
+                f"environment {REGION_SLOT}" if slot is not None else "region slot",
+                f"slot {index} puts the region at {base + index * size:#x}, ending above 2**48 "
+                f"(base {base:#x}, {size:#x} bytes per slot): use a smaller KILN_REGION_SIZE "
+                "or slot",
+            )
+        return cls(
+            device,
+            base + index * size,
+            size,
+            prealloc,
+            None if library_slot < 0 else library_slot,
+        )
+
+
+def rank_slot(rank: int, environ: Mapping[str, str] | None = None) -> int:
+    """The region slot of an engine rank: KILN_REGION_SLOT when set (two independent engines
+    sharing one GPU give each its own), else the rank itself. Ranks of one job thus never
+    share a slot, whichever GPUs they run on, and a rank keeps its addresses when
+    CUDA_VISIBLE_DEVICES orders the GPUs differently."""
+    environ = os.environ if environ is None else environ
+    if REGION_SLOT not in environ:
+        return rank
+    return count_setting(REGION_SLOT, rank, "region slot", environ=environ)
 
 
 def check_allocator_settings(env: dict[str, str] | None = None) -> None:

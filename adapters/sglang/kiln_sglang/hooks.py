@@ -9,8 +9,8 @@ Each scheduler process, in startup order:
 
 | SGLang symbol | hook | kiln |
 |---|---|---|
-| Scheduler.__init__ | AROUND | start the driver (rank, world); after it returns: ready |
-| ModelRunner.init_torch_distributed | AROUND | device_bound before, communicators_ready after |
+| Scheduler.__init__ | AROUND | start the driver (rank, world, layout); after it returns: ready |
+| ModelRunner.init_torch_distributed | AROUND | device_bound before, communicators_ready after (the world group's gloo `cpu_group` as the ranks' agreement) |
 | ModelRunner.load_model | AFTER | weights_loaded |
 | KVCacheConfigurator._resolve_memory_pool_config | AROUND | kv_capacity (kiln_sglang.kv) |
 | BaseRunner.warmup | AROUND | warmup phase sglang/kernel_warmup, run in both modes |
@@ -31,13 +31,13 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from kiln import lifecycle
 from kiln.errors import KilnError
-from kiln.lifecycle import Driver, WarmupPhase
+from kiln.lifecycle import Driver, WarmupPhase, agreement
 
 from kiln_sglang import blocks, kv
 from kiln_sglang.fingerprint import scheduler_fingerprint
@@ -162,7 +162,12 @@ def scheduler_init(original: Callable[..., Any], self: Any, *args: Any, **kwargs
     state = STATE
     state.server_args = server_args
     state.driver = driver = lifecycle.start(
-        "sglang", adapter=_plugin(), rank=rank, world_size=tp * pp, **state.driver_options
+        "sglang",
+        adapter=_plugin(),
+        rank=rank,
+        world_size=tp * pp,
+        layout=layout(server_args),
+        **state.driver_options,
     )
     _plugin().bind(_fingerprint, _live_blocks)
     with _timed("scheduler_init"):
@@ -202,7 +207,9 @@ def init_torch_distributed(original: Callable[..., Any], self: Any) -> Any:
         driver.device_bound(int(self.gpu_id))
         result = original(self)
         if driver.ctx.world_size > 1:
-            driver.communicators_ready()
+            # SGLang's world group (and its gloo CPU group) exists now: from here on the
+            # ranks agree, stage by stage, that all of them restore or none does.
+            driver.communicators_ready(gather=world_gather())
     return result
 
 
@@ -359,3 +366,26 @@ def _write_times(rank: int, driver: Driver) -> None:
             json.dump(record, f, indent=1)
     except OSError as err:  # diagnostics must not stop a working engine
         log.warning("kiln-sglang: cannot write stage times to %s: %s", path, err)
+
+
+def layout(server_args: Any) -> dict[str, int]:
+    """The parallel layout kiln's job manifest records (kiln.lifecycle.job), as SGLang's
+    server arguments give it."""
+    return {
+        "tensor_parallel_size": int(server_args.tp_size),
+        "pipeline_parallel_size": int(server_args.pp_size),
+        "data_parallel_size": int(getattr(server_args, "dp_size", 1) or 1),
+        "expert_parallel_size": int(getattr(server_args, "ep_size", 1) or 1),
+        "enable_dp_attention": int(bool(getattr(server_args, "enable_dp_attention", False))),
+    }
+
+
+def world_gather() -> Callable[[bytes], Sequence[bytes]] | None:
+    """The agreement's gather over SGLang's world group (its gloo `cpu_group`), or None
+    when the group has one rank: kiln then never calls a collective."""
+    from sglang.srt.distributed.parallel_state import get_world_group
+
+    group = get_world_group()
+    if int(group.world_size) <= 1:
+        return None
+    return agreement.torch_gather(group.cpu_group, agreement.timeout_s())

@@ -9,6 +9,7 @@ same device first (the seam contract pins the statement it follows).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 
@@ -39,3 +40,25 @@ def device_index(parallel_config: Any, local_rank: int) -> int:
         dp_local = parallel_config.data_parallel_index
     per_replica = parallel_config.pipeline_parallel_size * parallel_config.tensor_parallel_size
     return local_rank + int(dp_local) * int(per_replica)
+
+
+def layout(parallel_config: Any) -> dict[str, int]:
+    """The parallel layout kiln's job manifest records (kiln.lifecycle.job): SAVE's must be
+    this start's. Sizes as vLLM reports them; expert parallelism as 0 or 1 (its size follows
+    from TP x DP)."""
+    return {
+        "tensor_parallel_size": int(parallel_config.tensor_parallel_size),
+        "pipeline_parallel_size": int(parallel_config.pipeline_parallel_size),
+        "data_parallel_size": int(getattr(parallel_config, "data_parallel_size", 1) or 1),
+        "enable_expert_parallel": int(bool(getattr(parallel_config, "enable_expert_parallel", 0))),
+    }
+
+
+def world_gather(world_group: Any) -> Callable[[bytes], Sequence[bytes]] | None:
+    """The agreement's gather over vLLM's world group (its gloo `cpu_group`), or None when
+    the group has one rank: kiln then never calls a collective."""
+    if int(world_group.world_size) <= 1:
+        return None
+    from kiln.lifecycle import agreement
+
+    return agreement.torch_gather(world_group.cpu_group, agreement.timeout_s())

@@ -39,12 +39,13 @@ import torch
 from kiln import lifecycle
 from kiln.env_settings import count_setting
 from kiln.lifecycle import WarmupPhase
+from vllm.distributed.parallel_state import get_world_group
 from vllm.v1.worker import gpu_worker
 from vllm.v1.worker.gpu_worker import Worker
 
 from kiln_vllm.adapter import WARMUP_KERNELS_PHASE
 from kiln_vllm.graphs import kiln_manager_class
-from kiln_vllm.ranks import device_index, global_rank
+from kiln_vllm.ranks import device_index, global_rank, layout, world_gather
 from kiln_vllm.startup_gc import CollectionLog, StartupFreeze
 from kiln_vllm.warmups import WorkerStep, then_warm_first_requests, warm_first_request_kernels
 from kiln_vllm.workspace import WORKSPACE_BYTES, place_workspace, workspace_bytes
@@ -78,7 +79,13 @@ class KilnWorker(Worker):
 
         plugin.bind_config(self.vllm_config)
         rank, world_size = global_rank(self.parallel_config, self.rank)
-        self.kiln = lifecycle.start("vllm", adapter=plugin, rank=rank, world_size=world_size)
+        self.kiln = lifecycle.start(
+            "vllm",
+            adapter=plugin,
+            rank=rank,
+            world_size=world_size,
+            layout=layout(self.parallel_config),
+        )
         self.kiln_times: dict[str, float] = {}
         self.kiln_stage_starts: dict[str, float] = {}
         self.kiln_t0 = time.perf_counter()
@@ -103,6 +110,9 @@ class KilnWorker(Worker):
             # binds the device vLLM is about to use, first (kiln_vllm.ranks).
             self.kiln.device_bound(device_index(self.parallel_config, self.local_rank))
             super().init_device()
+            # vLLM's world group (and its gloo CPU group) exists now: from here on the ranks
+            # agree, stage by stage, that all of them restore or none does.
+            self.kiln.communicators_ready(gather=world_gather(get_world_group()))
 
     def load_model(self, *, load_dummy_weights: bool = False) -> None:
         with self._timed("load_model"):

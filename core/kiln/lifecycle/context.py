@@ -27,6 +27,7 @@ class ProcessState:
     archive_dir: Path | None
     launch_fingerprint: dict[str, FingerprintValue] = field(default_factory=dict)
     device: int | None = None
+    region_slot: int | None = None  # the rank's region slot (kiln.region.rank_slot)
     fingerprint: dict[str, FingerprintValue] = field(default_factory=dict)
     recorded: dict[str, Any] = field(default_factory=dict)
     pins: dict[str, Pin] = field(default_factory=dict)
@@ -79,6 +80,12 @@ class KilnContext:
     def device(self) -> int | None:
         """The CUDA device ordinal once the device-bound stage began, else ``None``."""
         return self._state.device
+
+    @property
+    def region_slot(self) -> int | None:
+        """The rank's region slot once the device-bound stage began, else ``None``: its
+        region lies at ``base + slot x size`` (kiln.region.rank_slot)."""
+        return self._state.region_slot
 
     @property
     def archive_dir(self) -> Path | None:

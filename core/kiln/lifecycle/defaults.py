@@ -42,7 +42,8 @@ class CoreDefaults:
         }
         fields.update(ctx.launch_fingerprint)
         if ctx.device is not None:
-            fields.update(self._runtime().fingerprint(ctx.device))
+            slot = ctx.region_slot if ctx.region_slot is not None else 0
+            fields.update(self._runtime().fingerprint(ctx.device, slot=slot))
         return fields
 
     @hookimpl(trylast=True)

@@ -22,8 +22,16 @@ import pluggy
 
 from kiln import __version__
 from kiln.config import Config, ConfigError, LoadBuilds, Policy, load_config
-from kiln.errors import ArchiveCorrupt, ArchiveError, FingerprintMismatch, KilnError, RegionError
+from kiln.errors import (
+    AgreementFailed,
+    ArchiveCorrupt,
+    ArchiveError,
+    FingerprintMismatch,
+    KilnError,
+    RegionError,
+)
 from kiln.lifecycle import (
+    agreement,
     archive_io,
     cache_report,
     cache_transfer,
@@ -31,7 +39,9 @@ from kiln.lifecycle import (
     fingerprint,
     job,
     pins,
+    topology,
 )
+from kiln.lifecycle.agreement import Gather
 from kiln.lifecycle.context import KilnContext
 from kiln.lifecycle.defaults import CORE_PLUGIN_NAME, CoreDefaults
 from kiln.lifecycle.errors import (
@@ -56,6 +66,7 @@ from kiln.lifecycle.startup import initial_state
 from kiln.lifecycle.timing import Timeline
 from kiln.lifecycle.types import (
     FailureAction,
+    FingerprintValue,
     KvCapacity,
     Pin,
     RestoreProgress,
@@ -64,10 +75,26 @@ from kiln.lifecycle.types import (
     WarmupPhase,
 )
 from kiln.plugins import discover_adapters, make_plugin_manager, register, register_adapters
+from kiln.region import rank_slot
 
 T = TypeVar("T")
 log = logging.getLogger("kiln")
 _ACTIVE = (RunMode.SAVE, RunMode.LOAD)
+# With several ranks, these stages end with the ranks agreeing whether all of them still
+# restore (kiln.lifecycle.agreement): from the first stage the engine's CPU group exists
+# (communicators_ready) to the last one whose fallback captures natively (capture_end).
+_AGREED = frozenset(
+    {
+        Stage.COMMUNICATORS_READY,
+        Stage.WEIGHTS_LOADED,
+        Stage.COLLECTIVES_BOOTSTRAPPED,
+        Stage.WARMUP,
+        Stage.KV_CAPACITY,
+        Stage.CAPTURE_BEGIN,
+        Stage.CAPTURE_GRAPH,
+        Stage.CAPTURE_END,
+    }
+)
 
 
 class Driver:
@@ -86,6 +113,8 @@ class Driver:
         plugin_manager: pluggy.PluginManager | None = None,
         plugins: Sequence[object] = (),
         clock: Callable[[], float] | None = None,
+        layout: Mapping[str, int] | None = None,
+        topology_reader: Callable[[], Mapping[str, object]] | None = None,
     ) -> None:
         environ = os.environ if environ is None else environ
         config = load_config(environ=environ) if config is None else config
@@ -98,7 +127,15 @@ class Driver:
         self._order = StageOrder()
         self._runtime = runtime
         self._archive: ArchiveSession | None = None
-        self._record = LifecycleRecord(engine, job=environ.get(environment.JOB) or None)
+        self._record = LifecycleRecord(engine)
+        try:
+            self._layout = job.layout_of(world_size, layout)
+        except ValueError as err:
+            raise UsageError(f"lifecycle.start(layout=...): {err}") from None
+        self._read_topology = topology_reader or (lambda: topology.read_topology(environ))
+        self._manifest: job.JobManifest | None = None  # this start's, from device_bound on
+        self._gather: Gather | None = None  # the engine's CPU group, from communicators_ready
+        self._agreed_once = False
         self._seen: set[str] = set()
         self._captured = 0
         self._restored = 0
@@ -166,7 +203,13 @@ class Driver:
 
         self._stage(Stage.DEVICE_BOUND, work, _none)
 
-    def communicators_ready(self) -> None:
+    def communicators_ready(self, gather: Gather | None = None) -> None:
+        """The engine's process groups exist. ``gather`` all-gathers one block per rank over
+        the engine's CPU group (kiln.lifecycle.agreement.torch_gather); with several ranks,
+        this and every later stage up to capture_end ends with the ranks agreeing that all
+        of them still restore, or none does. It is never called with one rank."""
+        if gather is not None and self._state.world_size > 1:
+            self._gather = gather
         self._notify(Stage.COMMUNICATORS_READY, "kiln_communicators_ready")
 
     def weights_loaded(self) -> None:
@@ -413,15 +456,17 @@ class Driver:
             return native(None)
         self._order.enter(stage)
         with self._timeline.measure(label or stage.value) if timed else nullcontext():
+            agree = stage in _AGREED and self._agreement_due()
             try:
-                return work()
+                result = work()
             except StageFailed:
                 raise  # a nested stage (a warmup inside measure()) already applied the policy
             except (UsageError, ConfigError) as err:
                 self._fail(stage, err, FailureAction.STOP)
+                self._tell_peers(stage, err, agree)
                 raise
             except KilnError as err:
-                return self._policy(stage, err, native)
+                return self._policy(stage, err, native, agree)
             except Exception as err:
                 # A region that ran out of room (or failed to map) inside a driver call reaches
                 # the engine as its own error (an out-of-memory error); the wrapper kept kiln's
@@ -430,11 +475,23 @@ class Driver:
                 if cause:
                     region_err = RegionError(f"{cause} (the engine raised {type(err).__name__})")
                     region_err.__cause__ = err
-                    return self._policy(stage, region_err, native)
+                    return self._policy(stage, region_err, native, agree)
                 self._fail(stage, err, FailureAction.STOP)  # the engine's or an adapter's bug
+                self._tell_peers(stage, err, agree)
                 raise
+            if agree:
+                refused = self._agree(stage, None)
+                if refused is not None:
+                    return self._policy(stage, refused, native, False)
+            return result
 
-    def _policy(self, stage: Stage, err: KilnError, native: Callable[[KilnError | None], T]) -> T:
+    def _policy(
+        self,
+        stage: Stage,
+        err: KilnError,
+        native: Callable[[KilnError | None], T],
+        agree: bool = False,
+    ) -> T:
         # After a fallback the engine runs natively; later hook failures are reported the
         # same way rather than stopping an engine that no longer depends on kiln.
         can_fall_back = self._state.config.policy is Policy.FALLBACK and (
@@ -442,9 +499,53 @@ class Driver:
         )
         if not can_fall_back:
             self._fail(stage, err, FailureAction.STOP)
+            self._tell_peers(stage, err, agree)
             raise StageFailed(stage.value, err) from err
         self._fail(stage, err, FailureAction.FALLBACK)
+        # The peers learn it before this rank acts natively, and act natively too.
+        self._tell_peers(stage, err, agree)
         return native(err)
+
+    # --- agreement across ranks ---------------------------------------------------------------
+
+    def _agreement_due(self) -> bool:
+        """Whether this stage ends with an agreement. The first one (once the engine's group
+        exists) includes every rank, whatever it does: before it a rank may have fallen back
+        alone (device_bound, where no group exists yet). After it the ranks either all
+        restore or none does, so only restoring ranks agree again."""
+        if self._gather is None or self._state.world_size <= 1:
+            return False
+        return not self._agreed_once or self._state.mode is RunMode.LOAD
+
+    def _agree(self, stage: Stage, failure: BaseException | None) -> KilnError | None:
+        """Agree with the peers; the error that stops this rank restoring, or None."""
+        self._agreed_once = True
+        state = self._state
+        restoring = failure is None and state.mode is RunMode.LOAD
+        if failure is not None:
+            cause = str(failure)
+        elif state.fallback_reason is not None:
+            cause = state.fallback_reason
+        else:
+            cause = f"it runs in mode {state.mode.value}"
+        own = agreement.Verdict(state.rank, restoring, stage.value, "" if restoring else cause)
+        try:
+            verdicts = agreement.agree(own, state.world_size, self._gather)
+        except AgreementFailed as err:
+            if restoring:
+                return err
+            state.notes.append(f"{stage.value}: telling the other ranks failed: {err}")
+            log.warning("kiln: %s", state.notes[-1])
+            return None
+        if not restoring:
+            return None
+        return agreement.first_refusal([v for v in verdicts if v.rank != state.rank])
+
+    def _tell_peers(self, stage: Stage, err: BaseException, agree: bool) -> None:
+        """This rank failed in an agreed stage: the peers learn it from the agreement they
+        are waiting in (under strict they stop too, naming this rank)."""
+        if agree:
+            self._agree(stage, err)
 
     def _hook_error(self) -> str:
         if self._runtime is None or self._state.mode not in _ACTIVE:
@@ -495,11 +596,23 @@ class Driver:
 
     def _bind(self, device: int) -> None:
         state = self._state
+        state.region_slot = rank_slot(state.rank, self._environ)
         contributions = self.hook.kiln_fingerprint(ctx=self.ctx)
         state.fingerprint = fingerprint.merge(contributions, "kiln_fingerprint")
+        self._manifest = job.JobManifest(
+            self._environ.get(environment.JOB) or None,
+            state.rank,
+            state.world_size,
+            self._layout,
+            _topology_facts(self._read_topology()),
+        )
         session = self._session()
         if state.mode is RunMode.LOAD:
             try:
+                # The job first: a layout or topology that differs is named as such, before
+                # the fingerprint's fields that follow from it (the region's base, say).
+                if state.archive_dir is not None:
+                    job.check(state.archive_dir, self._manifest)
                 state.recorded = session.open_checked(state.fingerprint)
             except (FingerprintMismatch, ArchiveError) as err:
                 # One rank alone turning into SAVE while the others LOAD would make them
@@ -514,13 +627,9 @@ class Driver:
                     f"auto: saving a new archive, the existing one is unusable: {err}"
                 )
                 log.info("kiln: %s", state.notes[-1])
-        if state.mode is RunMode.LOAD and state.archive_dir is not None:
-            job.check_ranks(
-                state.archive_dir, state.rank, state.world_size, state.recorded.get("job")
-            )
         if state.mode is RunMode.SAVE:
             session.lock()
-        self._rt().bind(device, state.mode, session.reader)
+        self._rt().bind(device, state.mode, session.reader, slot=state.region_slot)
 
     def _check_warmup(self, phase: WarmupPhase, action: WarmupAction) -> None:
         state = self._state
@@ -565,7 +674,8 @@ class Driver:
             sections = dict(self._rt().sections())
             if self._state.rank == 0:  # one cache directory for all ranks, in rank 0's archive
                 sections.update(self._cache_sections(sections))
-            self._session().commit(sections, self._state.fingerprint, self._record)
+            assert self._manifest is not None  # device_bound made it
+            self._session().commit(sections, self._state.fingerprint, self._record, self._manifest)
 
     def _cache_sections(self, runtime_sections: Mapping[str, object]) -> dict[str, bytes]:
         stored = cache_transfer.store(self._environ, self._state.fingerprint)
@@ -655,6 +765,15 @@ class Driver:
 
 def _none(_err: KilnError | None) -> None:
     return None
+
+
+def _topology_facts(facts: Mapping[str, object]) -> dict[str, FingerprintValue]:
+    out: dict[str, FingerprintValue] = {}
+    for key, value in facts.items():
+        if not isinstance(value, (str, int)) or isinstance(value, bool):
+            raise InvalidHookResult("topology", f"{key!r} is {value!r}, not a string or an int")
+        out[key] = value
+    return out
 
 
 def _float(text: str | None) -> float | None:

@@ -74,13 +74,13 @@ class NativeRuntime:
         self._torch_graphs = TorchGraphWatch()
 
     # --- device -----------------------------------------------------------------------
-    def fingerprint(self, device: int) -> Mapping[str, FingerprintValue]:
+    def fingerprint(self, device: int, *, slot: int = 0) -> Mapping[str, FingerprintValue]:
         from kiln.fingerprint import environment_fingerprint
 
-        fields = environment_fingerprint(RegionConfig.from_env(device))
+        fields = environment_fingerprint(RegionConfig.from_env(device, slot=slot))
         return {k: v for k, v in fields.items() if k not in ("format_version", "kiln_version")}
 
-    def bind(self, device: int, mode: RunMode, archive: Any) -> None:
+    def bind(self, device: int, mode: RunMode, archive: Any, *, slot: int = 0) -> None:
         import torch
 
         from kiln.graphs import store
@@ -88,7 +88,9 @@ class NativeRuntime:
 
         torch.cuda.set_device(device)
         self._mode = mode
-        self._region = Region(device=device).open()
+        # The rank's slot, not the device number, places the region: ranks sharing a GPU
+        # never overlap, and a rank keeps its addresses whichever GPU it is given.
+        self._region = Region(RegionConfig.from_env(device, slot=slot)).open()
         if mode is RunMode.SAVE:
             self._session = _Session(self._region)
             return

@@ -20,9 +20,6 @@ class LifecycleRecord:
     kv_capacity: dict[str, int] | None = None
     warmup: dict[str, str] = field(default_factory=dict)  # phase name -> action at SAVE
     graphs: list[str] = field(default_factory=list)  # keys, in capture order
-    # The `kiln run` launch that saved it (KILN_JOB): every rank's archive of one SAVE holds
-    # the same id, so LOAD can tell ranks of different SAVEs apart.
-    job: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -32,8 +29,6 @@ class LifecycleRecord:
             "warmup": dict(self.warmup),
             "graphs": list(self.graphs),
         }
-        if self.job is not None:
-            out["job"] = self.job
         return out
 
     @classmethod
@@ -48,7 +43,7 @@ class LifecycleRecord:
             raise ArchiveCorrupt(f"section 'lifecycle': unsupported record version {doc.version!r}")
         kv = None if doc.kv_capacity is None else dict(doc.kv_capacity)
         warmup = {name: action.value for name, action in doc.warmup.items()}
-        return cls(doc.engine, kv, warmup, list(doc.graphs), doc.job)
+        return cls(doc.engine, kv, warmup, list(doc.graphs))
 
 
 class RecordDoc(msgspec.Struct, frozen=True):
@@ -60,4 +55,3 @@ class RecordDoc(msgspec.Struct, frozen=True):
     warmup: dict[Name, WarmupAction]
     graphs: list[Name]
     kv_capacity: Annotated[dict[Name, Count], msgspec.Meta(min_length=1)] | None = None
-    job: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None

@@ -47,16 +47,20 @@ class RestoredGraphLike(Protocol):
 
 
 class Runtime(Protocol):
-    def fingerprint(self, device: int) -> Mapping[str, FingerprintValue]:
-        """Fields of the device and the software below the engine.
+    def fingerprint(self, device: int, *, slot: int = 0) -> Mapping[str, FingerprintValue]:
+        """Fields of the device and the software below the engine (the region's base among
+        them: ``slot`` is the rank's region slot, :func:`kiln.region.rank_slot`).
 
         At least ``gpu_name``, ``compute_capability``, ``driver_version``, ``cuda_runtime``,
         ``torch_version``. Must not allocate device memory (it runs before the region exists).
         """
         ...
 
-    def bind(self, device: int, mode: RunMode, archive: SectionSource | None) -> None:
-        """Reserve and bind the deterministic region; at LOAD also load archived binaries.
+    def bind(
+        self, device: int, mode: RunMode, archive: SectionSource | None, *, slot: int = 0
+    ) -> None:
+        """Reserve and bind the deterministic region (at ``slot``'s base on ``device``); at
+        LOAD also load archived binaries.
 
         ``archive`` is open at LOAD (the runtime verifies each section it reads, then uses
         it) and ``None`` at SAVE, where the runtime starts recording.

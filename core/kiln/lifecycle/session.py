@@ -14,12 +14,12 @@ from typing import Any
 
 from kiln.archive import ArchiveReader, archive_lock
 from kiln.errors import ArchiveError
-from kiln.lifecycle import archive_io, fingerprint
+from kiln.lifecycle import archive_io, fingerprint, job
 from kiln.lifecycle.errors import InvalidHookResult
 from kiln.lifecycle.record import LifecycleRecord
 from kiln.lifecycle.types import FingerprintValue
 
-_OWNED = (archive_io.FINGERPRINT_SECTION, archive_io.LIFECYCLE_SECTION)
+_OWNED = (archive_io.FINGERPRINT_SECTION, archive_io.LIFECYCLE_SECTION, job.SECTION)
 
 
 class ArchiveSession:
@@ -48,14 +48,17 @@ class ArchiveSession:
         runtime_sections: Mapping[str, bytes | memoryview],
         fields: Mapping[str, FingerprintValue],
         record: LifecycleRecord,
+        manifest: job.JobManifest,
     ) -> None:
-        """SAVE: write the archive atomically, with the driver's own two sections."""
+        """SAVE: write the archive atomically, with the driver's own sections (fingerprint,
+        lifecycle record, job manifest)."""
         sections = dict(runtime_sections)
         for owned in _OWNED:
             if owned in sections:
                 raise InvalidHookResult("Runtime.sections", f"section {owned!r} is the driver's")
         sections[archive_io.FINGERPRINT_SECTION] = archive_io.encode_json(dict(fields))
         sections[archive_io.LIFECYCLE_SECTION] = archive_io.encode_json(record.as_json())
+        sections[job.SECTION] = archive_io.encode_json(manifest.as_json())
         try:
             archive_io.write(self.path, sections)
         except OSError as err:
