@@ -29,6 +29,7 @@ jobs=${KILN_GPU_JOBS:-1}
 printf '%s\n' "${files[@]}" | xargs -P "$jobs" -I{} bash -c '
   name=$(echo "{}" | tr / _ | sed "s/\.py$//")
   python3 -m pytest -m gpu "{}" -q -rs -p no:cacheprovider --junitxml="$0/junit-$name.xml" \
+    --basetemp="${TMPDIR:-/tmp}/kiln-gpu-tests/$name" \
     > "$0/gpu-$name.log" 2>&1
   echo "{}: rc $? $(tail -1 "$0/gpu-$name.log")"' "$results_dir" | tee "$results_dir/gpu-tests.log"
 if [ "${KILN_BENCH:-1}" = 1 ]; then
