@@ -18,7 +18,7 @@ from kiln.seam_contract import Seam
 from kiln.seam_contract import check_installed as _check_installed
 from kiln.seam_contract import check_source as _check_source
 
-__all__ = ["SEAMS", "Seam", "check_installed", "check_source"]
+__all__ = ["SEAMS", "Seam", "check_installed", "check_source", "source_files"]
 
 _PKG = "tensorrt_llm._torch.pyexecutor"
 _CREATOR = f"{_PKG}.py_executor_creator"
@@ -51,13 +51,19 @@ SEAMS: tuple[Seam, ...] = (
         "KvCacheCreator.try_prepare_estimation",
         ("self",),
         "SAVE: estimation starts (region suspended); LOAD: SAVE's sizing, no estimation",
-        contains=("self._kv_cache_config.max_tokens = self._get_token_num_for_estimation()",),
+        # Its answer is the bool create_py_executor branches on (kiln answers False at LOAD).
+        # How it caps the estimation cache varies across the 1.3.0rc2x versions read (a plain
+        # max_tokens assignment, or a min() with the user's value and a V2-manager byte cap),
+        # and kiln does not depend on it: the cap only sizes the throw-away cache.
+        contains=("return estimating_kv_cache",),
     ),
     Seam(
         _UTIL,
         "KvCacheCreator.configure_kv_cache_capacity",
         ("self", "py_executor"),
-        "SAVE: the measured sizing is recorded after it",
+        "SAVE: the measured sizing (max_gpu_total_bytes, and max_tokens for the V1 manager) "
+        "is recorded after it",
+        contains=("self._kv_cache_config.max_gpu_total_bytes = kv_cache_max_memory",),
     ),
     Seam(
         _UTIL,
@@ -151,6 +157,12 @@ SEAMS: tuple[Seam, ...] = (
         "a fallback after restoring captures again inside it",
     ),
 )
+
+
+def source_files(seams: tuple[Seam, ...] = SEAMS) -> list[str]:
+    """The files of a TensorRT-LLM tree the contract reads, relative to the directory holding
+    `tensorrt_llm/` (a checkout's root, or site-packages), in a stable order."""
+    return sorted(dict.fromkeys(f"{s.module.replace('.', '/')}.py" for s in seams))
 
 
 def check_installed(seams: tuple[Seam, ...] = SEAMS) -> list[str]:

@@ -205,8 +205,9 @@ FILES = {
                 log("try_prepare_estimation")
                 if self._skip_est:
                     return False
+                estimating_kv_cache = True
                 self._kv_cache_config.max_tokens = self._get_token_num_for_estimation()
-                return True
+                return estimating_kv_cache
 
             def build_managers(self, resources, estimating_kv_cache):
                 config = self._kv_cache_config
@@ -217,8 +218,9 @@ FILES = {
             def configure_kv_cache_capacity(self, py_executor):
                 log("measure peak memory")
                 py_executor.start_worker()
+                kv_cache_max_memory = 7 << 30
                 self._kv_cache_config.max_tokens = 123456
-                self._kv_cache_config.max_gpu_total_bytes = 7 << 30
+                self._kv_cache_config.max_gpu_total_bytes = kv_cache_max_memory
 
             def teardown_managers(self, resources):
                 log("teardown kv")

@@ -15,15 +15,17 @@ import pytest
 pytest.importorskip("kiln_trtllm", reason="kiln-trtllm is not installed (.ci/run installs it)")
 
 from kiln_trtllm.autoload import PATCHES
-from kiln_trtllm.seams import SEAMS, check_installed, check_source
+from kiln_trtllm.seams import SEAMS, check_installed, check_source, source_files
 
 from tests.adapters.trtllm import stand_in_tree
 
 ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = ROOT / "adapters" / "trtllm" / "check_contract.py"
+ASSEMBLE = ROOT / "adapters" / "trtllm" / "tools" / "assemble_contract_tree.py"
 RUNNER = "tensorrt_llm/_torch/pyexecutor/cuda_graph_runner.py"
 CREATOR = "tensorrt_llm/_torch/pyexecutor/py_executor_creator.py"
 ENGINE = "tensorrt_llm/_torch/pyexecutor/model_engine.py"
+UTIL = "tensorrt_llm/_torch/pyexecutor/_util.py"
 
 
 @pytest.fixture
@@ -134,3 +136,64 @@ def test_check_contract_script_refuses_a_directory_without_tensorrt_llm(tmp_path
         check=False,
     )
     assert proc.returncode == 2 and "has no tensorrt_llm/ directory" in proc.stderr
+
+
+def test_an_estimation_that_no_longer_answers_is_named(tree: Path) -> None:
+    # create_py_executor branches on the answer; kiln answers False at LOAD in its place.
+    stand_in_tree.edit(tree, UTIL, "return estimating_kv_cache", "return None")
+    (problem,) = check_source(tree)
+    assert problem.startswith(
+        "tensorrt_llm._torch.pyexecutor._util.KvCacheCreator.try_prepare_estimation: no longer "
+        "contains `return estimating_kv_cache`"
+    )
+
+
+def test_a_measurement_that_no_longer_writes_the_byte_capacity_is_named(tree: Path) -> None:
+    # kiln records max_gpu_total_bytes after the measurement and replays it at LOAD.
+    stand_in_tree.edit(
+        tree,
+        UTIL,
+        "self._kv_cache_config.max_gpu_total_bytes = kv_cache_max_memory",
+        "self._kv_cache_config.max_gpu_bytes = kv_cache_max_memory",
+    )
+    (problem,) = check_source(tree)
+    assert "configure_kv_cache_capacity: no longer contains" in problem
+    assert "max_gpu_total_bytes = kv_cache_max_memory" in problem
+
+
+def test_the_assembly_script_lists_copies_and_checks_exactly_the_contract_s_files(
+    tree: Path, tmp_path: Path
+) -> None:
+    listed = subprocess.run(
+        [sys.executable, str(ASSEMBLE), "--list"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert listed == source_files() and set(listed) == {
+        f"{s.module.replace('.', '/')}.py" for s in SEAMS
+    }
+    dest = tmp_path / "assembled"
+    ok = subprocess.run(
+        [sys.executable, str(ASSEMBLE), "--from", str(tree), "--to", str(dest)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    copied = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
+    assert copied == listed
+    assert f"contract holds: {len(SEAMS)} seams" in ok.stdout
+    stand_in_tree.edit(tree, RUNNER, "self.memory_pool = graph.pool()", "pass")
+    bad = subprocess.run(
+        [sys.executable, str(ASSEMBLE), "--from", str(tree), "--to", str(tmp_path / "again")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 1 and "no longer contains `self.memory_pool = graph.pool()`" in bad.stdout
+    (tree / UTIL).unlink()
+    gone = subprocess.run(
+        [sys.executable, str(ASSEMBLE), "--from", str(tree), "--to", str(tmp_path / "third")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert gone.returncode == 2 and "_util.py: no such file" in gone.stderr
