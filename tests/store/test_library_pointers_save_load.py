@@ -218,13 +218,38 @@ def test_load_refuses_a_pointer_into_library_allocated_memory_kiln_backs(process
         _build(buffer)
 
 
-def test_load_verifies_nothing_before_the_mapping_check_passes(process):
+def test_load_verifies_nothing_when_the_mapping_check_fails(process):
     va = _nccl_init()
     saved = _saved(_graph(va))
     process()
-    Caller("nccl").reserve(2 * GRAN)  # NCCL did not map its memory again
-    with pytest.raises(CommStateMismatch, match="is not mapped"):
+    nccl = Caller("nccl")
+    at = nccl.reserve(2 * GRAN)
+    nccl.map(at, GRAN, nccl.create(GRAN, host=True))  # same address, another class
+    engine_alloc(GRAN)
+    with pytest.raises(CommStateMismatch, match="this process has a host mapping"):
         library_memory.check(saved, REGION)
+    with pytest.raises(UnmappedRangeError, match="NCCL"):
+        _build(va)
+
+
+def test_load_forgets_the_verified_mappings_of_an_earlier_archive(process):
+    va = _nccl_init()
+    saved = _saved(_graph(va))
+    process()
+    _nccl_init()
+    library_memory.check(saved, REGION)
+    library_memory.check(None, REGION)  # another archive, without library memory
+    with pytest.raises(UnmappedRangeError, match="NCCL"):
+        _build(va)
+
+
+def test_load_refuses_a_library_pointer_once_its_mapping_is_gone(process):
+    va = _nccl_init()
+    saved = _saved(_graph(va))
+    process()
+    _nccl_init()
+    library_memory.check(saved, REGION)
+    Caller("nccl").unmap(va, GRAN)
     with pytest.raises(UnmappedRangeError, match="NCCL"):
         _build(va)
 
