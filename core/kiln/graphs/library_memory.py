@@ -117,7 +117,10 @@ def _pointed_into(
     for i in sorted({p.mapping for p in recorded.pointers}):
         m = recorded.mappings[i]
         slot = now.slot(m.slot)
-        assert m.slot in LIBRARIES and slot is not None  # checked when the record was read
+        if m.slot not in LIBRARIES or slot is None:  # the record's reader and _check_slot refuse it
+            raise CommStateMismatch(
+                f"SAVE's pointers point into the {m.slot} slot, which is missing"
+            )
         out.append((m.library, base + slot.offset + m.offset, m.size))
     return out
 
