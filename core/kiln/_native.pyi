@@ -35,9 +35,7 @@ def driver_version() -> int: ...
 def ensure_context(device: int) -> int:
     """Initialise the driver and bind the primary context."""
 
-def region_open(
-    device: int, base: int, size: int, prealloc: int = 0, library_slot: int = 0
-) -> int:
+def region_open(device: int, base: int, size: int, prealloc: int = 0, library_slot: int = 0) -> int:
     """
     Reserve the region, with a slot of `library_slot` bytes per communication library at its
     top; returns the granularity.
@@ -102,6 +100,18 @@ def library_mapping_exports() -> int:
 def mappings_cover(address: int, length: int) -> bool:
     """Whether live mappings the interposer saw cover the range without a gap."""
 
+def multicast_ranges() -> list[tuple[str, int, int]]:
+    """
+    [(who, address, size)] of everything a multicast object reaches: multicast mappings,
+    mappings of memory bound to one, ranges bound by address; who is a library or 'engine'.
+    """
+
+def set_verified_library_ranges(ranges: Sequence[tuple[str, int, int]]) -> None:
+    """
+    The library mappings [(library, address, size)] LOAD verified against SAVE's record;
+    graph pointers into a library slot must lie in one of them (replaces the earlier set).
+    """
+
 def binary_count() -> int: ...
 def binary_info(id: int) -> dict[str, Any]: ...
 def binary_bytes(id: int) -> bytes: ...
@@ -147,6 +157,11 @@ class GraphDesc:
         """(binary, entry) of every kernel node, in node order."""
 
     def region_pointers(self) -> list[int]: ...
+    def pointers_between(self, begin: int, end: int) -> list[tuple[int, int, int, str]]:
+        """
+        [(node, argument byte, address, kernel entry)] of every kernel argument pointer in [begin, end), in node order.
+        """
+
     def encode(self, old_ids: Sequence[int] = ..., new_ids: Sequence[int] = ...) -> bytes:
         """
         The blob; kernel binary ids in old_ids are renamed to new_ids (all ids when non-empty).

@@ -84,6 +84,19 @@ class LibraryStateInCapture(NonPersistableGraph):
     that avoids it."""
 
 
+class LibraryPointerError(NonPersistableGraph):
+    """A kernel argument points into a communication library's slot of the region where
+    no mapping kiln can restore lies: memory the library reserved but never mapped, memory
+    another process exported (peer), a multicast object or a handle kiln never saw made.
+    Names the library, the graph and the node."""
+
+
+class MulticastMemoryError(NonPersistableGraph):
+    """A kernel argument points into memory a multicast object reaches (NVLink SHARP):
+    a multicast mapping or memory bound to one. Names the setting that turns multicast
+    off."""
+
+
 class RestoreError(KilnError):
     """Rebuilding a graph from an archive failed (module load, kernel lookup, instantiate)."""
 

@@ -80,6 +80,20 @@ class Caller:
         self._ok(self._lib.standin_multicast(w, ctypes.byref(out), _size(size)), "multicast")
         return out.value
 
+    def bind_mem(self, multicast: int, memory: int, size: int) -> None:
+        w = self._wrapper("cuMulticastBindMem")
+        self._ok(
+            self._lib.standin_multicast_bind_mem(w, _u64(multicast), _u64(memory), _size(size)),
+            "multicast bind",
+        )
+
+    def bind_addr(self, multicast: int, address: int, size: int) -> None:
+        w = self._wrapper("cuMulticastBindAddr")
+        self._ok(
+            self._lib.standin_multicast_bind_addr(w, _u64(multicast), _u64(address), _size(size)),
+            "multicast bind",
+        )
+
     def ipc_open(self) -> int:
         out = _u64()
         self._ok(

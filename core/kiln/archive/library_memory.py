@@ -1,6 +1,7 @@
 """The communication libraries' memory an archive records: each library's slot of the region
-(where it lies, its requests in order) and the mappings the libraries made (class, slot,
-offset, size). SAVE writes it into the manifest (``library_memory``); LOAD checks it before
+(where it lies, its requests in order), the mappings the libraries made (class, slot,
+offset, size) and the graphs' kernel arguments that point into those mappings (graph, node,
+argument byte, library, mapping, offset into it). SAVE writes it into the manifest (``library_memory``); LOAD checks it before
 the first replay (:mod:`kiln.graphs.library_memory`). Read from untrusted input: every value
 is validated here."""
 
@@ -20,6 +21,11 @@ LIBRARIES = ("nccl", "nvshmem")
 CLASSES = ("local", "peer", "host", "multicast", "unknown")
 #: Where a mapping lies: a library's slot, the engine's part of the region, or outside it.
 SLOTS = (*LIBRARIES, "engine", "outside")
+#: Mapping classes a graph argument may point into: memory of this process, which the
+#: library re-creates at LOAD. Peer memory belongs to another process (which peer was
+#: mapped there is not recorded, so LOAD could not tell one from another), multicast memory
+#: is shared by several devices, and an unknown handle has no class to check.
+POINTER_CLASSES = ("local", "host")
 
 Library: TypeAlias = Literal["nccl", "nvshmem"]
 MappingClass: TypeAlias = Literal["local", "peer", "host", "multicast", "unknown"]
@@ -46,10 +52,20 @@ class MappingDoc(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     size: Count
 
 
+class PointerDoc(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    graph: Count
+    node: Count
+    arg_offset: Annotated[int, msgspec.Meta(ge=0, le=(1 << 32) - 1)]
+    library: Library
+    mapping: Count
+    offset: Count
+
+
 class LibraryMemoryDoc(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     slot_size: Count
     slots: Annotated[list[SlotDoc], msgspec.Meta(max_length=len(LIBRARIES))]
     mappings: Annotated[list[MappingDoc], msgspec.Meta(max_length=_MAX_ENTRIES)]
+    pointers: Annotated[list[PointerDoc], msgspec.Meta(max_length=_MAX_ENTRIES)] = []
 
 
 @dataclass(frozen=True)
@@ -82,10 +98,29 @@ class LibraryMapping:
 
 
 @dataclass(frozen=True)
+class LibraryPointer:
+    """A kernel argument pointing into a library's mapping."""
+
+    graph: int  # index into the manifest's graphs
+    node: int
+    arg_offset: int  # byte of the word in the kernel's arguments
+    library: str
+    mapping: int  # index into LibraryMemory.mappings
+    offset: int  # from the mapping's start
+
+    def describe(self, graph_name: str) -> str:
+        return (
+            f"graph {graph_name!r} node {self.node} argument byte {self.arg_offset}: "
+            f"{self.library} mapping #{self.mapping} + 0x{self.offset:x}"
+        )
+
+
+@dataclass(frozen=True)
 class LibraryMemory:
     slot_size: int  # bytes of each library slot (0: the region had none)
     slots: tuple[LibrarySlot, ...]
     mappings: tuple[LibraryMapping, ...]
+    pointers: tuple[LibraryPointer, ...] = ()
 
     def slot(self, library: str) -> LibrarySlot | None:
         return next((s for s in self.slots if s.library == library), None)
@@ -111,6 +146,17 @@ class LibraryMemory:
                     "size": m.size,
                 }
                 for m in self.mappings
+            ],
+            "pointers": [
+                {
+                    "graph": p.graph,
+                    "node": p.node,
+                    "arg_offset": p.arg_offset,
+                    "library": p.library,
+                    "mapping": p.mapping,
+                    "offset": p.offset,
+                }
+                for p in self.pointers
             ],
         }
 
@@ -145,7 +191,45 @@ class LibraryMemory:
             elif m.slot == "outside" and m.offset != 0:
                 raise _fail(f"mapping #{i} lies outside the region but has an offset")
             mappings.append(LibraryMapping(m.library, m.cls, m.slot, m.offset, m.size))
-        return cls(doc.slot_size, tuple(slots), tuple(mappings))
+        pointers = tuple(_pointer(i, p, mappings) for i, p in enumerate(doc.pointers))
+        return cls(doc.slot_size, tuple(slots), tuple(mappings), pointers)
+
+    def pointer_addresses(self, graph: int, base: int) -> set[tuple[int, int, int]]:
+        """(node, argument byte, address) of graph #`graph`'s recorded pointers, for a
+        region at `base`."""
+        out = set()
+        for p in self.pointers:
+            if p.graph != graph:
+                continue
+            m = self.mappings[p.mapping]
+            slot = self.slot(m.slot)
+            assert slot is not None  # checked when the record was read
+            out.add((p.node, p.arg_offset, base + slot.offset + m.offset + p.offset))
+        return out
+
+    def check_graphs(self, nodes: list[int]) -> None:
+        """:class:`ArchiveCorrupt` unless every pointer names a node of the manifest's
+        graphs, whose node counts are `nodes`."""
+        for i, p in enumerate(self.pointers):
+            if p.graph >= len(nodes):
+                raise _fail(f"pointer #{i} names graph {p.graph}, which the manifest lacks")
+            if p.node >= nodes[p.graph]:
+                raise _fail(f"pointer #{i} names node {p.node} of a graph of {nodes[p.graph]}")
+
+
+def _pointer(i: int, p: PointerDoc, mappings: list[LibraryMapping]) -> LibraryPointer:
+    """A recorded pointer whose mapping is one a graph may point into; ArchiveCorrupt
+    otherwise."""
+    if p.mapping >= len(mappings):
+        raise _fail(f"pointer #{i} names mapping {p.mapping}, which is not recorded")
+    m = mappings[p.mapping]
+    if m.library != p.library or m.slot != p.library:
+        raise _fail(f"pointer #{i} into {p.library} memory names a mapping in the {m.slot} slot")
+    if m.cls not in POINTER_CLASSES:
+        raise _fail(f"pointer #{i} points into a {m.cls} mapping, which graphs may not")
+    if p.offset >= m.size:
+        raise _fail(f"pointer #{i} lies past the end of its mapping")
+    return LibraryPointer(p.graph, p.node, p.arg_offset, p.library, p.mapping, p.offset)
 
 
 def _fail(what: str) -> ArchiveCorrupt:

@@ -223,6 +223,10 @@ class Manifest:
         pes = doc.nvshmem_pes
         if pes is not None and not pes[1] < pes[0]:
             raise _fail("nvshmem_pes: the PE is not below the PE count")
+        libraries = None
+        if doc.library_memory is not None:
+            libraries = LibraryMemory.from_doc(doc.library_memory)
+            libraries.check_graphs([g.nodes for g in graphs])
         return cls(
             doc.device,
             traj,
@@ -234,9 +238,7 @@ class Manifest:
             window_unbacked=None if unbacked is None else list(unbacked),
             families=families,
             nvshmem_pes=None if pes is None else (pes[0], pes[1]),
-            library_memory=None
-            if doc.library_memory is None
-            else LibraryMemory.from_doc(doc.library_memory),
+            library_memory=libraries,
         )
 
 

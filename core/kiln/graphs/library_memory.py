@@ -4,16 +4,27 @@ NCCL's and NVSHMEM's reservations and allocations land in slots of the region of
 (native region/owner.h), and the interposer records every mapping the libraries make
 (region/mappings.h). SAVE refuses graphs when a library reserved or mapped memory while a
 graph was being captured (state LOAD cannot re-create before the replay), then records each
-slot's requests and the libraries' mappings. LOAD, before the first replay, checks that the
-libraries made the same requests in their slots and hold the same mappings (class, slot,
-offset, size): a difference raises :class:`CommStateMismatch` naming the library."""
+slot's requests, the libraries' mappings and every kernel argument pointing into a library
+slot (:mod:`kiln.graphs.library_pointers` classifies them). LOAD, before the first replay,
+checks that the libraries made the same requests in their slots and hold the same mappings
+(class, slot, offset, size): a difference raises :class:`CommStateMismatch` naming the
+library. The mappings SAVE's pointers point into are then handed to the native graph
+builder, which accepts pointers into a library slot only inside them."""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
+from typing import Any
 
-from kiln.archive.library_memory import LibraryMapping, LibraryMemory, LibrarySlot
+from kiln.archive.library_memory import (
+    LIBRARIES,
+    LibraryMapping,
+    LibraryMemory,
+    LibrarySlot,
+)
 from kiln.errors import CommStateMismatch, LibraryStateInCapture
+from kiln.graphs import library_pointers
 from kiln.native import native
 from kiln.region import Region
 
@@ -55,28 +66,33 @@ def refuse_capture_state() -> None:
     )
 
 
-def current(region: Region) -> LibraryMemory | None:
-    """The libraries' slots of `region` with their requests so far, and the libraries' live
-    mappings; None when the region has no library slots and no library mapped anything."""
+def current(region: Region, graphs: Sequence[Any] = ()) -> LibraryMemory | None:
+    """The libraries' slots of `region` with their requests so far, the libraries' live
+    mappings and the kernel arguments of `graphs` (each with `name` and `desc`) pointing
+    into library slots; None when the region has no library slots and no library mapped
+    anything. A pointer kiln cannot restore is refused (:mod:`kiln.graphs.library_pointers`)."""
     n = native()
     dev = region.device
     slots = tuple(
         LibrarySlot(lib, off, size, tuple(tuple(e) for e in n.region_library_trajectory(dev, lib)))  # type: ignore[misc]
         for lib, off, size in n.region_library_slots(dev)
     )
+    live = n.library_mappings()
     mappings = tuple(
-        LibraryMapping(m["library"], m["class"], m["slot"], m["offset"], m["size"])
-        for m in n.library_mappings()
+        LibraryMapping(m["library"], m["class"], m["slot"], m["offset"], m["size"]) for m in live
     )
     if not slots and not mappings:
         return None
-    return LibraryMemory(int(n.region_info(dev)["library_slot"]), slots, mappings)
+    base = int(n.region_info(dev)["base"])
+    pointers = library_pointers.classify(graphs, base, slots, live)
+    return LibraryMemory(int(n.region_info(dev)["library_slot"]), slots, mappings, pointers)
 
 
 def check(recorded: LibraryMemory | None, region: Region) -> None:
     """Before the first replay at LOAD: the libraries' slots, their requests and their
     mappings equal SAVE's (`recorded`); :class:`CommStateMismatch` naming the library and
     the first difference otherwise."""
+    native().set_verified_library_ranges([])
     if recorded is None:
         return
     now = current(region) or LibraryMemory(0, (), ())
@@ -88,6 +104,25 @@ def check(recorded: LibraryMemory | None, region: Region) -> None:
     for slot in recorded.slots:
         _check_slot(slot, now.slot(slot.library))
     _check_mappings(recorded.mappings, now.mappings)
+    native().set_verified_library_ranges(_pointed_into(recorded, now, region))
+
+
+def _pointed_into(
+    recorded: LibraryMemory, now: LibraryMemory, region: Region
+) -> list[tuple[str, int, int]]:
+    """(library, address, size) in this process of each mapping SAVE's pointers point into,
+    all of them verified by now (same library, class, slot, offset and size)."""
+    base = int(native().region_info(region.device)["base"])
+    out = []
+    for i in sorted({p.mapping for p in recorded.pointers}):
+        m = recorded.mappings[i]
+        slot = now.slot(m.slot)
+        if m.slot not in LIBRARIES or slot is None:  # the record's reader and _check_slot refuse it
+            raise CommStateMismatch(
+                f"SAVE's pointers point into the {m.slot} slot, which is missing"
+            )
+        out.append((m.library, base + slot.offset + m.offset, m.size))
+    return out
 
 
 def _request(entry: tuple[int, int, int]) -> str:

@@ -36,7 +36,7 @@ from kiln.errors import (
     RestoreError,
 )
 from kiln.fingerprint import device_sm, environment_fingerprint
-from kiln.graphs import library_memory, nvshmem
+from kiln.graphs import library_memory, library_pointers, nvshmem
 from kiln.graphs.capture import CaptureSession
 from kiln.graphs.restored import RestoredGraph, RestoredSet
 from kiln.native import native
@@ -203,6 +203,7 @@ def archive_sections(
     if violation:
         raise NonPersistableGraph(violation)
     library_memory.refuse_capture_state()
+    library_pointers.refuse_multicast(session.graphs)
     region = session.region
     traj = region.trajectory()[: session.window[1]]
     _check_window_references(session, traj)
@@ -279,7 +280,7 @@ def archive_sections(
         window_unbacked=_window_unbacked(session, traj),
         families=_families(session, groups),
         nvshmem_pes=pes,
-        library_memory=library_memory.current(region),
+        library_memory=library_memory.current(region, session.graphs),
     )
     sections[MANIFEST] = dump_json(manifest.to_json())
     stats = {

@@ -1,10 +1,13 @@
 """The pointer audit: every device address a graph uses, and every input and output tensor,
-must lie inside one allocation of the archive's recorded trajectory. The ranges are the
-ones LOAD checks against live allocations (native/src/graph/build.cpp, check_backed)."""
+must lie inside one allocation of the archive's recorded trajectory, except the kernel
+arguments the manifest records as pointers into a communication library's mapping
+(kiln.archive.library_memory; LOAD checks those against the mappings it verified). The
+ranges are the ones LOAD checks against live allocations (native/src/graph/build.cpp,
+check_backed)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 from kiln.graphs.tensors import TensorSpec
@@ -12,12 +15,18 @@ from kiln.inspection.allocations import Allocations
 from kiln.inspection.problems import Problems
 
 
-def node_ranges(index: int, node: Mapping[str, Any]) -> Iterator[tuple[str, int, int]]:
-    """(what, address, length) of every device range graph node ``index`` uses."""
+def node_ranges(
+    index: int, node: Mapping[str, Any], library: Collection[tuple[int, int, int]] = ()
+) -> Iterator[tuple[str, int, int]]:
+    """(what, address, length) of every device range graph node ``index`` uses, but the
+    kernel arguments in `library` ((node, argument byte, address) of recorded pointers into
+    library mappings)."""
     kind = node.get("type")
     if kind == "kernel":
         kernel = node["kernel"]
         for arg_offset, address in kernel["region_pointers"]:
+            if (index, arg_offset, address) in library:
+                continue
             yield (
                 f"node {index} (kernel {kernel['entry']!r}) argument byte {arg_offset}",
                 address,
@@ -66,12 +75,14 @@ def audit_graph(
     outputs: Sequence[TensorSpec],
     allocations: Allocations,
     problems: Problems,
+    library: Collection[tuple[int, int, int]] = (),
 ) -> int:
-    """Report every range of graph ``graph`` outside the allocations; returns how many ranges
-    were checked."""
+    """Report every range of graph ``graph`` outside the allocations, but the recorded
+    pointers into library mappings in `library` (see :func:`node_ranges`); returns how many
+    ranges were checked."""
     checked = 0
     for index, node in enumerate(nodes):
-        for what, address, length in node_ranges(index, node):
+        for what, address, length in node_ranges(index, node, library):
             checked += 1
             _check(f"graph {graph!r} {what}", address, length, allocations, problems)
     for role, specs in (("input", inputs), ("output", outputs)):

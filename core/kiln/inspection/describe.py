@@ -76,9 +76,26 @@ def describe_archive(path: str | os.PathLike[str]) -> dict[str, Any]:
             "sizes": _sizes(reader, manifest),
             **_groups(raw, descs),
         }
+        if manifest.library_memory is not None:
+            description["library_memory"] = _library_memory(manifest)
         if manifest.recipe is not None:
             description["recipe"] = dict(manifest.recipe)
         return description
+
+
+def _library_memory(manifest: Manifest) -> dict[str, Any]:
+    """The communication libraries' slots, mappings and the kernel arguments pointing into
+    those mappings, as SAVE recorded them."""
+    lib = manifest.library_memory
+    assert lib is not None
+    return {
+        "slot_size": lib.slot_size,
+        "slots": {
+            s.library: {"offset": s.offset, "requests": len(s.trajectory)} for s in lib.slots
+        },
+        "mappings": [f"{m.library}: {m.describe()}" for m in lib.mappings],
+        "pointers": [p.describe(manifest.graphs[p.graph].name) for p in lib.pointers],
+    }
 
 
 def _decoded(n: Any, reader: ArchiveReader, name: str, section: str) -> Any:

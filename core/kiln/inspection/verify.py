@@ -101,8 +101,11 @@ class _Checks:
             if region is not None:
                 allocations = Allocations(region[0], region[1], self.manifest.trajectory)
                 allocations.check(self.problems)
-            for entry in self.manifest.graphs:
-                self._graph(reader, entry, self.manifest, n, allocations)
+            for i, entry in enumerate(self.manifest.graphs):
+                library = set()
+                if region is not None and self.manifest.library_memory is not None:
+                    library = self.manifest.library_memory.pointer_addresses(i, region[0])
+                self._graph(reader, entry, self.manifest, n, allocations, library)
 
     # -- the container ------------------------------------------------------------------
 
@@ -215,6 +218,7 @@ class _Checks:
         manifest: Manifest,
         n: ModuleType,
         allocations: Allocations | None,
+        library: set[tuple[int, int, int]] | None = None,
     ) -> None:
         self.counts["graphs"] += 1
         if entry.section in self._damaged:
@@ -250,5 +254,5 @@ class _Checks:
                 )
         if allocations is not None:
             self.counts["ranges_audited"] += audit_graph(
-                name, nodes, entry.inputs, entry.outputs, allocations, self.problems
+                name, nodes, entry.inputs, entry.outputs, allocations, self.problems, library or ()
             )

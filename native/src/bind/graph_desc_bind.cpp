@@ -187,6 +187,19 @@ void bind_graph_desc(nb::module_& m) {
             for (const RegionPointer& p : n.kernel.region_pointers) out.push_back(p.address);
         return out;
       })
+      .def("pointers_between", [](const GraphDesc& g, uint64_t begin, uint64_t end) {
+        nb::list out;
+        for (size_t i = 0; i < g.nodes.size(); ++i) {
+          const Node& n = g.nodes[i];
+          if (n.type != NodeType::kernel) continue;
+          for (const RegionPointer& p : n.kernel.region_pointers)
+            if (p.address >= begin && p.address < end)
+              out.append(nb::make_tuple(i, p.arg_offset, p.address, n.kernel.entry()));
+        }
+        return out;
+      }, "begin"_a, "end"_a,
+      "[(node, argument byte, address, kernel entry)] of every kernel argument pointer in [begin, end), in node "
+      "order.")
       .def("encode", [](const GraphDesc& g, const std::vector<uint32_t>& old_ids, const std::vector<uint32_t>& new_ids) {
         // Kernel binaries are renamed on the way out (registry ids -> archive slots); the
         // description itself is left as captured.

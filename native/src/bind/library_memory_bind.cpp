@@ -95,6 +95,20 @@ void bind_library_memory(nb::module_& m) {
   m.def("mappings_cover", [](uint64_t address, uint64_t length) {
     return MappingRegistry::instance().covers(address, length);
   }, "address"_a, "length"_a, "Whether live mappings the interposer saw cover the range without a gap.");
+  m.def("multicast_ranges", [] {
+    nb::list out;
+    for (const MulticastRange& r : MappingRegistry::instance().multicast_ranges())
+      out.append(nb::make_tuple(owner_name(r.owner), r.address, r.size));
+    return out;
+  }, "[(who, address, size)] of everything a multicast object reaches: multicast mappings, mappings of memory "
+     "bound to one, ranges bound by address; who is a library or 'engine'.");
+  m.def("set_verified_library_ranges", [](const std::vector<std::tuple<std::string, uint64_t, uint64_t>>& ranges) {
+    std::vector<VerifiedRange> verified;
+    verified.reserve(ranges.size());
+    for (const auto& [library, address, size] : ranges) verified.push_back({library_owner(library), address, size});
+    MappingRegistry::instance().set_verified(std::move(verified));
+  }, "ranges"_a, "The library mappings [(library, address, size)] LOAD verified against SAVE's record; graph "
+     "pointers into a library slot must lie in one of them (replaces the earlier set).");
 }
 
 }  // namespace kiln

@@ -4,6 +4,7 @@
 
 #include "common/driver.h"
 #include "common/error.h"
+#include "region/mappings.h"
 #include "region/registry.h"
 
 namespace kiln {
@@ -21,8 +22,22 @@ void check_backed(const GraphDesc& desc, int device) {
   RegionRegistry::instance().with_device(device, [&](Region* region) {
     // `what` names the operand only on failure: formatting it for every pointer of every
     // node cost more than the checks themselves.
+    const MappingRegistry& mappings = MappingRegistry::instance();
     auto need = [&](uint64_t addr, uint64_t len, auto&& what) {
-      if (region && region->is_backed(addr, len ? len : 1)) return;
+      uint64_t n = len ? len : 1;
+      Owner library = region && region->contains(addr) ? region->owner_at(addr - region->base()) : Owner::engine;
+      if (library != Owner::engine) {
+        // A communication library's slot: the library, not kiln, maps its memory. Only a
+        // mapping SAVE recorded for such pointers and LOAD's mapping check found again
+        // (same library, class, offset and size) may back it.
+        if (mappings.verified_covers(library, addr, n)) return;
+        throw Error(ErrorKind::unmapped_range,
+                    format("%s refers to [0x%llx, +%llu), in %s's slot of the region, where no %s mapping that "
+                           "SAVE recorded for graph pointers and LOAD's mapping check verified lies",
+                           what().c_str(), (unsigned long long)addr, (unsigned long long)len, owner_label(library),
+                           owner_label(library)));
+      }
+      if (region && region->is_backed(addr, n)) return;
       throw Error(ErrorKind::unmapped_range,
                   format("%s refers to [0x%llx, +%llu), which is not backed by a live allocation in this process's "
                          "region; the allocations before LOAD differ from SAVE's",

@@ -63,6 +63,22 @@ CUresult hook_cuMulticastCreate_v12010_(CUmemGenericAllocationHandle* handle, co
   return r;
 }
 
+CUresult hook_cuMulticastBindMem_v12010_(CUmemGenericAllocationHandle mc, size_t mc_offset,
+                                         CUmemGenericAllocationHandle memory, size_t memory_offset, size_t size,
+                                         unsigned long long flags) {
+  CUresult r = KILN_REAL(cuMulticastBindMem_v12010_)(mc, mc_offset, memory, memory_offset, size, flags);
+  if (recording(r)) registry().on_multicast_bind_mem(memory);
+  return r;
+}
+
+CUresult hook_cuMulticastBindAddr_v12010_(CUmemGenericAllocationHandle mc, size_t mc_offset, CUdeviceptr address,
+                                          size_t size, unsigned long long flags) {
+  const void* caller = __builtin_return_address(0);
+  CUresult r = KILN_REAL(cuMulticastBindAddr_v12010_)(mc, mc_offset, address, size, flags);
+  if (recording(r)) registry().on_multicast_bind_addr(address, size, owner_of_address(caller));
+  return r;
+}
+
 CUresult hook_cuIpcOpenMemHandle_v11000_(CUdeviceptr* ptr, CUipcMemHandle handle, unsigned int flags) {
   const void* caller = __builtin_return_address(0);
   CUresult r = KILN_REAL(cuIpcOpenMemHandle_v11000_)(ptr, handle, flags);

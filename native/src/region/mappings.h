@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include "region/owner.h"
@@ -36,6 +37,25 @@ struct MappingRecord {
   Owner owner;           // the library that mapped it
   bool in_capture;       // mapped while a graph capture was in progress
   uint64_t sequence;     // order of mapping in this process
+  CUmemGenericAllocationHandle handle = 0;  // 0 for a legacy IPC open
+  bool multicast_bound = false;             // its memory is bound to a multicast object
+};
+
+// Memory a multicast object reaches: a multicast mapping, a mapping of memory bound to a
+// multicast object (cuMulticastBindMem), or a range bound by address (cuMulticastBindAddr).
+// Writes through the multicast address change it on every device of the object.
+struct MulticastRange {
+  uint64_t address;
+  uint64_t size;
+  Owner owner;  // who mapped or bound it
+};
+
+// A library mapping LOAD's mapping check found at SAVE's address with SAVE's class, slot
+// offset and size; graph arguments may point into it (graph/build.cpp).
+struct VerifiedRange {
+  Owner owner;
+  uint64_t address;
+  uint64_t size;
 };
 
 class MappingRegistry {
@@ -45,6 +65,9 @@ class MappingRegistry {
   void on_create(CUmemGenericAllocationHandle handle, const CUmemAllocationProp* prop);
   void on_import(CUmemGenericAllocationHandle handle);
   void on_multicast(CUmemGenericAllocationHandle handle);
+  // Memory bound to a multicast object, by handle or by address.
+  void on_multicast_bind_mem(CUmemGenericAllocationHandle memory);
+  void on_multicast_bind_addr(uint64_t address, uint64_t size, Owner owner);
   void on_export(CUmemGenericAllocationHandle handle);
   void on_release(CUmemGenericAllocationHandle handle);
   void on_map(uint64_t address, uint64_t size, CUmemGenericAllocationHandle handle, Owner owner);
@@ -74,6 +97,18 @@ class MappingRegistry {
   std::vector<MappingRecord> mappings() const;
   // Whether live mappings cover [address, address + len) without a gap.
   bool covers(uint64_t address, uint64_t len) const;
+  // The live mapping holding `address`, if any.
+  std::optional<MappingRecord> find(uint64_t address) const;
+  // Everything a multicast object reaches (multicast mappings, bound memory), in no order.
+  // A binding is kept until its memory is unmapped (kiln does not follow cuMulticastUnbind):
+  // at worst a graph is refused that could have been kept.
+  std::vector<MulticastRange> multicast_ranges() const;
+
+  // The library mappings LOAD verified against SAVE's record (replacing any earlier set).
+  void set_verified(std::vector<VerifiedRange> ranges);
+  // Whether one verified range of `owner` holds [address, address + len) and live mappings
+  // still cover it.
+  bool verified_covers(Owner owner, uint64_t address, uint64_t len) const;
   // How many handles were exported as shareable handles.
   uint64_t exports() const;
 
@@ -84,12 +119,17 @@ class MappingRegistry {
   struct Handle {
     MappingClass cls;
     bool exported;
+    bool multicast_bound = false;
   };
+
+  bool covers_locked(uint64_t address, uint64_t len) const;
 
   mutable std::mutex mu_;
   std::map<CUmemGenericAllocationHandle, Handle> handles_;
   std::map<uint64_t, MappingRecord> mappings_;  // by address
   std::vector<CaptureEvent> capture_events_;
+  std::vector<MulticastRange> bound_ranges_;  // cuMulticastBindAddr
+  std::vector<VerifiedRange> verified_;
   uint64_t sequence_ = 0;
   uint64_t exports_ = 0;
   bool capture_open_ = false;

@@ -59,6 +59,17 @@ STANDIN int standin_multicast(void* fn, CUmemGenericAllocationHandle* out, size_
   return r;
 }
 
+STANDIN int standin_multicast_bind_mem(void* fn, CUmemGenericAllocationHandle mc, CUmemGenericAllocationHandle memory,
+                                       size_t size) {
+  int r = reinterpret_cast<PFN_cuMulticastBindMem_v12010>(fn)(mc, 0, memory, 0, size, 0);
+  return r;
+}
+
+STANDIN int standin_multicast_bind_addr(void* fn, CUmemGenericAllocationHandle mc, CUdeviceptr address, size_t size) {
+  int r = reinterpret_cast<PFN_cuMulticastBindAddr_v12010>(fn)(mc, 0, address, size, 0);
+  return r;
+}
+
 STANDIN int standin_ipc_open(void* fn, CUdeviceptr* out) {
   CUipcMemHandle handle = {};
   int r = reinterpret_cast<PFN_cuIpcOpenMemHandle_v11000>(fn)(out, handle, CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS);

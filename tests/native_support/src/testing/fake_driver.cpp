@@ -127,6 +127,17 @@ CUresult multicast_create(CUmemGenericAllocationHandle* h, const CUmulticastObje
   return CUDA_SUCCESS;
 }
 
+CUresult multicast_bind_mem(CUmemGenericAllocationHandle mc, size_t, CUmemGenericAllocationHandle memory, size_t,
+                            size_t, unsigned long long) {
+  std::lock_guard<std::mutex> l(st().mu);
+  return st().handles.count(mc) && st().handles.count(memory) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
+}
+
+CUresult multicast_bind_addr(CUmemGenericAllocationHandle mc, size_t, CUdeviceptr, size_t, unsigned long long) {
+  std::lock_guard<std::mutex> l(st().mu);
+  return st().handles.count(mc) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
+}
+
 // Legacy IPC: the driver reserves and maps one granule of the exporter's memory wherever it
 // likes (here: far from any region).
 CUresult ipc_open(CUdeviceptr* ptr, CUipcMemHandle, unsigned int) {
@@ -224,6 +235,8 @@ void* fake_sharing_function(const char* base) {
   if (name == "cuMemExportToShareableHandle") return reinterpret_cast<void*>(&export_handle);
   if (name == "cuMemImportFromShareableHandle") return reinterpret_cast<void*>(&import_handle);
   if (name == "cuMulticastCreate") return reinterpret_cast<void*>(&multicast_create);
+  if (name == "cuMulticastBindMem") return reinterpret_cast<void*>(&multicast_bind_mem);
+  if (name == "cuMulticastBindAddr") return reinterpret_cast<void*>(&multicast_bind_addr);
   if (name == "cuIpcOpenMemHandle") return reinterpret_cast<void*>(&ipc_open);
   if (name == "cuIpcCloseMemHandle") return reinterpret_cast<void*>(&ipc_close);
   return nullptr;

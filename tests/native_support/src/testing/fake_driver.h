@@ -33,7 +33,8 @@ void uninstall_fake_driver();
 FakeDriverStats fake_driver_stats();
 
 // The stand-in's sharing calls kiln does not call itself (cuMemExportToShareableHandle,
-// cuMemImportFromShareableHandle, cuMulticastCreate, cuIpcOpenMemHandle,
+// cuMemImportFromShareableHandle, cuMulticastCreate, cuMulticastBindMem,
+// cuMulticastBindAddr, cuIpcOpenMemHandle,
 // cuIpcCloseMemHandle), by base name; nullptr for any other.
 void* fake_sharing_function(const char* base);
 
