@@ -50,12 +50,16 @@ def _timed(argv: list[str], env: dict[str, str]) -> tuple[subprocess.CompletedPr
 
 
 def _program(
-    mode: str, archive: Path, out: Path, build_dir: Path, skip_report: bool
+    mode: str, archive: Path, out: Path, build_dir: Path, arch: str, skip_report: bool
 ) -> dict[str, Any]:
     from kiln_workloads import nvshmem_build
     from kiln_workloads.nvshmem_graph import SKIP_ENV
 
-    env = {**os.environ, nvshmem_build.BUILD_DIR_ENV: str(build_dir)}
+    env = {
+        **os.environ,
+        nvshmem_build.BUILD_DIR_ENV: str(build_dir),
+        nvshmem_build.ARCH_ENV: arch,
+    }
     env.pop(SKIP_ENV, None)
     if skip_report:
         env[SKIP_ENV] = "1"
@@ -109,10 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     built = json.loads(lines[-1]) if lines else {"ok": False, "message": "no output"}
     runs: dict[str, dict[str, Any]] = {}
     if built.get("ok"):
-        runs["save"] = _program("save", archive, out, build_dir, False)
+        arch = str(built["arch"])
+        runs["save"] = _program("save", archive, out, build_dir, arch, False)
         if runs["save"].get("ok"):
-            runs["load"] = _program("load", archive, out, build_dir, False)
-            runs["load_without_bootstrap_report"] = _program("load", archive, out, build_dir, True)
+            runs["load"] = _program("load", archive, out, build_dir, arch, False)
+            runs["load_without_bootstrap_report"] = _program(
+                "load", archive, out, build_dir, arch, True
+            )
     else:
         print(built.get("message"), build_proc.stderr[-6000:], sep="\n", file=sys.stderr)
 
@@ -162,10 +169,8 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
     if refused and not reinit_refused:
-        print(
-            f"--- refusal not as expected ---\n{json.dumps(refused, indent=1, default=str)[-12000:]}",
-            file=sys.stderr,
-        )
+        shown = json.dumps(refused, indent=1, default=str)[-12000:]
+        print(f"--- refusal not as expected ---\n{shown}", file=sys.stderr)
     path = args.out_dir / f"nvshmem-{device.replace(' ', '-')}-{date}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2, default=str) + "\n")

@@ -39,10 +39,15 @@ def _tail(text: str, n: int = 6000) -> str:
 
 
 def run_program(
-    mode: str, archive: Path, out: Path, build_dir: Path, *, skip_report: bool = False
+    mode: str, archive: Path, out: Path, built: Built, *, skip_report: bool = False
 ) -> tuple[dict[str, Any], subprocess.CompletedProcess[str]]:
     """`kiln run --mode MODE --policy strict` around the program; its JSON result."""
-    env = {**os.environ, nvshmem_build.BUILD_DIR_ENV: str(build_dir)}
+    build_dir, arch = built
+    env = {
+        **os.environ,
+        nvshmem_build.BUILD_DIR_ENV: str(build_dir),
+        nvshmem_build.ARCH_ENV: arch,
+    }
     env.pop(SKIP_ENV, None)
     if skip_report:
         env[SKIP_ENV] = "1"
@@ -85,8 +90,11 @@ def run_program(
     return result, proc
 
 
+Built = tuple[Path, str]  # the build directory, the GPU architecture built for
+
+
 @pytest.fixture(scope="module")
-def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     """The kernel and shim built once for the module, in a fresh process (nvcc's output on
     failure)."""
     if _MISSING is not None:
@@ -100,20 +108,20 @@ def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         check=False,
     )
     lines = proc.stdout.strip().splitlines()
-    built = json.loads(lines[-1]) if lines else {}
-    assert proc.returncode == 0 and built.get("ok"), (
+    done = json.loads(lines[-1]) if lines else {}
+    assert proc.returncode == 0 and done.get("ok"), (
         f"building the NVSHMEM test kernel failed (rc {proc.returncode}):\n"
-        f"{built.get('message', '')}\n--- stderr ---\n{_tail(proc.stderr)}"
+        f"{done.get('message', '')}\n--- stderr ---\n{_tail(proc.stderr)}"
     )
-    return d
+    return d, str(done["arch"])
 
 
 @pytest.fixture(scope="module")
-def saved(build_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def saved(built: Built, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """SAVE once for the module: (archive directory, result path)."""
     root = tmp_path_factory.mktemp("nvshmem")
     archive, out = root / "archive", root / "result.json"
-    result, _ = run_program("save", archive, out, build_dir)
+    result, _ = run_program("save", archive, out, built)
     assert result["ok"], result
     assert result["mode"] == "save" and result["report"]["outcome"] == "saved", result
     assert result["bit_exact_vs_native"] and result["graph_wrote_outputs"], result
@@ -122,10 +130,10 @@ def saved(build_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
 
 @needs_nvshmem
 def test_save_and_load_of_a_graph_reading_and_writing_the_symmetric_heap_are_bit_exact(
-    saved: tuple[Path, Path], build_dir: Path
+    saved: tuple[Path, Path], built: Built
 ) -> None:
     archive, out = saved
-    loaded, _ = run_program("load", archive, out, build_dir)
+    loaded, _ = run_program("load", archive, out, built)
     assert loaded["ok"], loaded
     assert loaded["mode"] == "load" and loaded["restored"], loaded
     assert loaded["report"]["outcome"] == "restored", loaded
@@ -136,10 +144,10 @@ def test_save_and_load_of_a_graph_reading_and_writing_the_symmetric_heap_are_bit
 
 @needs_nvshmem
 def test_load_is_refused_when_nvshmem_is_never_reported_bootstrapped(
-    saved: tuple[Path, Path], build_dir: Path
+    saved: tuple[Path, Path], built: Built
 ) -> None:
     archive, out = saved
-    refused, _ = run_program("load", archive, out, build_dir, skip_report=True)
+    refused, _ = run_program("load", archive, out, built, skip_report=True)
     assert not refused["ok"], refused
     assert refused["step"] == "capture_graph", refused  # nothing replayed
     assert refused["error"] == "RestoreError", refused

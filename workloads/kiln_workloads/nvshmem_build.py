@@ -39,8 +39,8 @@ STATE_SYMBOL = b"nvshmemi_device_state_d\0"
 DISTRIBUTION = "nvidia-nvshmem-cu13"
 HOST_LIBRARY = "libnvshmem_host.so.3"
 DEVICE_LIBRARY = "libnvshmem_device.a"
-BUILD_DIR_ENV = "NVSHMEM_GRAPH_BUILD_DIR"
-ARCH_ENV = "NVSHMEM_GRAPH_ARCH"
+BUILD_DIR_ENV = "KILN_WORKLOADS_NVSHMEM_BUILD_DIR"
+ARCH_ENV = "KILN_WORKLOADS_NVSHMEM_ARCH"
 
 # heap: [0, n) a bias the host writes before each replay, [n, 2n) the target of an NVSHMEM
 # put to this PE, [2n, 3n) a plain store. Every thread reads the heap through NVSHMEM (get),
@@ -238,7 +238,7 @@ def unavailable_reason() -> str | None:
 
 
 def device_arch(device: int = 0) -> str:
-    """`sm_XY` of the GPU (NVSHMEM_GRAPH_ARCH overrides)."""
+    """`sm_XY` of the GPU (KILN_WORKLOADS_NVSHMEM_ARCH overrides)."""
     if os.environ.get(ARCH_ENV):
         return os.environ[ARCH_ENV]
     import torch
@@ -344,15 +344,15 @@ def build(arch: str | None = None, build_dir: Path | None = None) -> Built:
         )
         _run(
             "device-link the kernel with libnvshmem_device into a cubin",
-            [nvcc, f"-arch={arch}", "-dlink", "-cubin", "kernel.o", f"-L{nvshmem.lib}", "-lnvshmem_device",
-             "-o", "kernel.cubin"],
+            [nvcc, f"-arch={arch}", "-dlink", "-cubin", "kernel.o", f"-L{nvshmem.lib}",
+             "-lnvshmem_device", "-o", "kernel.cubin"],
             work,
         )  # fmt: skip
         _check_cubin(work / "kernel.cubin")
         _run(
             "compile the host shim",
-            [nvcc, "-x", "c++", "-shared", "-Xcompiler", "-fPIC", "-cudart", "none", "-std=c++17", inc,
-             "shim.cpp", "-o", "libkiln_nvshmem_host.so"],
+            [nvcc, "-x", "c++", "-shared", "-Xcompiler", "-fPIC", "-cudart", "none", "-std=c++17",
+             inc, "shim.cpp", "-o", "libkiln_nvshmem_host.so"],
             work,
         )  # fmt: skip
         try:
@@ -383,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--build-dir", type=Path, default=None)
     p.add_argument(
-        "--arch", default=None, help="sm_XY (default: the GPU's, or $NVSHMEM_GRAPH_ARCH)"
+        "--arch", default=None, help="sm_XY (default: the GPU's, or $KILN_WORKLOADS_NVSHMEM_ARCH)"
     )
     args = p.parse_args(argv)
     try:

@@ -1,8 +1,10 @@
 """A one-PE NVSHMEM program that goes through kiln's lifecycle as an engine does, for
 `kiln run`:
 
-    kiln run --mode save --policy strict --archive DIR -- python -m kiln_workloads.nvshmem_graph --out R.json
-    kiln run --mode load --policy strict --archive DIR -- python -m kiln_workloads.nvshmem_graph --out R.json
+    kiln run --mode save --policy strict --archive DIR -- python -m PROGRAM --out R.json
+    kiln run --mode load --policy strict --archive DIR -- python -m PROGRAM --out R.json
+
+where PROGRAM is kiln_workloads.nvshmem_graph.
 
 It builds kiln's NVSHMEM test kernel (kiln_workloads.nvshmem_build: nvcc, `-rdc=true`,
 device-linked with libnvshmem_device), binds its device, allocates its tensors, bootstraps
@@ -17,9 +19,9 @@ run the same kernel eagerly from the program's own module: `bit_exact_vs_native`
 the output tensor and the whole heap buffer byte for byte. SAVE keeps its replay's bytes
 next to the archive; LOAD compares its own with them (`bit_exact_vs_save`).
 
-With SKIP_NVSHMEM_BOOTSTRAP_REPORT=1 the program never reports NVSHMEM bootstrapped (an
-environment variable, not a flag: the command line is part of the archive's fingerprint);
-kiln must then refuse the restore, and the result holds kiln's error.
+With KILN_WORKLOADS_NVSHMEM_SKIP_BOOTSTRAP_REPORT=1 the program never reports NVSHMEM
+bootstrapped (an environment variable, not a flag: the command line is part of the archive's
+fingerprint); kiln must then refuse the restore, and the result holds kiln's error.
 
 The JSON result (`--out`) is written whatever happens, with `step` naming the last step
 reached and `error` / `message` / `traceback` on failure. Exit status: 0 success, 1 outputs
@@ -45,7 +47,7 @@ from typing import Any
 from kiln_workloads import nvshmem_build
 
 KEY = "nvshmem_step"
-SKIP_ENV = "SKIP_NVSHMEM_BOOTSTRAP_REPORT"
+SKIP_ENV = "KILN_WORKLOADS_NVSHMEM_SKIP_BOOTSTRAP_REPORT"
 REFERENCE = "nvshmem-reference.json"
 N = 4096
 BLOCK = 256
@@ -291,7 +293,8 @@ class Program:
 
         def capture() -> tuple[Any, ...]:
             cg = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(cg):
+            # Thread-local: NVSHMEM's own threads may call CUDA while this thread captures.
+            with torch.cuda.graph(cg, capture_error_mode="thread_local"):
                 self.launch(torch.cuda.current_stream().cuda_stream)
             return (cg, self.out)
 
