@@ -104,9 +104,7 @@ class Driver:
             ctypes.c_void_p(out),
             ctypes.c_int(n),
         ]
-        params = (ctypes.c_void_p * len(values))(
-            *[ctypes.cast(ctypes.byref(v), ctypes.c_void_p) for v in values]
-        )
+        params = (ctypes.c_void_p * len(values))(*[ctypes.addressof(v) for v in values])
         grid = (n + BLOCK - 1) // BLOCK
         self.check(
             self.lib.cuLaunchKernel(
