@@ -42,7 +42,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # tests.inspection.archives builds the rich archive
 
-from bench.hostile_cases import CaseMaker  # noqa: E402
+from bench.hostile_cases import CaseMaker
 
 # Share of the cases per reader (the rest of the rounding goes to verify).
 MIX = {

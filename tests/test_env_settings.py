@@ -86,7 +86,9 @@ def test_kiln_region_size_64gib_passes_the_config_and_works_in_region(monkeypatc
     monkeypatch.delenv("KILN_REGION_BASE", raising=False)
     assert load_config(environ={"KILN_REGION_SIZE": "64GiB"}).region_size == 64 << 30
     config = Region(device=1).config
-    assert config == RegionConfig(1, DEFAULT_BASE + (64 << 30), 64 << 30, 1 << 30)  # device 1: slot 1
+    assert config == RegionConfig(
+        1, DEFAULT_BASE + (64 << 30), 64 << 30, 1 << 30
+    )  # device 1: slot 1
 
 
 @pytest.mark.parametrize(

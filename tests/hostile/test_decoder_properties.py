@@ -13,9 +13,9 @@ from tests.hostile.strategies import CI_EXAMPLES, mutated
 
 pytest.importorskip("kiln._native", reason="kiln's native extension is not built")
 
-from kiln.native import native  # noqa: E402
+from kiln.native import native
 
-from tests.inspection.archives import PTX_ADD, blob, good_parts  # noqa: E402
+from tests.inspection.archives import PTX_ADD, blob, good_parts
 
 GRAPH = blob(good_parts().graphs[0].desc)
 
@@ -35,7 +35,7 @@ def test_decode_graph_decodes_or_raises_a_kiln_error(data: bytes) -> None:
 @given(data=mutated(PTX_ADD) | mutated(b"\x7fELF" + bytes(60)) | st.binary(max_size=300))
 def test_validate_image_validates_or_raises_a_kiln_error(data: bytes) -> None:
     try:
-        kind, size = native().validate_image(data)
+        _kind, size = native().validate_image(data)
     except KilnError as err:
         assert str(err)
         return

@@ -22,7 +22,7 @@ from tests.hostile.strategies import CI_EXAMPLES, json_values, mutated, patched_
 
 pytest.importorskip("kiln._native", reason="kiln's native extension is not built")
 
-from tests.inspection.archives import good_parts, manifest_json  # noqa: E402
+from tests.inspection.archives import good_parts, manifest_json
 
 SECTIONS = {"fingerprint": dump_json({"gpu_name": "H100"}), "blob": bytes(range(130))}
 CI = settings(

@@ -17,7 +17,7 @@ from tests.native._restore_fixture import (
     DEV,
     archive,
     close_fake,
-    native,
+    native,  # noqa: F401 (fixture)
     open_fake_region,
     sections_and_manifest,
 )

@@ -188,7 +188,9 @@ def test_the_assembly_script_lists_copies_and_checks_exactly_the_contract_s_file
         text=True,
         check=False,
     )
-    assert bad.returncode == 1 and "no longer contains `self.memory_pool = graph.pool()`" in bad.stdout
+    assert (
+        bad.returncode == 1 and "no longer contains `self.memory_pool = graph.pool()`" in bad.stdout
+    )
     (tree / UTIL).unlink()
     gone = subprocess.run(
         [sys.executable, str(ASSEMBLE), "--from", str(tree), "--to", str(tmp_path / "third")],
