@@ -14,7 +14,7 @@ from kiln.graphs import store
 from kiln_testing import testing
 
 from tests.binaries.fatbins import KIND_ELF, elf, entry, fatbin
-from tests.native._restore_fixture import close_fake, native, open_fake_region  # noqa: F401 (fixture)
+from tests.native._restore_fixture import close_fake, native, open_fake_region  # noqa: F401 (imported to skip without the extension)
 
 FAT = fatbin(entry(KIND_ELF, 80, elf("sm80")), entry(KIND_ELF, 90, elf("sm90")))
 CUBIN = elf("sm90")

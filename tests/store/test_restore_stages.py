@@ -17,7 +17,7 @@ from tests.native._restore_fixture import (
     DEV,
     archive,
     close_fake,
-    native,  # noqa: F401 (fixture)
+    native,  # noqa: F401 (imported to skip without the extension)
     open_fake_region,
     sections_and_manifest,
 )
