@@ -1,4 +1,4 @@
-"""LOAD's warmup of the eager kernels that small requests launch (issue 5: first requests).
+"""The warmup of the eager kernels that small requests launch (first requests after LOAD).
 
 A native start runs the FULL graphs' warmups before it is ready: eager decode forwards at
 every captured size, with attention. With CUDA's lazy loading they load, among others,
@@ -19,6 +19,10 @@ a prefill of `FIRST_REQUEST_TOKENS - 1` tokens. Both fit the capture sizes, so t
 replay restored graphs and their attention takes the split-KV path; the two query lengths
 give FlashAttention 3 both of its tile shapes (at head size 128 it picks one or two MMA
 warpgroups from the longest query times the query heads per KV head, against 64).
+
+SAVE runs the same warmup at the same point: whatever it compiles (Triton specialisations
+for a single request's shapes, for instance) lands in SAVE's kiln-owned caches before the
+archive is written, so LOAD finds it there instead of compiling it.
 
 `KILN_VLLM_FIRST_REQUEST_WARMUP=0` turns it off (to measure what it buys).
 """
@@ -90,17 +94,19 @@ def warm_first_request_kernels(
 
 def then_warm_first_requests(
     warmup_kernels: Callable[[Any, WorkerStep, WorkerStep], T],
-    loading: Callable[[], bool],
+    under_kiln: Callable[[], bool],
     warm: Callable[[Any, WorkerStep, WorkerStep], object] = warm_first_request_kernels,
 ) -> Callable[[Any, WorkerStep, WorkerStep], T]:
-    """vLLM's `warmup_kernels`, then, at LOAD, `warm` with the same runner and worker
-    steps. vLLM calls it where it calls `warmup_kernels`: after every graph, before it
-    resets the seed and starts watching for JIT compiles, so the warmup's kernels load
-    (or compile) there and not in the first request."""
+    """vLLM's `warmup_kernels`, then, at SAVE and at LOAD, `warm` with the same runner and
+    worker steps. vLLM calls it where it calls `warmup_kernels`: after every graph, before it
+    resets the seed and starts watching for JIT compiles, so the warmup's kernels load (or
+    compile) there and not in the first request. SAVE runs it too, so that every kernel LOAD's
+    warmup compiles was compiled into SAVE's kiln-owned caches before the archive was
+    written, and comes from the archive at LOAD (a fresh machine included)."""
 
     def run(model_runner: Any, execute_model: WorkerStep, sample_tokens: WorkerStep) -> T:
         result = warmup_kernels(model_runner, execute_model, sample_tokens)
-        if loading():
+        if under_kiln():
             warm(model_runner, execute_model, sample_tokens)
         return result
 

@@ -198,10 +198,11 @@ class KilnWorker(Worker):
     # --- helpers ---------------------------------------------------------------------------
 
     def _warmup_kernels(self, original: Callable[..., Any]) -> Callable[..., Any]:
-        """vLLM's warmup_kernels as a kiln warmup phase, then LOAD's first-request warmup."""
+        """vLLM's warmup_kernels as a kiln warmup phase, then the first-request warmup (SAVE
+        and LOAD)."""
         return then_warm_first_requests(
             self._phase(WARMUP_KERNELS)(original),
-            loading=lambda: self.kiln.mode.value == "load",
+            under_kiln=lambda: self.kiln.mode.value in ("save", "load"),
             warm=self._warm_first_requests,
         )
 

@@ -127,7 +127,7 @@ def test_at_load_it_runs_after_vllm_s_warmup_kernels_with_the_same_arguments() -
         log.append(("first requests", model_runner, execute, sample))
 
     r = runner(512)
-    run = then_warm_first_requests(warmup_kernels, loading=lambda: True, warm=warm)
+    run = then_warm_first_requests(warmup_kernels, under_kiln=lambda: True, warm=warm)
     assert run(r, execute_model, sample_tokens) == "vllm's result"
     assert log == [
         ("warmup_kernels", r, execute_model, sample_tokens),
@@ -135,12 +135,12 @@ def test_at_load_it_runs_after_vllm_s_warmup_kernels_with_the_same_arguments() -
     ]
 
 
-def test_not_at_save_nor_natively() -> None:
-    # SAVE and a native start ran every graph's warmup: the kernels are loaded already.
+def test_not_in_a_native_start() -> None:
+    # A native start ran every graph's warmup: the kernels are loaded already.
     log: list[str] = []
     run = then_warm_first_requests(
         lambda *a: log.append("warmup_kernels"),
-        loading=lambda: False,
+        under_kiln=lambda: False,
         warm=lambda *a: log.append("first requests"),
     )
     run(runner(512), execute_model, sample_tokens)
@@ -154,7 +154,7 @@ def test_a_failing_warmup_kernels_skips_the_first_request_warmup() -> None:
         raise RuntimeError("vLLM's warmup failed")
 
     run = then_warm_first_requests(
-        warmup_kernels, loading=lambda: True, warm=lambda *a: log.append("first requests")
+        warmup_kernels, under_kiln=lambda: True, warm=lambda *a: log.append("first requests")
     )
     with pytest.raises(RuntimeError, match="vLLM's warmup failed"):
         run(runner(512), execute_model, sample_tokens)
