@@ -1,12 +1,16 @@
 """`vllm serve` natively and under `kiln run`: seconds from launch to the first successful
-completion request (issue 5), each start a fresh process; then the first-use requests.
+completion request, each start a fresh process; then the first-use requests.
 
     python3 bench/vllm_serve.py --model bench/models/qwen3-0.6b --out-dir /tmp/kiln-out
 
-Modes in order (default native-cold,native,save,load): the same `vllm serve` command, bare or behind
-`kiln run --mode save|load --policy strict --`. The server gets token-id prompts (the dummy
-model directories hold no tokenizer); a request succeeds when it returns HTTP 200 with
-generated token ids.
+Modes in order (default native-cold,native,save,load,load-fresh): the same `vllm serve`
+command, bare or behind `kiln run --mode save|load --policy strict --`. `load-fresh` is a
+LOAD as on a machine that never ran the model: new empty `HOME`, XDG and CUDA cache
+directories, kiln's pinned cache variables unset (`vllm_cold_start.fresh_environment`), so
+that everything not compiled again comes from the archive. The server gets token-id prompts
+(the dummy model directories hold no tokenizer); a request succeeds when it returns HTTP 200
+with generated token ids. Each kiln mode's record carries its startup report (what it
+restored, and which caches came from the archive and what was still compiled).
 """
 
 from __future__ import annotations
@@ -25,7 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from _vllm_common import device_facts, kiln_run
-from vllm_cold_start import FIRST_USE_LENGTHS  # the same sequence as `LLM()` gets
+from vllm_cold_start import (
+    FIRST_USE_LENGTHS,  # the same sequence as `LLM()` gets
+    fresh_environment,
+)
 
 PROMPT = [100 + (j * 104729) % 30000 for j in range(32)]
 
@@ -99,10 +106,13 @@ def first_use(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_mode(mode: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     cmd = serve_command(args)
+    archive = work / "archive"
     if not mode.startswith("native"):  # "native-cold": a first start filling the caches
-        cmd = kiln_run(mode, str(work / "archive"), cmd)
+        cmd = kiln_run(mode.removesuffix("-fresh"), str(archive), cmd)
     log = open(work / f"serve-{mode}.log", "w")  # noqa: SIM115 (the server writes to it)
     env = dict(os.environ, VLLM_USE_V2_MODEL_RUNNER="1", VLLM_USE_FLASHINFER_SAMPLER="0")
+    if mode == "load-fresh":
+        env = fresh_environment(env, work / f"{mode}-home")
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
@@ -133,6 +143,10 @@ def run_mode(mode: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
         log.close()
     if not result["ok"]:
         result["log_tail"] = (work / f"serve-{mode}.log").read_text(errors="replace")[-4000:]
+    if not mode.startswith("native"):
+        reports = sorted(archive.glob("**/startup-report.json"))
+        if reports:
+            result["kiln_report"] = json.loads(reports[0].read_text())
     return result
 
 
@@ -140,7 +154,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True)
     p.add_argument("--max-model-len", type=int, default=2048)
-    p.add_argument("--modes", default="native-cold,native,save,load")
+    p.add_argument("--modes", default="native-cold,native,save,load,load-fresh")
     p.add_argument("--port", type=int, default=8123)
     p.add_argument("--timeout", type=int, default=300)
     p.add_argument("--out-dir", default="bench/results")
@@ -168,10 +182,9 @@ def main() -> int:
         "ratios": ratios(modes),
         "modes": modes,
     }
-    out = (
-        Path(args.out_dir)
-        / f"vllm-serve-{record['device_name'].replace(' ', '-')}-{date}-{record['model']}.json"
-    )
+    suffix = "-fresh" if "load-fresh" in modes else ""
+    name = f"vllm-serve-{record['device_name'].replace(' ', '-')}-{date}-{record['model']}"
+    out = Path(args.out_dir) / f"{name}{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=1))
     print(f"wrote {out}")
