@@ -52,9 +52,7 @@ def test_every_sglang_name_kiln_imports_is_a_seam() -> None:
     unchecked = []
     for path in sorted(Path(kiln_sglang.__file__).parent.glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if not isinstance(node, ast.ImportFrom) or not (node.module or "").startswith(
-                "sglang"
-            ):
+            if not isinstance(node, ast.ImportFrom) or not (node.module or "").startswith("sglang"):
                 continue
             for alias in node.names:
                 module, name = node.module, alias.name

@@ -14,8 +14,8 @@ import pytest
 
 pytest.importorskip("kiln_sglang", reason="kiln-sglang is not installed (.ci/run installs it)")
 
-from kiln.errors import KilnError, NonPersistableGraph
 from kiln import lifecycle
+from kiln.errors import KilnError, NonPersistableGraph
 from kiln.lifecycle import Driver, PinConflict
 from kiln_sglang import blocks, hooks, kv, sglang_plugin
 from kiln_sglang.adapter import ENV_PINS, SglangAdapter, plugin_allowed, runs_sglang
