@@ -3,6 +3,7 @@ HookRegistry patches its classes for the process, and `load_plugins` runs once p
 under a `kiln run` environment, it prints one JSON object for test_real_sglang.py.
 
     python real_sglang_probe.py attach MODEL_DIR     plugin discovery, hooks, ServerArgs, fingerprint
+    python real_sglang_probe.py fallback MODEL_DIR   a refusal under the fallback policy
     python real_sglang_probe.py scheduler MODEL_DIR  a spawned scheduler process, as SGLang starts it
 
 ServerArgs is given `device="cuda"`: SGLang's device probe finds no accelerator on a machine
@@ -102,6 +103,18 @@ def attach(model: str) -> dict[str, Any]:
     return result
 
 
+def fallback(model: str) -> dict[str, Any]:
+    """Under the fallback policy a refusal is carried on the resolved ServerArgs, which
+    SGLang pickles to each scheduler."""
+    import pickle
+
+    from sglang.srt.plugins import load_plugins
+
+    load_plugins()
+    args = _args(model, enable_pdmux=True)
+    return {"refused": getattr(pickle.loads(pickle.dumps(args)), "_kiln_refused", None)}
+
+
 def _scheduler_target(*args: Any) -> None:
     from sglang.srt.managers.scheduler import run_scheduler_process
 
@@ -132,5 +145,5 @@ def scheduler(model: str) -> dict[str, Any]:
 
 if __name__ == "__main__":
     probe, model_dir = sys.argv[1], sys.argv[2]
-    report = {"attach": attach, "scheduler": scheduler}[probe](model_dir)
+    report = {"attach": attach, "fallback": fallback, "scheduler": scheduler}[probe](model_dir)
     print("PROBE " + json.dumps(report, sort_keys=True, default=str))

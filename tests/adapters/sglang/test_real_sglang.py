@@ -88,6 +88,13 @@ def test_real_server_args_raise_kiln_s_conflicts_and_refusals_under_strict(
     assert cases["again_after_a_conflict"] == cases["plain"]
 
 
+def test_a_refusal_under_fallback_reaches_the_schedulers_pickled_server_args(
+    tmp_path: Path,
+) -> None:
+    report, _ = _probe("fallback", tmp_path, policy="fallback")
+    assert report == {"refused": "pdmux (several graph streams) is not supported"}
+
+
 def test_the_fingerprint_reads_real_server_args_and_model_config(
     attached: dict[str, Any],
 ) -> None:
