@@ -37,7 +37,7 @@ from typing import Any
 
 from kiln import lifecycle
 from kiln.errors import KilnError
-from kiln.lifecycle import Driver, WarmupPhase, agreement
+from kiln.lifecycle import Driver, UsageError, WarmupPhase, agreement
 
 from kiln_sglang import blocks, kv
 from kiln_sglang.fingerprint import scheduler_fingerprint
@@ -58,6 +58,9 @@ class ProcessState:
     """kiln's state in one SGLang process."""
 
     driver: Driver | None = None
+    # The driver that resolves `ServerArgs` in this process (SGLang's main process): a fresh
+    # one for each resolution (kiln_sglang.hooks.server_args_before_post_init).
+    settings_driver: Driver | None = None
     server_args: Any = None
     model_runner: Any = None  # the target ModelRunner, once it binds its GPU
     closed: bool = False  # region closed: later captures are SGLang's own
@@ -120,13 +123,29 @@ def fail_in_stage(driver: Driver, error: KilnError, *, close: bool = False) -> N
 # --- main process ------------------------------------------------------------------------
 
 
-def _main_driver() -> Driver:
-    return lifecycle.start("sglang", adapter=_plugin())
+def _settings_driver() -> Driver:
+    """A fresh driver for this `ServerArgs` resolution. A process may resolve several (a
+    script that starts one `sglang.Engine` after another, or builds its own `ServerArgs`
+    first); each is pinned and checked on its own. The settings driver never binds a GPU
+    (SGLang's schedulers are spawned processes with drivers of their own), so closing the
+    previous one releases nothing an engine uses."""
+    previous = STATE.settings_driver
+    if previous is not None and _current_driver() is previous:
+        lifecycle.reset()
+    STATE.settings_driver = driver = lifecycle.start("sglang", adapter=_plugin())
+    return driver
+
+
+def _current_driver() -> Driver | None:
+    try:
+        return lifecycle.current()
+    except UsageError:
+        return None
 
 
 def server_args_before_post_init(self: Any, *args: Any, **kwargs: Any) -> None:
     """BEFORE `ServerArgs.__post_init__`: apply kiln's pins to the raw fields."""
-    driver = _main_driver()
+    driver = _settings_driver()
     if not _active(driver):
         return
     settings, explicit = settings_of(self)
@@ -136,7 +155,7 @@ def server_args_before_post_init(self: Any, *args: Any, **kwargs: Any) -> None:
 
 def server_args_after_post_init(result: Any, self: Any, *args: Any, **kwargs: Any) -> None:
     """AFTER `ServerArgs.__post_init__`: refuse what kiln cannot restore, by the policy."""
-    driver = _main_driver()
+    driver = STATE.settings_driver or _settings_driver()
     if not _active(driver):
         return
     reasons = refusals(self)

@@ -39,6 +39,7 @@ _REGISTRY = "sglang.srt.plugins.hook_registry"
 _ARGS = "sglang.srt.server_args"
 _SCHED = "sglang.srt.managers.scheduler"
 _RUNNER = "sglang.srt.model_executor.model_runner"
+_PARALLEL = "sglang.srt.distributed.parallel_state"
 _KV = "sglang.srt.mem_cache.kv_cache_configurator"
 _POOL = "sglang.srt.model_executor.pool_configurator"
 _BASE = "sglang.srt.model_executor.runner.base_runner"
@@ -126,6 +127,19 @@ SEAMS: tuple[Seam, ...] = (
         ("self",),
         "device_bound before it (it sets the device), communicators_ready after",
         sets=("pre_model_load_memory",),
+    ),
+    Seam(
+        _PARALLEL,
+        "get_world_group",
+        (),
+        "the ranks' restore agreement gathers over the world group (kiln_sglang.hooks)",
+    ),
+    Seam(
+        _PARALLEL,
+        "GroupCoordinator.__init__",
+        None,
+        "kiln reads the world group's size and its gloo CPU group",
+        sets=("world_size", "cpu_group"),
     ),
     Seam(_RUNNER, "ModelRunner.load_model", ("self",), "weights_loaded after it"),
     Seam(

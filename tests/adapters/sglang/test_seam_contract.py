@@ -43,6 +43,26 @@ def test_every_hook_target_is_a_seam() -> None:
     assert {target for target, _, _ in TARGETS} <= seams
 
 
+def test_every_sglang_name_kiln_imports_is_a_seam() -> None:
+    import ast
+
+    import kiln_sglang
+
+    seams = {(s.module, s.qualname) for s in SEAMS}
+    unchecked = []
+    for path in sorted(Path(kiln_sglang.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.ImportFrom) or not (node.module or "").startswith("sglang"):
+                continue
+            for alias in node.names:
+                module, name = node.module, alias.name
+                if not any(
+                    m == module and (n == name or n.startswith(name + ".")) for m, n in seams
+                ):
+                    unchecked.append(f"{path.name}: {module}.{name}")
+    assert unchecked == []
+
+
 def _edited_module(source: Path, tmp_path: Path, module: str, old: str, new: str) -> Path:
     rel = Path(*module.split(".")).with_suffix(".py")
     text = (source / rel).read_text(encoding="utf-8")

@@ -4,6 +4,7 @@ refusals, keys and outputs, command detection, and the plugin entry's policy."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,9 +14,10 @@ import pytest
 
 pytest.importorskip("kiln_sglang", reason="kiln-sglang is not installed (.ci/run installs it)")
 
+from kiln import lifecycle
 from kiln.errors import KilnError, NonPersistableGraph
 from kiln.lifecycle import Driver, PinConflict
-from kiln_sglang import blocks, kv, sglang_plugin
+from kiln_sglang import blocks, hooks, kv, sglang_plugin
 from kiln_sglang.adapter import ENV_PINS, SglangAdapter, plugin_allowed, runs_sglang
 from kiln_sglang.graphs import CaptureApi, graph_key, output_fields, rebuilt_output
 from kiln_sglang.settings import apply_pins, refusals, setting_pins, settings_of
@@ -119,6 +121,40 @@ def test_an_explicit_breakable_prefill_is_a_pin_conflict(tmp_path: Path) -> None
     driver.process_init()
     with pytest.raises(PinConflict, match="cuda_graph_backend_prefill"):
         driver.resolve_pins(*settings_of(args))
+
+
+@pytest.fixture
+def main_process(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """SGLang's main process under `kiln run` (SAVE, strict): kiln's ServerArgs hooks."""
+    for key, value in kiln_environ(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    lifecycle.reset()
+    hooks.reset()
+    yield
+    lifecycle.reset()
+    hooks.reset()
+
+
+def _resolve(args: Args) -> None:
+    """What SGLang's HookRegistry runs around `ServerArgs.__post_init__`."""
+    hooks.server_args_before_post_init(args)
+    hooks.server_args_after_post_init(None, args)
+
+
+def test_every_server_args_resolution_in_one_process_is_pinned(main_process: None) -> None:
+    for _ in range(2):  # one sglang.Engine after another in a script
+        args = Args("m")
+        _resolve(args)
+        assert args.cuda_graph_backend_decode == "full"
+        assert args.cuda_graph_backend_prefill == "disabled"
+
+
+def test_a_pin_conflict_does_not_stop_the_next_resolution(main_process: None) -> None:
+    with pytest.raises(PinConflict, match="cuda_graph_backend_decode"):
+        _resolve(Args("m", cuda_graph_backend_decode="breakable"))
+    args = Args("m")
+    _resolve(args)
+    assert args.cuda_graph_backend_decode == "full"
 
 
 def test_custom_all_reduce_is_not_pinned_on_one_gpu() -> None:
