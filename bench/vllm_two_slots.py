@@ -149,7 +149,6 @@ def child(args: argparse.Namespace) -> int:
 
     first_s, _ = run([prompt_ids(0)])
     batch_s, tokens = run([prompt_ids(i) for i in range(PROMPTS)])
-    nccl = torch.cuda.nccl.version() if torch.cuda.is_available() else None
     result = {
         "import_vllm_s": t_import,
         "llm_init_s": t_llm,
@@ -160,11 +159,22 @@ def child(args: argparse.Namespace) -> int:
         "tokens": tokens,
         "region_slot_env": os.environ.get(REGION_SLOT),
         "torch": str(torch.__version__),
-        "nccl_version": ".".join(str(part) for part in nccl) if nccl else None,
+        "nccl_version": nccl_version(torch),
         "process_s": time.perf_counter() - t0,
     }
     Path(os.environ["KILN_BENCH_OUT"]).write_text(json.dumps(result))
     return 0
+
+
+def nccl_version(torch: Any) -> str | None:
+    """The NCCL this process's PyTorch loaded, as it reports it (None if it cannot say)."""
+    try:
+        version = torch.cuda.nccl.version()
+    except (AttributeError, RuntimeError):  # a fact for the record, not worth failing for
+        return None
+    if isinstance(version, tuple):
+        return ".".join(str(part) for part in version)
+    return str(version)
 
 
 # --- the parent: commands, environments, phases ---------------------------------------------
@@ -315,13 +325,17 @@ def kiln_lines(text: str, limit: int = 20) -> list[str]:
 
 def archive_facts(archive: Path) -> dict[str, Any]:
     """Where an engine's archive is, the region base its fingerprint records, its digest."""
+    from kiln.errors import ArchiveError
     from kiln.lifecycle import archive_io
 
     path = archive_io.archive_file(archive, 0)
     facts: dict[str, Any] = {"path": str(path), "exists": path.is_file()}
     if not path.is_file():
         return facts
-    fingerprint = archive_io.read_fingerprint(path)
+    try:
+        fingerprint = archive_io.read_fingerprint(path)
+    except ArchiveError as err:  # recorded; the archive then counts as not distinct
+        return {**facts, "exists": False, "error": str(err)}
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

@@ -376,3 +376,31 @@ def test_a_start_that_outlives_its_timeout_is_stopped(
     doc = bench.run_phase("native", a, stand_in_engines)
     assert all(r["timed_out"] and not r["ok"] for r in doc["starts"].values())
     assert doc["wall_s"] < 30
+
+
+def test_the_nccl_version_is_recorded_as_pytorch_reports_it() -> None:
+    class Nccl:
+        def __init__(self, version: object) -> None:
+            self.version = lambda: version
+
+    class Torch:
+        def __init__(self, version: object) -> None:
+            self.cuda = type("cuda", (), {"nccl": Nccl(version)})()
+
+    assert bench.nccl_version(Torch((2, 28, 9))) == "2.28.9"
+    assert bench.nccl_version(Torch(2708)) == "2708"
+
+    def no_nccl() -> None:
+        raise RuntimeError("PyTorch was built without NCCL")
+
+    broken = Torch(None)
+    broken.cuda.nccl.version = no_nccl
+    assert bench.nccl_version(broken) is None
+
+
+def test_an_unreadable_archive_is_recorded_and_not_distinct(tmp_path: Path) -> None:
+    facts = archives(tmp_path)
+    path = archive_io.archive_file(bench.archive_dir(tmp_path, "b"), 0)
+    path.write_bytes(b"not an archive")
+    facts["b"] = bench.archive_facts(bench.archive_dir(tmp_path, "b"))
+    assert facts["b"]["error"] and not bench.archives_distinct(facts)
