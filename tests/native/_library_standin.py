@@ -5,10 +5,48 @@ call through ``Caller("nccl")`` comes from a library named like NCCL's."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+from collections.abc import Callable, Iterator
 
 from kiln._paths import preload_library
-from kiln_testing import standin_library
+from kiln_testing import standin_library, testing
+
+# The fake process's region: 256 granules, the top two 32-granule slots the libraries'.
+GRAN = 2 << 20
+BASE = 0x7F0000000000
+SIZE = 256 * GRAN
+SLOT = 32 * GRAN
+
+
+def open_region(slot: int = SLOT) -> None:
+    """A new process's region: stand-in driver, empty registries, mapping hooks routed to it."""
+    from kiln import _native as native
+
+    native.region_close(0)
+    testing.install_fake_driver(granularity=GRAN)
+    native.region_open(0, BASE, SIZE, 0, slot)
+    testing.route_mapping_hooks()
+
+
+@contextlib.contextmanager
+def library_region() -> Iterator[Callable[..., None]]:
+    """kiln enabled over a fresh region (see :func:`open_region`, yielded to start another
+    process); everything undone on exit."""
+    from kiln import _native as native
+
+    was = native.enabled()
+    native.set_enabled(True)
+    try:
+        open_region()
+        yield open_region
+    finally:
+        native.set_verified_library_ranges([])
+        testing.unroute_mapping_hooks()
+        native.region_close(0)
+        testing.uninstall_fake_driver()
+        native.set_enabled(was)
+
 
 _u64 = ctypes.c_uint64
 _size = ctypes.c_size_t

@@ -10,40 +10,29 @@ from __future__ import annotations
 
 import pytest
 from kiln.errors import RegionError
-from kiln_testing import testing
 
-from tests.native._library_standin import Caller, engine_alloc, engine_reserve
+from tests.native._library_standin import (
+    BASE,
+    GRAN,
+    SIZE,
+    SLOT,
+    Caller,
+    engine_alloc,
+    engine_reserve,
+    library_region,
+)
 
 native = pytest.importorskip("kiln._native", reason="kiln's native extension is not built")
 
-GRAN = 2 << 20
-BASE = 0x7F0000000000
-SIZE = 256 * GRAN
-SLOT = 32 * GRAN
 ENGINE_END = SIZE - 2 * SLOT
 NCCL_SLOT = BASE + ENGINE_END
 NVSHMEM_SLOT = NCCL_SLOT + SLOT
 
 
-def _open(slot: int = SLOT) -> None:
-    native.region_close(0)
-    testing.install_fake_driver(granularity=GRAN)
-    native.region_open(0, BASE, SIZE, 0, slot)
-    testing.route_mapping_hooks()
-
-
 @pytest.fixture
 def region():
-    was = native.enabled()
-    native.set_enabled(True)
-    try:
-        _open()
-        yield _open
-    finally:
-        testing.unroute_mapping_hooks()
-        native.region_close(0)
-        testing.uninstall_fake_driver()
-        native.set_enabled(was)
+    with library_region() as fresh:
+        yield fresh
 
 
 # --- the split region ----------------------------------------------------------------------

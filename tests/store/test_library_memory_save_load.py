@@ -15,39 +15,24 @@ from kiln.archive.library_memory import LibraryMemory, LibraryMemoryDoc
 from kiln.errors import ArchiveCorrupt, CommStateMismatch, LibraryStateInCapture
 from kiln.graphs import library_memory, store
 from kiln.schema import SchemaViolation, validated
-from kiln_testing import testing
 
-from tests.native._library_standin import Caller, engine_alloc
+from tests.native._library_standin import (
+    GRAN,
+    SLOT,
+    Caller,
+    engine_alloc,
+    library_region,
+)
 
 native = pytest.importorskip("kiln._native", reason="kiln's native extension is not built")
 
-GRAN = 2 << 20
-BASE = 0x7F0000000000
-SIZE = 256 * GRAN
-SLOT = 32 * GRAN
 REGION: Any = SimpleNamespace(device=0)
-
-
-def _fresh(slot: int = SLOT) -> None:
-    """A new process's region: stand-in driver, empty registries."""
-    native.region_close(0)
-    testing.install_fake_driver(granularity=GRAN)
-    native.region_open(0, BASE, SIZE, 0, slot)
-    testing.route_mapping_hooks()
 
 
 @pytest.fixture
 def process():
-    was = native.enabled()
-    native.set_enabled(True)
-    try:
-        _fresh()
-        yield _fresh
-    finally:
-        testing.unroute_mapping_hooks()
-        native.region_close(0)
-        testing.uninstall_fake_driver()
-        native.set_enabled(was)
+    with library_region() as fresh:
+        yield fresh
 
 
 def _nccl_init(*, channel_bytes: int = 2 * GRAN, host: bool = False) -> None:
