@@ -52,39 +52,10 @@ def _timed(argv: list[str], env: dict[str, str]) -> tuple[subprocess.CompletedPr
 def _program(
     mode: str, archive: Path, out: Path, build_dir: Path, arch: str, skip_report: bool
 ) -> dict[str, Any]:
-    from kiln_workloads import nvshmem_build
-    from kiln_workloads.nvshmem_graph import SKIP_ENV
+    from kiln_workloads.nvshmem_graph import kiln_run
 
-    env = {
-        **os.environ,
-        nvshmem_build.BUILD_DIR_ENV: str(build_dir),
-        nvshmem_build.ARCH_ENV: arch,
-    }
-    env.pop(SKIP_ENV, None)
-    if skip_report:
-        env[SKIP_ENV] = "1"
-    out.unlink(missing_ok=True)
-    proc, seconds = _timed(
-        [
-            sys.executable,
-            "-m",
-            "kiln.cli",
-            "run",
-            "--mode",
-            mode,
-            "--policy",
-            "strict",
-            "--archive",
-            str(archive),
-            "--",
-            sys.executable,
-            "-m",
-            "kiln_workloads.nvshmem_graph",
-            "--out",
-            str(out),
-        ],
-        env,
-    )
+    argv, env = kiln_run(mode, archive, out, build_dir, arch, skip_report=skip_report)
+    proc, seconds = _timed(argv, env)
     result: dict[str, Any] = json.loads(out.read_text()) if out.is_file() else {"ok": False}
     result["process_seconds"] = seconds
     result["rc"] = proc.returncode

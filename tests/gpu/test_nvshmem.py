@@ -18,7 +18,6 @@ nvcc's output.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any
 
 import pytest
 from kiln_workloads import nvshmem_build
-from kiln_workloads.nvshmem_graph import SKIP_ENV
+from kiln_workloads.nvshmem_graph import kiln_run
 
 pytestmark = pytest.mark.gpu
 
@@ -42,41 +41,8 @@ def run_program(
     mode: str, archive: Path, out: Path, built: Built, *, skip_report: bool = False
 ) -> tuple[dict[str, Any], subprocess.CompletedProcess[str]]:
     """`kiln run --mode MODE --policy strict` around the program; its JSON result."""
-    build_dir, arch = built
-    env = {
-        **os.environ,
-        nvshmem_build.BUILD_DIR_ENV: str(build_dir),
-        nvshmem_build.ARCH_ENV: arch,
-    }
-    env.pop(SKIP_ENV, None)
-    if skip_report:
-        env[SKIP_ENV] = "1"
-    out.unlink(missing_ok=True)
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kiln.cli",
-            "run",
-            "--mode",
-            mode,
-            "--policy",
-            "strict",
-            "--archive",
-            str(archive),
-            "--",
-            sys.executable,
-            "-m",
-            "kiln_workloads.nvshmem_graph",
-            "--out",
-            str(out),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    argv, env = kiln_run(mode, archive, out, *built, skip_report=skip_report)
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900, check=False)
     if not out.is_file():
         raise AssertionError(
             f"{mode}: the program wrote no result (rc {proc.returncode})\n"

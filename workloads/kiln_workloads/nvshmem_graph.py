@@ -170,6 +170,26 @@ class Nvshmem:
             raise ProgramError(f"nvshmemx_cumodule_init failed: status {rc}")
 
 
+def kiln_run(
+    mode: str, archive: Path, out: Path, build_dir: Path, arch: str, *, skip_report: bool = False
+) -> tuple[list[str], dict[str, str]]:
+    """The command and environment that start this program under `kiln run --mode MODE
+    --policy strict`, built in `build_dir` for `arch`; with `skip_report`, the program never
+    reports NVSHMEM bootstrapped. The program's result goes to `out` (removed first)."""
+    env = {
+        **os.environ,
+        nvshmem_build.BUILD_DIR_ENV: str(build_dir),
+        nvshmem_build.ARCH_ENV: arch,
+    }
+    env.pop(SKIP_ENV, None)
+    if skip_report:
+        env[SKIP_ENV] = "1"
+    out.unlink(missing_ok=True)
+    kiln = [sys.executable, "-m", "kiln.cli", "run", "--mode", mode, "--policy", "strict"]
+    program = [sys.executable, "-m", "kiln_workloads.nvshmem_graph", "--out", str(out)]
+    return [*kiln, "--archive", str(archive), "--", *program], env
+
+
 def _floats(seed: int, n: int, scale: float = 1.0) -> Any:
     import torch
 
