@@ -21,7 +21,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,56 @@ def _graphs(device: int) -> tuple[dict[str, tuple[Callable[..., Any], tuple[Any,
     return {f"matmul_m{x.shape[0]}": (fn, (x,)) for x in xs}, refill
 
 
+def check_graphs(
+    driver: Any,
+    graphs: Mapping[str, Any],
+    eager: Mapping[str, Callable[[], list[Any]]],
+    refill: Callable[[int], None],
+) -> dict[str, Any]:
+    """After `ready`: at SAVE, each graph's outputs on fresh inputs are written next to the
+    archive; at LOAD, each restored graph's outputs are compared, bit for bit, with them and
+    with `eager[name]()` on the same inputs. `graphs` holds what `capture_graph` returned:
+    (CUDAGraph, outputs...) at SAVE or natively, a restored graph at LOAD. Returns the
+    result record; its "ok" is False when a LOAD output differs from SAVE's."""
+    import torch
+
+    from kiln.lifecycle.types import RunMode
+
+    mode = driver.ctx.mode
+
+    def replay_outputs(name: str) -> list[Any]:
+        refill(SEED)
+        graph = graphs[name]
+        if isinstance(graph, tuple):  # SAVE or native: (CUDAGraph, outputs...)
+            graph[0].replay()
+            outs = list(graph[1:])
+        else:  # LOAD: a restored graph
+            graph.replay()
+            outs = graph.outputs
+        torch.cuda.synchronize()
+        return [t.detach().clone().cpu() for t in outs]
+
+    result: dict[str, Any] = {"mode": mode.value, "graphs": len(graphs)}
+    archive_dir = driver.ctx.archive_dir
+    ok = True
+    if mode is RunMode.SAVE and archive_dir is not None:
+        torch.save({name: replay_outputs(name) for name in graphs}, Path(archive_dir) / REFERENCE)
+    elif mode is RunMode.LOAD and archive_dir is not None:
+        reference = torch.load(Path(archive_dir) / REFERENCE)
+        checks = {}
+        for name in graphs:
+            got = replay_outputs(name)
+            refill(SEED)
+            checks[name] = {
+                "vs_save_native": _compare(got, reference[name]),
+                "vs_eager": _compare(got, [t.cpu() for t in eager[name]()]),
+            }
+        ok = all(c["vs_save_native"]["bit_exact"] for c in checks.values())
+        result["checks"] = checks
+    result["ok"] = ok
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -75,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from kiln import lifecycle
     from kiln.graphs.capture import warm_up
-    from kiln.lifecycle.types import RunMode, WarmupPhase
+    from kiln.lifecycle.types import WarmupPhase
 
     torch.use_deterministic_algorithms(True, warn_only=True)
     driver = lifecycle.start("kiln-demo")
@@ -106,41 +156,13 @@ def main(argv: list[str] | None = None) -> int:
     driver.capture_end()
     driver.region_close()
     report = driver.ready()
-    mode = driver.ctx.mode
-
-    def replay_outputs(name: str) -> list[Any]:
-        refill(SEED)
-        graph = graphs[name]
-        if isinstance(graph, tuple):  # SAVE or native: (CUDAGraph, outputs...)
-            graph[0].replay()
-            outs = list(graph[1:])
-        else:  # LOAD: a restored graph
-            graph.replay()
-            outs = graph.outputs
-        torch.cuda.synchronize()
-        return [t.detach().clone().cpu() for t in outs]
-
-    result: dict[str, Any] = {"mode": mode.value, "graphs": len(graphs)}
+    eager = {
+        name: (lambda fn=fn, inputs=inputs: [fn(*inputs)]) for name, (fn, inputs) in specs.items()
+    }
+    result = check_graphs(driver, graphs, eager, refill)
     if report is not None:
         result["report"] = report.as_dict()
-    archive_dir = driver.ctx.archive_dir
-    ok = True
-    if mode is RunMode.SAVE and archive_dir is not None:
-        torch.save({name: replay_outputs(name) for name in graphs}, Path(archive_dir) / REFERENCE)
-    elif mode is RunMode.LOAD and archive_dir is not None:
-        reference = torch.load(Path(archive_dir) / REFERENCE)
-        checks = {}
-        for name, (fn, inputs) in specs.items():
-            got = replay_outputs(name)
-            refill(SEED)
-            eager = [fn(*inputs).cpu()]
-            checks[name] = {
-                "vs_save_native": _compare(got, reference[name]),
-                "vs_eager": _compare(got, eager),
-            }
-        ok = all(c["vs_save_native"]["bit_exact"] for c in checks.values())
-        result["checks"] = checks
-    result["ok"] = ok
+    ok = bool(result["ok"])
     text = json.dumps(result, indent=1, default=str)
     if args.out:
         Path(args.out).write_text(text)

@@ -20,9 +20,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from kiln_workloads.run import SEED, _compare, _deterministic, _outputs
+from kiln.demo_program import check_graphs
 
-REFERENCE = "demo-reference.pt"
+from kiln_workloads.run import _deterministic, _outputs
 
 
 def _capture(driver: Any, wl: Any, g: Any, pool: list[Any]) -> Any:
@@ -53,9 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="write the JSON result here (default: stdout)")
     args = p.parse_args(argv)
 
-    import torch
     from kiln import lifecycle
-    from kiln.lifecycle.types import RunMode
 
     from kiln_workloads import build
 
@@ -70,41 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     driver.capture_end()
     driver.region_close()
     report = driver.ready()
-    mode = driver.ctx.mode
-
-    def replay_outputs(name: str) -> list[Any]:
-        wl.refill(SEED)
-        graph = graphs[name]
-        if isinstance(graph, tuple):  # SAVE or native: (CUDAGraph, outputs...)
-            graph[0].replay()
-            outs = list(graph[1:])
-        else:  # LOAD: a restored graph
-            graph.replay()
-            outs = graph.outputs
-        torch.cuda.synchronize()
-        return [t.detach().clone().cpu() for t in outs]
-
-    result: dict[str, Any] = {"mode": mode.value, "graphs": len(graphs)}
+    eager = {g.name: (lambda g=g: _outputs(g.fn(*g.inputs))) for g in wl.graphs}
+    result = check_graphs(driver, graphs, eager, wl.refill)
     if report is not None:
         result["report"] = report.as_dict()
-    archive_dir = driver.ctx.archive_dir
-    ok = True
-    if mode is RunMode.SAVE and archive_dir is not None:
-        torch.save({name: replay_outputs(name) for name in graphs}, Path(archive_dir) / REFERENCE)
-    elif mode is RunMode.LOAD and archive_dir is not None:
-        reference = torch.load(Path(archive_dir) / REFERENCE)
-        checks = {}
-        for g in wl.graphs:
-            got = replay_outputs(g.name)
-            wl.refill(SEED)
-            eager = [t.cpu() for t in _outputs(g.fn(*g.inputs))]
-            checks[g.name] = {
-                "vs_save_native": _compare(got, reference[g.name]),
-                "vs_eager": _compare(got, eager),
-            }
-        ok = all(c["vs_save_native"]["bit_exact"] for c in checks.values())
-        result["checks"] = checks
-    result["ok"] = ok
+    ok = bool(result["ok"])
     text = json.dumps(result, indent=1, default=str)
     if args.out:
         Path(args.out).write_text(text)
